@@ -1,0 +1,38 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+
+namespace AspireTune.ServiceDefaults;
+
+/// <summary>
+/// Turns request-binding failures (malformed JSON, missing required members, wrong types) into a 400
+/// ProblemDetails that says what was wrong and where, instead of an empty 400 or a 500.
+/// </summary>
+public sealed class BadRequestExceptionHandler(IProblemDetailsService problemDetails) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (exception is not BadHttpRequestException bad)
+            return false;
+
+        var detail = bad.InnerException switch
+        {
+            JsonException json => $"{json.Message}" + (json.Path is null ? "" : $" (JSON path {json.Path})"),
+            { } inner => inner.Message,
+            null => bad.Message,
+        };
+        httpContext.Response.StatusCode = bad.StatusCode;
+        return await problemDetails.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = bad.StatusCode,
+                Title = "The request could not be read.",
+                Detail = detail,
+            },
+        });
+    }
+}

@@ -1,0 +1,83 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace AspireTune.ServiceDefaults.Data;
+
+/// <summary>
+/// Each service owns one database: PostgreSQL when <c>ConnectionStrings:&lt;name&gt;</c> holds an Npgsql
+/// connection string (as Aspire injects), SQLite otherwise (<c>&lt;data&gt;/&lt;name&gt;.db</c>, or the
+/// <c>Data Source=...</c> given). The schema is created at start, before the host accepts work.
+/// </summary>
+public static class ServiceDatabase
+{
+    public static IHostApplicationBuilder AddServiceDatabase<TContext>(this IHostApplicationBuilder builder, string connectionName)
+        where TContext : DbContext
+    {
+        var connectionString = builder.Configuration.GetConnectionString(connectionName);
+        var provider = DatabaseProviders.Detect(connectionString);
+        builder.Services.AddDbContext<TContext>((sp, options) =>
+        {
+            if (provider == DatabaseProvider.PostgreSql)
+                options.UseNpgsql(connectionString, npgsql => npgsql.EnableRetryOnFailure());
+            else
+            {
+                var sqlite = string.IsNullOrWhiteSpace(connectionString)
+                    ? $"Data Source={Path.Combine(sp.GetRequiredService<DataRoot>().Path, connectionName + ".db")}"
+                    : connectionString;
+                options.UseSqlite(sqlite);
+            }
+        });
+        builder.Services.AddHostedService<SchemaInitializer<TContext>>();
+        builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck<TContext>>(connectionName, tags: ["ready"]);
+        return builder;
+    }
+
+    private sealed class SchemaInitializer<TContext>(IServiceProvider services, ILogger<SchemaInitializer<TContext>> logger) : IHostedService
+        where TContext : DbContext
+    {
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<TContext>();
+            if (db.Database.IsSqlite())
+            {
+                // WAL lets readers (API) and the writer (consumers, trainers) work at once.
+                await db.Database.OpenConnectionAsync(cancellationToken);
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+                await db.Database.CloseConnectionAsync();
+            }
+            var created = await db.Database.EnsureCreatedAsync(cancellationToken);
+            logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name, created ? "created" : "ready", db.Database.ProviderName);
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    private sealed class DatabaseHealthCheck<TContext>(TContext db) : Microsoft.Extensions.Diagnostics.HealthChecks.IHealthCheck
+        where TContext : DbContext
+    {
+        public async Task<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult> CheckHealthAsync(
+            Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext context, CancellationToken cancellationToken = default) =>
+            await db.Database.CanConnectAsync(cancellationToken)
+                ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy()
+                : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy("The database cannot be reached.");
+    }
+}
+
+public enum DatabaseProvider
+{
+    Sqlite,
+    PostgreSql,
+}
+
+public static class DatabaseProviders
+{
+    /// <summary>Npgsql connection strings name a Host; anything else (or nothing) is SQLite.</summary>
+    public static DatabaseProvider Detect(string? connectionString) =>
+        connectionString is not null && connectionString.Contains("Host=", StringComparison.OrdinalIgnoreCase)
+            ? DatabaseProvider.PostgreSql
+            : DatabaseProvider.Sqlite;
+}
