@@ -36,6 +36,7 @@ public static class ServiceDefaultsExtensions
 
         // Per-command SQL at Information drowns what operators look for; warnings and errors still show.
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.ConfigureOpenTelemetry();
         builder.AddDefaultHealthChecks();
 

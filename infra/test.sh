@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: bootstrap (libstdc++, RabbitMQ, PostgreSQL on 127.0.0.1), build, every test project,
+# then one line "N passed, N failed" counted from the TRX reports.
+# Extra arguments go to `dotnet test` (e.g. -- --filter-class "*Security*").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+infra/bootstrap.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+results=TestResults
+rm -rf "$results"
+dotnet test --solution AspireTune.sln --report-xunit-trx --results-directory "$results" "$@"
+rc=$?
+
+passed=0; failed=0; reports=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  reports=$((reports + 1))
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")
+  e=$(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$counters"); t=$(sed -n 's/.* timeout="\([0-9]*\)".*/\1/p' <<<"$counters")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0} + ${t:-0}))
+done
+# A test project that crashed (or did not build) wrote no report: count it as a failure, never as silence.
+projects=$(grep -c '\.Tests\.csproj' AspireTune.sln)
+if [ "$reports" -lt "$projects" ]; then failed=$((failed + projects - reports)); fi
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit "$rc"
