@@ -1,0 +1,103 @@
+namespace AspireTune.Comparison.Curation;
+
+/// <summary>What curation did to a dataset, stored with the experiment and shown in the report.</summary>
+public sealed record CurationReport
+{
+    public required int Received { get; init; }
+    public required int FormatErrors { get; init; }
+    public required IReadOnlyList<DatasetError> Errors { get; init; }
+    public required int ExactDuplicatesRemoved { get; init; }
+    public required int NearDuplicatesRemoved { get; init; }
+    public required double NearDuplicateThreshold { get; init; }
+    /// <summary>Inputs that appeared with different labels; all their copies are dropped (the label is unknowable).</summary>
+    public required int ConflictingLabelsRemoved { get; init; }
+    public required int Kept { get; init; }
+    public required IReadOnlyDictionary<string, int> LabelCounts { get; init; }
+    /// <summary>Largest label count over smallest; above 3 the report warns that accuracy flatters the majority label.</summary>
+    public required double ImbalanceRatio { get; init; }
+    public required int Train { get; init; }
+    public required int Validation { get; init; }
+    public required int Test { get; init; }
+    /// <summary>Near-duplicate pairs found across splits after splitting (leakage); zero unless the threshold is raised.</summary>
+    public required int CrossSplitNearDuplicates { get; init; }
+    public required IReadOnlyList<string> Warnings { get; init; }
+}
+
+public sealed record Splits(IReadOnlyList<LabeledExample> Train, IReadOnlyList<LabeledExample> Validation, IReadOnlyList<LabeledExample> Test);
+
+/// <summary>
+/// Dataset curation before any candidate sees the data: exact and near-duplicate removal, label conflicts,
+/// label balance, then a stratified train/validation/test split and a leakage check across the splits.
+/// </summary>
+public static class Curator
+{
+    public static (Splits Splits, CurationReport Report) Curate(string jsonl, double testFraction, double validationFraction, int seed, double nearDuplicateThreshold = 0.9)
+    {
+        var (parsed, errors, errorCount) = DatasetReader.Parse(jsonl);
+
+        // Exact duplicates and label conflicts, on normalised input text.
+        var byText = parsed.GroupBy(e => NearDuplicates.Normalize(e.Input)).ToList();
+        var conflicting = byText.Where(g => g.Select(e => e.Expected).Distinct().Count() > 1).ToList();
+        var unique = byText.Where(g => g.Select(e => e.Expected).Distinct().Count() == 1).Select(g => g.First()).OrderBy(e => e.Line).ToList();
+        var exactRemoved = parsed.Count - unique.Count - conflicting.Sum(g => g.Count());
+
+        var near = new NearDuplicates(nearDuplicateThreshold);
+        var nearPairs = near.Find(unique.Select(e => e.Input).ToList());
+        var dropped = nearPairs.Select(p => p.Duplicate).ToHashSet();
+        var kept = unique.Where((_, i) => !dropped.Contains(i)).ToList();
+
+        var splits = StratifiedSplit(kept, testFraction, validationFraction, seed);
+        var labelCounts = kept.GroupBy(e => e.Expected).OrderByDescending(g => g.Count()).ToDictionary(g => g.Key, g => g.Count());
+        var imbalance = labelCounts.Count == 0 ? 0 : labelCounts.Values.Max() / (double)labelCounts.Values.Min();
+
+        var crossSplit = near.Find([.. splits.Train.Select(e => e.Input), .. splits.Test.Select(e => e.Input)])
+            .Count(p => p.Kept < splits.Train.Count && p.Duplicate >= splits.Train.Count);
+
+        var warnings = new List<string>();
+        if (errorCount > 0)
+            warnings.Add($"{errorCount} line(s) could not be read and were left out (first at line {errors[0].Line}).");
+        if (imbalance > 3)
+            warnings.Add($"Labels are imbalanced ({imbalance:0.0}:1): compare macro-F1, not only accuracy.");
+        if (labelCounts.Count > 0 && labelCounts.Values.Min() < 5)
+            warnings.Add("Some labels have fewer than 5 examples: their test estimates are very uncertain.");
+        if (splits.Test.Count < 30)
+            warnings.Add($"Only {splits.Test.Count} test examples: confidence intervals will be wide.");
+
+        return (splits, new CurationReport
+        {
+            Received = parsed.Count + errorCount,
+            FormatErrors = errorCount,
+            Errors = errors,
+            ExactDuplicatesRemoved = exactRemoved,
+            NearDuplicatesRemoved = dropped.Count,
+            NearDuplicateThreshold = nearDuplicateThreshold,
+            ConflictingLabelsRemoved = conflicting.Sum(g => g.Count()),
+            Kept = kept.Count,
+            LabelCounts = labelCounts,
+            ImbalanceRatio = Math.Round(imbalance, 3),
+            Train = splits.Train.Count,
+            Validation = splits.Validation.Count,
+            Test = splits.Test.Count,
+            CrossSplitNearDuplicates = crossSplit,
+            Warnings = warnings,
+        });
+    }
+
+    /// <summary>Per label: shuffle with the seed, then cut test, validation and train in the same proportions.</summary>
+    public static Splits StratifiedSplit(IReadOnlyList<LabeledExample> examples, double testFraction, double validationFraction, int seed)
+    {
+        var random = new Random(seed);
+        List<LabeledExample> train = [], validation = [], test = [];
+        foreach (var group in examples.GroupBy(e => e.Expected).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var items = group.ToArray();
+            random.Shuffle(items);
+            var nTest = (int)Math.Round(items.Length * testFraction);
+            var nValidation = (int)Math.Round((items.Length - nTest) * validationFraction);
+            test.AddRange(items.Take(nTest));
+            validation.AddRange(items.Skip(nTest).Take(nValidation));
+            train.AddRange(items.Skip(nTest + nValidation));
+        }
+        return new Splits(train.OrderBy(e => e.Line).ToList(), validation.OrderBy(e => e.Line).ToList(), test.OrderBy(e => e.Line).ToList());
+    }
+}

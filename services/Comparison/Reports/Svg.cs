@@ -1,0 +1,110 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace AspireTune.Comparison.Reports;
+
+/// <summary>Small, dependency-free SVG charts for the report: they render in any browser and in mail clients.</summary>
+public static class Svg
+{
+    private static readonly string[] Palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"];
+    private static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
+    private static string E(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>Horizontal bars with 95% interval whiskers, values in [0, 1] shown as percentages.</summary>
+    public static string BarsWithIntervals(string title, IReadOnlyList<(string Label, double Value, double Lower, double Upper)> bars)
+    {
+        const int rowHeight = 34, left = 190, width = 720, plot = width - left - 60;
+        var height = 50 + bars.Count * rowHeight + 30;
+        var sb = new StringBuilder();
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
+        sb.Append($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"600\">{E(title)}</text>");
+        for (var t = 0; t <= 10; t += 2)
+        {
+            var x = left + plot * t / 10.0;
+            sb.Append($"<line x1=\"{F(x)}\" y1=\"40\" x2=\"{F(x)}\" y2=\"{height - 28}\" stroke=\"#e5e5e5\"/>");
+            sb.Append($"<text x=\"{F(x)}\" y=\"{height - 12}\" text-anchor=\"middle\" fill=\"#555\">{t * 10}%</text>");
+        }
+        for (var i = 0; i < bars.Count; i++)
+        {
+            var (label, value, lower, upper) = bars[i];
+            var y = 48 + i * rowHeight;
+            var w = Clamp(value) * plot;
+            sb.Append($"<text x=\"{left - 8}\" y=\"{y + 16}\" text-anchor=\"end\">{E(label)}</text>");
+            sb.Append($"<rect x=\"{left}\" y=\"{y + 4}\" width=\"{F(w)}\" height=\"18\" fill=\"{Palette[i % Palette.Length]}\"><title>{E(label)}: {F(value * 100)}%</title></rect>");
+            if (!double.IsNaN(lower) && !double.IsNaN(upper))
+            {
+                double x1 = left + Clamp(lower) * plot, x2 = left + Clamp(upper) * plot;
+                sb.Append($"<line x1=\"{F(x1)}\" y1=\"{y + 13}\" x2=\"{F(x2)}\" y2=\"{y + 13}\" stroke=\"#222\" stroke-width=\"1.5\"/>");
+                sb.Append($"<line x1=\"{F(x1)}\" y1=\"{y + 7}\" x2=\"{F(x1)}\" y2=\"{y + 19}\" stroke=\"#222\"/><line x1=\"{F(x2)}\" y1=\"{y + 7}\" x2=\"{F(x2)}\" y2=\"{y + 19}\" stroke=\"#222\"/>");
+            }
+            sb.Append($"<text x=\"{F(left + Math.Max(w, double.IsNaN(upper) ? w : Clamp(upper) * plot) + 6)}\" y=\"{y + 17}\" fill=\"#333\">{F(value * 100)}%</text>");
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>Scatter of quality against a cost-like axis, with the Pareto front joined by a line.</summary>
+    public static string Scatter(string title, string xLabel, string yLabel, IReadOnlyList<(string Label, double X, double Y, bool Front)> points)
+    {
+        const int width = 720, height = 420, left = 70, right = 30, top = 40, bottom = 60;
+        var valid = points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
+        var maxX = valid.Count == 0 ? 1 : Math.Max(valid.Max(p => p.X), 1e-9) * 1.15;
+        double Px(double x) => left + x / maxX * (width - left - right);
+        double Py(double y) => height - bottom - Clamp(y) * (height - top - bottom);
+        var sb = new StringBuilder();
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
+        sb.Append($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"600\">{E(title)}</text>");
+        for (var t = 0; t <= 10; t += 2)
+        {
+            var y = Py(t / 10.0);
+            sb.Append($"<line x1=\"{left}\" y1=\"{F(y)}\" x2=\"{width - right}\" y2=\"{F(y)}\" stroke=\"#e5e5e5\"/><text x=\"{left - 8}\" y=\"{F(y + 4)}\" text-anchor=\"end\" fill=\"#555\">{t * 10}%</text>");
+        }
+        for (var t = 0; t <= 4; t++)
+        {
+            var xv = maxX * t / 4;
+            sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{xv.ToString(xv < 1 ? "0.####" : "0.##", CultureInfo.InvariantCulture)}</text>");
+        }
+        sb.Append($"<text x=\"{(width + left) / 2}\" y=\"{height - 15}\" text-anchor=\"middle\">{E(xLabel)}</text>");
+        sb.Append($"<text transform=\"translate(18,{(height - bottom + top) / 2}) rotate(-90)\" text-anchor=\"middle\">{E(yLabel)}</text>");
+        var front = valid.Where(p => p.Front).OrderBy(p => p.X).ToList();
+        if (front.Count > 1)
+            sb.Append($"<polyline fill=\"none\" stroke=\"#C44E52\" stroke-dasharray=\"5,4\" stroke-width=\"1.5\" points=\"{string.Join(' ', front.Select(p => $"{F(Px(p.X))},{F(Py(p.Y))}"))}\"/>");
+        for (var i = 0; i < valid.Count; i++)
+        {
+            var p = valid[i];
+            sb.Append($"<circle cx=\"{F(Px(p.X))}\" cy=\"{F(Py(p.Y))}\" r=\"{(p.Front ? 8 : 6)}\" fill=\"{Palette[i % Palette.Length]}\" stroke=\"{(p.Front ? "#C44E52" : "none")}\" stroke-width=\"2\"><title>{E(p.Label)}</title></circle>");
+            sb.Append($"<text x=\"{F(Px(p.X) + 10)}\" y=\"{F(Py(p.Y) - 8)}\">{E(p.Label)}</text>");
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>Grouped horizontal bars (e.g. latency p50/p95/p99 per candidate) on a shared linear axis.</summary>
+    public static string GroupedBars(string title, string unit, IReadOnlyList<string> series, IReadOnlyList<(string Label, double[] Values)> groups)
+    {
+        const int left = 190, width = 720, plot = width - left - 80, barHeight = 11;
+        var rowHeight = series.Count * barHeight + 14;
+        var height = 70 + groups.Count * rowHeight + 20;
+        var max = groups.SelectMany(g => g.Values).Where(double.IsFinite).DefaultIfEmpty(1).Max();
+        max = max <= 0 ? 1 : max * 1.1;
+        var sb = new StringBuilder();
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
+        sb.Append($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"600\">{E(title)}</text>");
+        for (var s = 0; s < series.Count; s++)
+            sb.Append($"<rect x=\"{left + s * 90}\" y=\"34\" width=\"12\" height=\"12\" fill=\"{Palette[s % Palette.Length]}\"/><text x=\"{left + s * 90 + 16}\" y=\"45\">{E(series[s])}</text>");
+        for (var g = 0; g < groups.Count; g++)
+        {
+            var y = 60 + g * rowHeight;
+            sb.Append($"<text x=\"{left - 8}\" y=\"{y + rowHeight / 2 + 2}\" text-anchor=\"end\">{E(groups[g].Label)}</text>");
+            for (var s = 0; s < series.Count && s < groups[g].Values.Length; s++)
+            {
+                var v = groups[g].Values[s];
+                var w = double.IsFinite(v) ? v / max * plot : 0;
+                sb.Append($"<rect x=\"{left}\" y=\"{y + s * barHeight}\" width=\"{F(w)}\" height=\"{barHeight - 2}\" fill=\"{Palette[s % Palette.Length]}\"><title>{E(series[s])}: {F(v)} {E(unit)}</title></rect>");
+                sb.Append($"<text x=\"{F(left + w + 4)}\" y=\"{y + s * barHeight + 9}\" font-size=\"11\" fill=\"#333\">{(double.IsFinite(v) ? F(v) : "n/a")} {E(unit)}</text>");
+            }
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    private static double Clamp(double v) => double.IsNaN(v) ? 0 : Math.Clamp(v, 0, 1);
+}
