@@ -8,8 +8,33 @@ public sealed class ComparisonDbContext(DbContextOptions<ComparisonDbContext> op
 {
     public const string ConnectionName = "comparisondb";
 
+    public DbSet<Experiment> Experiments => Set<Experiment>();
+    public DbSet<Candidate> Candidates => Set<Candidate>();
+    public DbSet<ExperimentLogEntry> Log => Set<ExperimentLogEntry>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.AddInbox();
+        modelBuilder.Entity<Experiment>(e =>
+        {
+            e.ToTable("experiments");
+            e.HasIndex(x => x.CreatedAt);
+            e.Property(x => x.Status).HasConversion<string>().HasMaxLength(20);
+            e.HasMany(x => x.Candidates).WithOne().HasForeignKey(c => c.ExperimentId);
+            e.HasMany(x => x.Log).WithOne().HasForeignKey(l => l.ExperimentId);
+        });
+        modelBuilder.Entity<Candidate>(e =>
+        {
+            e.ToTable("candidates");
+            e.HasKey(c => new { c.ExperimentId, c.Name });
+            e.Property(x => x.Status).HasConversion<string>().HasMaxLength(20);
+            e.HasIndex(c => c.TuningRunId);
+            e.HasIndex(c => c.TestRunId);
+        });
+        modelBuilder.Entity<ExperimentLogEntry>(e =>
+        {
+            e.ToTable("experiment_log");
+            e.HasIndex(l => new { l.ExperimentId, l.Id });
+        });
     }
 }

@@ -1,0 +1,203 @@
+using System.Text;
+using System.Text.Json;
+using AspireTune.Comparison.Curation;
+using AspireTune.Comparison.Data;
+using AspireTune.Comparison.Workflow;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Comparison;
+using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Security;
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace AspireTune.Comparison.Apis;
+
+/// <summary>Start an experiment: the dataset inline (JSONL text) or as a path inside the data folder.</summary>
+public sealed record CreateExperimentRequest
+{
+    /// <summary>Human-readable name (1-200 characters).</summary>
+    public string? Name { get; init; }
+    /// <summary>The labelled dataset as JSONL text: one <c>{"input", "expected", "metadata"?}</c> per line.</summary>
+    public string? Dataset { get; init; }
+    /// <summary>Or: a JSONL file inside the data folder, absolute or relative to it.</summary>
+    public string? DatasetPath { get; init; }
+    /// <summary>Candidates: any of <c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c>, <c>knn</c>. Default all four.</summary>
+    public IReadOnlyList<string>? Candidates { get; init; }
+    /// <summary>Evaluation model endpoint ids to prompt; default: the base model served by AspireTune itself.</summary>
+    public IReadOnlyList<string>? ModelEndpoints { get; init; }
+    /// <summary>Base model to fine-tune (registry id). Default <c>Comparison:DefaultBaseModel</c>.</summary>
+    public string? BaseModel { get; init; }
+    /// <summary>Held-out share for the final comparison, in (0, 0.5]. Default 0.2.</summary>
+    public double? TestFraction { get; init; }
+    /// <summary>Seed for splits. Default 42.</summary>
+    public int? Seed { get; init; }
+}
+
+public sealed record ExperimentAccepted(Guid Id, string Name, string Status, string Location);
+
+public sealed record ExperimentSummary(Guid Id, string Name, string Status, string Step, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, string? Winner);
+
+public sealed record CandidateView(string Name, string Kind, string Status, string? ModelEndpoint, string? Prompts, string? Error);
+
+public sealed record LogView(DateTimeOffset At, string Step, string Message);
+
+public sealed record ExperimentView(Guid Id, string Name, string Status, string Step, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? CompletedAt,
+    string? DatasetSha256, CurationReport? Curation, IReadOnlyList<CandidateView> Candidates, string? Winner, string? Decision, string? Error,
+    string? ReportUrl, IReadOnlyList<LogView> Log);
+
+public sealed record Page<T>(IReadOnlyList<T> Items, int PageNumber, int PageSize, int Total);
+
+public static class ExperimentsApi
+{
+    private static readonly string[] CandidateKinds = ["prompted", "retrieval", "fine-tuned", "knn"];
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    public static RouteGroupBuilder MapExperimentsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/experiments").WithTags("Comparison: experiments");
+        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator);
+        group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id:guid}", GetAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id:guid}/report", ReportHtmlAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id:guid}/report.json", ReportJsonAsync).RequireAuthorization(Policies.Reader);
+        group.MapPost("/{id:guid}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
+        return group;
+    }
+
+    public static async Task<Results<Accepted<ExperimentAccepted>, ValidationProblem>> CreateAsync(
+        CreateExperimentRequest request, ComparisonDbContext db, IArtifactStore artifacts, DataRoot data,
+        ISendEndpointProvider send, IOptions<ComparisonOptions> options, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        var name = request.Name?.Trim() ?? "";
+        if (name.Length is 0 or > 200)
+            errors["name"] = ["The name must be 1-200 characters."];
+        var candidates = (request.Candidates ?? CandidateKinds).Select(c => c.Trim().ToLowerInvariant()).Distinct().ToList();
+        if (candidates.Count == 0 || candidates.Any(c => !CandidateKinds.Contains(c)))
+            errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds)}."];
+        var testFraction = request.TestFraction ?? 0.2;
+        if (testFraction is <= 0 or > 0.5)
+            errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];
+
+        string? jsonl = null;
+        if ((request.Dataset is null) == (request.DatasetPath is null))
+            errors["dataset"] = ["Give the dataset either inline ('dataset', JSONL text) or as 'datasetPath' inside the data folder, not both."];
+        else if (request.Dataset is not null)
+            jsonl = request.Dataset;
+        else
+        {
+            try
+            {
+                var path = data.Resolve(request.DatasetPath!);
+                if (!File.Exists(path))
+                    errors["datasetPath"] = [$"No file at '{request.DatasetPath}' in the data folder."];
+                else if (new FileInfo(path).Length > options.Value.MaxDatasetBytes)
+                    errors["datasetPath"] = [$"The file is larger than the {options.Value.MaxDatasetBytes} bytes allowed (Comparison:MaxDatasetBytes)."];
+                else
+                    jsonl = await File.ReadAllTextAsync(path, ct);
+            }
+            catch (PathOutsideDataRootException ex)
+            {
+                errors["datasetPath"] = [ex.Message];
+            }
+        }
+        if (jsonl is not null)
+        {
+            if (Encoding.UTF8.GetByteCount(jsonl) > options.Value.MaxDatasetBytes)
+                errors["dataset"] = [$"The dataset is larger than the {options.Value.MaxDatasetBytes} bytes allowed (Comparison:MaxDatasetBytes)."];
+            else
+            {
+                var (examples, lineErrors, errorCount) = DatasetReader.Parse(jsonl);
+                if (errorCount > 0)
+                    errors["dataset"] = [.. lineErrors.Select(e => $"line {e.Line}: {e.Message}"), .. errorCount > lineErrors.Count ? [$"... and {errorCount - lineErrors.Count} more"] : Array.Empty<string>()];
+                else if (examples.Count == 0)
+                    errors["dataset"] = ["The dataset has no examples."];
+                else if (examples.Select(e => e.Expected).Distinct().Count() < 2)
+                    errors["dataset"] = ["The dataset needs at least two distinct 'expected' labels to compare classifiers."];
+            }
+        }
+        if (errors.Count > 0)
+            return TypedResults.ValidationProblem(errors, title: "The experiment cannot start.");
+
+        var id = NewId.NextGuid();
+        var artifact = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(jsonl!)), $"experiments/{id:N}", "dataset.jsonl", "application/jsonl", ct);
+        var command = new StartExperiment
+        {
+            ExperimentId = id,
+            Name = name,
+            Dataset = artifact,
+            Candidates = candidates,
+            ModelEndpoints = request.ModelEndpoints ?? [],
+            BaseModel = request.BaseModel,
+            TestFraction = testFraction,
+            Seed = request.Seed ?? 42,
+        };
+        var now = DateTimeOffset.UtcNow;
+        // Recorded before the command leaves: if the process dies in between, start-up sends it again.
+        db.Experiments.Add(new Experiment { Id = id, Name = name, Status = ExperimentStatus.Queued, CreatedAt = now, UpdatedAt = now, RequestJson = JsonSerializer.Serialize(command, Json), DatasetSha256 = artifact.Sha256 });
+        await db.SaveChangesAsync(ct);
+        await (await send.GetSendEndpoint(StartQueue)).Send(command, ct);
+        ComparisonTelemetry.ExperimentsStarted.Add(1);
+        var location = $"/api/experiments/{id}";
+        return TypedResults.Accepted(location, new ExperimentAccepted(id, name, "queued", location));
+    }
+
+    internal static readonly Uri StartQueue = new("queue:start-experiment");
+
+    public static async Task<Ok<Page<ExperimentSummary>>> ListAsync(ComparisonDbContext db, int? page, int? pageSize, CancellationToken ct)
+    {
+        var size = Math.Clamp(pageSize ?? 20, 1, 200);
+        var number = Math.Max(page ?? 1, 1);
+        var total = await db.Experiments.CountAsync(ct);
+        var items = await db.Experiments.AsNoTracking().OrderByDescending(e => e.CreatedAt).Skip((number - 1) * size).Take(size)
+            .Select(e => new ExperimentSummary(e.Id, e.Name, e.Status.ToString().ToLowerInvariant(), e.Step, e.CreatedAt, e.UpdatedAt, e.Winner))
+            .ToListAsync(ct);
+        return TypedResults.Ok(new Page<ExperimentSummary>(items, number, size, total));
+    }
+
+    public static async Task<Results<Ok<ExperimentView>, NotFound>> GetAsync(Guid id, ComparisonDbContext db, CancellationToken ct)
+    {
+        var e = await db.Experiments.AsNoTracking().Include(x => x.Candidates).Include(x => x.Log).AsSplitQuery().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (e is null)
+            return TypedResults.NotFound();
+        return TypedResults.Ok(new ExperimentView(e.Id, e.Name, e.Status.ToString().ToLowerInvariant(), e.Step, e.CreatedAt, e.UpdatedAt, e.CompletedAt, e.DatasetSha256,
+            e.CurationJson is null ? null : JsonSerializer.Deserialize<CurationReport>(e.CurationJson, Json),
+            e.Candidates.OrderBy(c => c.Name).Select(c => new CandidateView(c.Name, c.Kind, c.Status.ToString().ToLowerInvariant(), c.ModelEndpoint, c.Prompts, c.Error)).ToList(),
+            e.Winner, e.Decision, e.Error, e.ReportHtmlArtifactJson is null ? null : $"/api/experiments/{e.Id}/report",
+            e.Log.OrderBy(l => l.Id).Select(l => new LogView(l.At, l.Step, l.Message)).ToList()));
+    }
+
+    public static Task<Results<FileStreamHttpResult, NotFound>> ReportHtmlAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
+        ReportAsync(id, db, artifacts, e => e.ReportHtmlArtifactJson, "text/html; charset=utf-8", ct);
+
+    public static Task<Results<FileStreamHttpResult, NotFound>> ReportJsonAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
+        ReportAsync(id, db, artifacts, e => e.ReportJsonArtifactJson, "application/json", ct);
+
+    private static async Task<Results<FileStreamHttpResult, NotFound>> ReportAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, Func<Experiment, string?> pick, string contentType, CancellationToken ct)
+    {
+        var e = await db.Experiments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (e is null || pick(e) is not { } json)
+            return TypedResults.NotFound();
+        return TypedResults.Stream(artifacts.OpenRead(JsonSerializer.Deserialize<ArtifactRef>(json, Json)!), contentType);
+    }
+
+    public static async Task<Results<Ok<ExperimentSummary>, NotFound, Conflict<ProblemDetailsLike>>> CancelAsync(Guid id, ComparisonDbContext db, CancellationToken ct)
+    {
+        var e = await db.Experiments.FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (e is null)
+            return TypedResults.NotFound();
+        if (e.Status is not (ExperimentStatus.Queued or ExperimentStatus.Running))
+            return TypedResults.Conflict(new ProblemDetailsLike("The experiment has already finished.", $"Experiment {id} is {e.Status.ToString().ToLowerInvariant()}; only queued or running experiments can be cancelled.", 409));
+        e.Status = ExperimentStatus.Cancelled;
+        e.CompletedAt = DateTimeOffset.UtcNow;
+        e.Touch(DateTimeOffset.UtcNow);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(new ExperimentSummary(e.Id, e.Name, "cancelled", e.Step, e.CreatedAt, e.UpdatedAt, e.Winner));
+    }
+}
+
+/// <summary>A ProblemDetails body for typed 409 results.</summary>
+public sealed record ProblemDetailsLike(string Title, string Detail, int Status);

@@ -1,0 +1,45 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace AspireTune.Comparison;
+
+/// <summary>How the Comparison service runs experiments (section <c>Comparison</c>).</summary>
+public sealed class ComparisonOptions
+{
+    public const string SectionName = "Comparison";
+
+    /// <summary>Base URL of the Evaluation service. Default <c>http://evaluation</c> (service discovery).</summary>
+    [Required] public string EvaluationBaseUrl { get; set; } = "http://evaluation";
+
+    /// <summary>Base URL of the Retrieval service. Default <c>http://retrieval</c> (service discovery).</summary>
+    [Required] public string RetrievalBaseUrl { get; set; } = "http://retrieval";
+
+    /// <summary>Base URL of the Fine-tuning service (its <c>/v1</c> serves the base model). Default <c>http://finetuning</c>.</summary>
+    [Required] public string FineTuningBaseUrl { get; set; } = "http://finetuning";
+
+    /// <summary>
+    /// Configuration key holding the API key this service presents to the others when authentication is on
+    /// (e.g. <c>Comparison:Secrets:ServiceKey</c>); the key itself never appears in settings files or logs.
+    /// </summary>
+    public string? ServiceApiKeySecret { get; set; }
+
+    /// <summary>Base model fine-tuned, and prompted when no hosted endpoint is named. Default <c>aspiretune-tiny</c>.</summary>
+    [Required] public string DefaultBaseModel { get; set; } = "aspiretune-tiny";
+
+    /// <summary>Largest dataset accepted by the API, in bytes. Default 50 MB.</summary>
+    [Range(1, long.MaxValue)] public long MaxDatasetBytes { get; set; } = 50L * 1024 * 1024;
+
+    /// <summary>Share of the training split set aside for validation (prompt selection, early stopping). Default 0.15.</summary>
+    [Range(0.0, 0.5)] public double ValidationFraction { get; set; } = 0.15;
+
+    /// <summary>Near-duplicate threshold (Jaccard of word 3-shingles). Default 0.9.</summary>
+    [Range(0.5, 1.0)] public double NearDuplicateThreshold { get; set; } = 0.9;
+
+    /// <summary>Neighbours voting in the kNN baseline. Default 5.</summary>
+    [Range(1, 100)] public int KnnNeighbors { get; set; } = 5;
+
+    /// <summary>Examples retrieved into the dynamic prompt. Default 4.</summary>
+    [Range(1, 50)] public int RetrievalExamples { get; set; } = 4;
+
+    /// <summary>Hyperparameters for the fine-tuning candidate, as the jobs API takes them (e.g. <c>n_epochs=4</c>).</summary>
+    public Dictionary<string, string> FineTuningHyperparameters { get; set; } = new();
+}

@@ -1,0 +1,94 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace AspireTune.Comparison.Data;
+
+public enum ExperimentStatus
+{
+    /// <summary>Accepted by the API, StartExperiment sent; nothing run yet.</summary>
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+public enum CandidateStatus
+{
+    Pending,
+    Tuning,
+    Evaluating,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// <summary>An experiment and its workflow state; every consumer that moves it forward saves it (optimistic concurrency).</summary>
+public sealed class Experiment
+{
+    public Guid Id { get; set; }
+    [MaxLength(200)] public required string Name { get; set; }
+    public ExperimentStatus Status { get; set; }
+    [MaxLength(40)] public string Step { get; set; } = "curation";
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+    public DateTimeOffset? CompletedAt { get; set; }
+
+    /// <summary>The StartExperiment command as received (JSON).</summary>
+    public required string RequestJson { get; set; }
+    [MaxLength(64)] public string? DatasetSha256 { get; set; }
+    public string? CurationJson { get; set; }
+    public string? TrainArtifactJson { get; set; }
+    public string? ValidationArtifactJson { get; set; }
+    public string? TestArtifactJson { get; set; }
+    [MaxLength(200)] public string? Collection { get; set; }
+    public Guid? FineTuningJobId { get; set; }
+    [MaxLength(200)] public string? FineTunedModel { get; set; }
+
+    [MaxLength(200)] public string? Winner { get; set; }
+    public string? Decision { get; set; }
+    public string? ComparisonJson { get; set; }
+    public string? ReportHtmlArtifactJson { get; set; }
+    public string? ReportJsonArtifactJson { get; set; }
+    public string? Error { get; set; }
+
+    /// <summary>Concurrency token: two consumers advancing the same experiment never overwrite each other.</summary>
+    [ConcurrencyCheck] public int Version { get; set; }
+
+    public List<Candidate> Candidates { get; set; } = [];
+    public List<ExperimentLogEntry> Log { get; set; } = [];
+
+    public void Touch(DateTimeOffset now)
+    {
+        UpdatedAt = now;
+        Version++;
+    }
+}
+
+/// <summary>One contender of the comparison: its evaluation run and results on the test split.</summary>
+public sealed class Candidate
+{
+    public Guid ExperimentId { get; set; }
+    [MaxLength(200)] public required string Name { get; set; }
+    /// <summary><c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c> or <c>knn</c>.</summary>
+    [MaxLength(40)] public required string Kind { get; set; }
+    public CandidateStatus Status { get; set; }
+    /// <summary>Model endpoint id in the Evaluation service, when the candidate is a model.</summary>
+    [MaxLength(200)] public string? ModelEndpoint { get; set; }
+    /// <summary>Prompt versions tried (tuning round) and then kept, as <c>name@version</c>.</summary>
+    [MaxLength(2000)] public string? Prompts { get; set; }
+    public Guid? TuningRunId { get; set; }
+    public Guid? TestRunId { get; set; }
+    /// <summary>Per-item outcomes on the test split (JSON array).</summary>
+    public string? OutcomesJson { get; set; }
+    public string? Error { get; set; }
+}
+
+/// <summary>What happened, in order: shown by the API and the CLI.</summary>
+public sealed class ExperimentLogEntry
+{
+    public long Id { get; set; }
+    public Guid ExperimentId { get; set; }
+    public DateTimeOffset At { get; set; }
+    [MaxLength(40)] public required string Step { get; set; }
+    [MaxLength(4000)] public required string Message { get; set; }
+}

@@ -1,0 +1,409 @@
+using System.Text;
+using System.Text.Json;
+using AspireTune.Comparison.Analysis;
+using AspireTune.Comparison.Curation;
+using AspireTune.Comparison.Data;
+using AspireTune.Comparison.Reports;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Comparison;
+using AspireTune.Contracts.Evaluation;
+using AspireTune.Contracts.FineTuning;
+using AspireTune.Contracts.Retrieval;
+using AspireTune.ServiceDefaults.Artifacts;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace AspireTune.Comparison.Workflow;
+
+/// <summary>
+/// The four-step workflow as a state machine persisted in the Comparison database. Each incoming event moves
+/// one experiment forward; commands go to the owning service's queue, facts are published.
+/// </summary>
+public sealed class ExperimentWorkflow(
+    ComparisonDbContext db,
+    IArtifactStore artifacts,
+    EvaluationClient evaluation,
+    RetrievalClient retrieval,
+    IOptions<ComparisonOptions> options,
+    TimeProvider clock,
+    ILogger<ExperimentWorkflow> logger)
+{
+    public static readonly Uri RunEvaluationQueue = new("queue:run-evaluation");
+    public static readonly Uri IndexDatasetQueue = new("queue:index-dataset");
+    public static readonly Uri StartFineTuningQueue = new("queue:start-fine-tuning");
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private ComparisonOptions Options => options.Value;
+
+    public async Task StartAsync(StartExperiment command, ConsumeContext context)
+    {
+        // The API records the experiment as Queued before sending the command; a command sent by another
+        // service arrives first. Anything else means a redelivery: the experiment already started.
+        var experiment = await LoadAsync(command.ExperimentId, context);
+        if (experiment is { Status: not ExperimentStatus.Queued })
+            return;
+        var now = clock.GetUtcNow();
+        if (experiment is null)
+        {
+            experiment = new Experiment { Id = command.ExperimentId, Name = command.Name, CreatedAt = now, RequestJson = JsonSerializer.Serialize(command, Json) };
+            db.Experiments.Add(experiment);
+        }
+        experiment.Status = ExperimentStatus.Running;
+        experiment.DatasetSha256 = command.Dataset.Sha256;
+
+        var jsonl = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(command.Dataset, context.CancellationToken));
+        var (splits, report) = Curator.Curate(jsonl, command.TestFraction, Options.ValidationFraction, command.Seed, Options.NearDuplicateThreshold);
+        experiment.CurationJson = JsonSerializer.Serialize(report, Json);
+        var labels = report.LabelCounts.Keys.ToList();
+        if (splits.Train.Count == 0 || splits.Test.Count == 0 || labels.Count < 2)
+        {
+            await FailAsync(experiment, "curation", $"After curation the dataset has {report.Kept} usable examples and {labels.Count} label(s): at least two labels and a non-empty train and test split are needed.", context);
+            return;
+        }
+
+        var prefix = $"experiments/{experiment.Id:N}";
+        var train = await PutSplitAsync(prefix, "train.jsonl", splits.Train, context.CancellationToken);
+        var validation = await PutSplitAsync(prefix, "validation.jsonl", splits.Validation.Count > 0 ? splits.Validation : splits.Train, context.CancellationToken);
+        var test = await PutSplitAsync(prefix, "test.jsonl", splits.Test, context.CancellationToken);
+        experiment.TrainArtifactJson = JsonSerializer.Serialize(train, Json);
+        experiment.ValidationArtifactJson = JsonSerializer.Serialize(validation, Json);
+        experiment.TestArtifactJson = JsonSerializer.Serialize(test, Json);
+        Log(experiment, "curation", $"Curated {report.Received} lines: kept {report.Kept} (exact duplicates {report.ExactDuplicatesRemoved}, near duplicates {report.NearDuplicatesRemoved}, conflicts {report.ConflictingLabelsRemoved}); split {report.Train}/{report.Validation}/{report.Test}.");
+
+        var kinds = command.Candidates.Select(k => k.Trim().ToLowerInvariant()).ToHashSet();
+        var endpoints = command.ModelEndpoints.Count > 0 ? command.ModelEndpoints.ToList() : [await evaluation.EnsureLocalEndpointAsync(command.BaseModel ?? Options.DefaultBaseModel, context.CancellationToken)];
+
+        if (kinds.Contains("prompted"))
+        {
+            var prompts = new List<string>();
+            foreach (var (name, template) in PromptVariants.Prompted(labels))
+                prompts.Add(await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken));
+            foreach (var endpoint in endpoints)
+            {
+                var candidate = new Candidate { Name = $"prompted:{endpoint}", Kind = "prompted", ModelEndpoint = endpoint, Prompts = string.Join(',', prompts), Status = CandidateStatus.Tuning, TuningRunId = NewId.NextGuid() };
+                experiment.Candidates.Add(candidate);
+                await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation), context.CancellationToken);
+            }
+            Log(experiment, "prompting", $"Prompt engineering: {prompts.Count} variants x {endpoints.Count} model(s) on the validation split.");
+        }
+        if (kinds.Contains("retrieval") || kinds.Contains("knn"))
+        {
+            experiment.Collection = $"{Slug(experiment)}-train";
+            if (kinds.Contains("retrieval"))
+                foreach (var endpoint in endpoints)
+                    experiment.Candidates.Add(new Candidate { Name = $"retrieval:{endpoint}", Kind = "retrieval", ModelEndpoint = endpoint, Status = CandidateStatus.Pending });
+            if (kinds.Contains("knn"))
+                experiment.Candidates.Add(new Candidate { Name = "knn", Kind = "knn", Status = CandidateStatus.Pending });
+            await SendAsync(context, IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train }, context.CancellationToken);
+            Log(experiment, "retrieval", $"Indexing {splits.Train.Count} training examples into collection '{experiment.Collection}'.");
+        }
+        if (kinds.Contains("fine-tuned"))
+        {
+            experiment.FineTuningJobId = NewId.NextGuid();
+            var ftTrain = await PutChatSplitAsync(prefix, "ft-train.jsonl", splits.Train, context.CancellationToken);
+            var ftValidation = await PutChatSplitAsync(prefix, "ft-validation.jsonl", splits.Validation.Count > 0 ? splits.Validation : splits.Train, context.CancellationToken);
+            var baseModel = command.BaseModel ?? Options.DefaultBaseModel;
+            experiment.Candidates.Add(new Candidate { Name = $"fine-tuned:{baseModel}", Kind = "fine-tuned", Status = CandidateStatus.Tuning });
+            await SendAsync(context, StartFineTuningQueue, new StartFineTuning
+            {
+                JobId = experiment.FineTuningJobId.Value,
+                ExperimentId = experiment.Id,
+                BaseModel = baseModel,
+                TrainingFile = ftTrain,
+                ValidationFile = ftValidation,
+                Suffix = Slug(experiment),
+                Hyperparameters = Options.FineTuningHyperparameters,
+            }, context.CancellationToken);
+            Log(experiment, "fine-tuning", $"Fine-tuning {baseModel} on {splits.Train.Count} examples (job {experiment.FineTuningJobId}).");
+        }
+        if (experiment.Candidates.Count == 0)
+        {
+            await FailAsync(experiment, "curation", "No candidate to run: choose among prompted, retrieval, fine-tuned, knn.", context);
+            return;
+        }
+
+        experiment.Step = "candidates";
+        experiment.Touch(clock.GetUtcNow());
+        await db.SaveChangesAsync(context.CancellationToken);
+
+        await context.Publish(new ExperimentStarted { ExperimentId = experiment.Id, Name = experiment.Name, DatasetSha256 = command.Dataset.Sha256, StartedAt = experiment.CreatedAt }, context.CancellationToken);
+        await context.Publish(new ExperimentStepCompleted
+        {
+            ExperimentId = experiment.Id,
+            Step = "curation",
+            CompletedAt = clock.GetUtcNow(),
+            Metrics =
+            [
+                new MetricValue { Name = "kept", Value = report.Kept },
+                new MetricValue { Name = "near_duplicates_removed", Value = report.NearDuplicatesRemoved },
+                new MetricValue { Name = "exact_duplicates_removed", Value = report.ExactDuplicatesRemoved },
+                new MetricValue { Name = "test_items", Value = report.Test },
+            ],
+        }, context.CancellationToken);
+    }
+
+    public async Task OnCollectionIndexedAsync(CollectionIndexed message, ConsumeContext context)
+    {
+        var experiment = await LoadAsync(message.ExperimentId, context);
+        if (experiment is null || experiment.Collection != message.Collection || experiment.Status != ExperimentStatus.Running)
+            return;
+        var test = Artifact(experiment.TestArtifactJson);
+        var labels = Curation(experiment).LabelCounts.Keys.ToList();
+        Log(experiment, "retrieval", $"Collection '{message.Collection}' holds {message.Points} points ({message.EmbeddingModel}, {message.Dimensions} dimensions).");
+
+        foreach (var candidate in experiment.Candidates.Where(c => c.Kind == "retrieval" && c.Status == CandidateStatus.Pending))
+        {
+            var (name, template) = PromptVariants.Retrieval(labels);
+            var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
+            candidate.Prompts = prompt;
+            candidate.TestRunId = NewId.NextGuid();
+            candidate.Status = CandidateStatus.Evaluating;
+            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [candidate.ModelEndpoint!], test) with
+            {
+                RetrievalCollection = experiment.Collection,
+                RetrievalTopK = Options.RetrievalExamples,
+            }, context.CancellationToken);
+        }
+
+        if (experiment.Candidates.FirstOrDefault(c => c.Kind == "knn" && c.Status == CandidateStatus.Pending) is { } knn)
+        {
+            var items = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(test, context.CancellationToken))).Examples;
+            var outcomes = new List<ItemOutcome>(items.Count);
+            foreach (var item in items)
+            {
+                var (label, seconds) = await retrieval.ClassifyAsync(experiment.Collection!, item.Input, Options.KnnNeighbors, context.CancellationToken);
+                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label));
+            }
+            knn.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
+            knn.Status = CandidateStatus.Succeeded;
+            Log(experiment, "retrieval", $"kNN baseline (k = {Options.KnnNeighbors}) classified {items.Count} test items: accuracy {outcomes.Count(o => o.Correct) / (double)Math.Max(1, items.Count):P1}.");
+        }
+
+        await SaveAndMaybeFinishAsync(experiment, context);
+        await context.Publish(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() }, context.CancellationToken);
+    }
+
+    public async Task OnTrainingCompletedAsync(TrainingCompleted message, ConsumeContext context)
+    {
+        var experiment = await LoadAsync(message.ExperimentId, context);
+        if (experiment?.FineTuningJobId != message.JobId || experiment.Status != ExperimentStatus.Running)
+            return;
+        var candidate = experiment.Candidates.Single(c => c.Kind == "fine-tuned");
+        if (candidate.Status != CandidateStatus.Tuning)
+            return;
+        experiment.FineTunedModel = message.ModelId;
+        var endpoint = await evaluation.EnsureServedEndpointAsync(message.ModelId, message.ServedEndpoint, context.CancellationToken);
+        var (name, template) = PromptVariants.FineTuned();
+        var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
+        candidate.ModelEndpoint = endpoint;
+        candidate.Prompts = prompt;
+        candidate.TestRunId = NewId.NextGuid();
+        candidate.Status = CandidateStatus.Evaluating;
+        Log(experiment, "fine-tuning", $"Model {message.ModelId} trained in {message.Duration:hh\\:mm\\:ss} (best step {message.BestStep}; {message.FitVerdict ?? "no verdict"}). {message.FitAdvice}");
+        await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
+        await SaveAndMaybeFinishAsync(experiment, context);
+        await context.Publish(new ExperimentStepCompleted
+        {
+            ExperimentId = experiment.Id,
+            Step = "fine-tuning",
+            CompletedAt = clock.GetUtcNow(),
+            Metrics = message.BestMetrics,
+        }, context.CancellationToken);
+    }
+
+    public async Task OnTrainingFailedAsync(Guid? experimentId, Guid jobId, string reason, ConsumeContext context)
+    {
+        var experiment = await LoadAsync(experimentId, context);
+        if (experiment?.FineTuningJobId != jobId || experiment.Status != ExperimentStatus.Running)
+            return;
+        var candidate = experiment.Candidates.Single(c => c.Kind == "fine-tuned");
+        candidate.Status = CandidateStatus.Failed;
+        candidate.Error = reason;
+        Log(experiment, "fine-tuning", $"Fine-tuning did not finish: {reason}");
+        await SaveAndMaybeFinishAsync(experiment, context);
+    }
+
+    public async Task OnEvaluationCompletedAsync(EvaluationCompleted message, ConsumeContext context)
+    {
+        var experiment = await LoadAsync(message.ExperimentId, context);
+        if (experiment is null || experiment.Status != ExperimentStatus.Running)
+            return;
+        if (experiment.Candidates.FirstOrDefault(c => c.TuningRunId == message.RunId && c.Status == CandidateStatus.Tuning) is { } tuning)
+        {
+            // Prompt engineering round done: keep the variant with the best primary score for this model.
+            var best = message.Summaries.OrderByDescending(PrimaryScore).First();
+            tuning.Prompts = best.Prompt;
+            tuning.TestRunId = NewId.NextGuid();
+            tuning.Status = CandidateStatus.Evaluating;
+            Log(experiment, "prompting", $"{tuning.ModelEndpoint}: best prompt {best.Prompt} ({string.Join(", ", message.Summaries.Select(s => $"{s.Prompt} {PrimaryScore(s):P1}"))}).");
+            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
+            await SaveAndMaybeFinishAsync(experiment, context);
+            await context.Publish(new ExperimentStepCompleted
+            {
+                ExperimentId = experiment.Id,
+                Step = "prompting",
+                CompletedAt = clock.GetUtcNow(),
+                Metrics = [new MetricValue { Name = $"best_prompt_score:{tuning.ModelEndpoint}", Value = PrimaryScore(best) }],
+            }, context.CancellationToken);
+            return;
+        }
+        if (experiment.Candidates.FirstOrDefault(c => c.TestRunId == message.RunId && c.Status == CandidateStatus.Evaluating) is { } candidate)
+        {
+            var test = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken))).Examples;
+            var outcomes = await EvaluationResults.ReadOutcomesAsync(artifacts, message.Results, test.Select(ItemId).ToList(), context.CancellationToken);
+            candidate.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
+            candidate.Status = CandidateStatus.Succeeded;
+            Log(experiment, "comparison", $"{candidate.Name} answered {outcomes.Count} test items.");
+            await SaveAndMaybeFinishAsync(experiment, context);
+        }
+    }
+
+    public async Task OnEvaluationFailedAsync(EvaluationFailed message, ConsumeContext context)
+    {
+        var experiment = await LoadAsync(message.ExperimentId, context);
+        if (experiment?.Candidates.FirstOrDefault(c => c.TuningRunId == message.RunId || c.TestRunId == message.RunId) is not { } candidate || candidate.Status is CandidateStatus.Succeeded or CandidateStatus.Failed)
+            return;
+        candidate.Status = CandidateStatus.Failed;
+        candidate.Error = message.Reason;
+        Log(experiment, "comparison", $"{candidate.Name} could not be evaluated: {message.Reason}");
+        await SaveAndMaybeFinishAsync(experiment, context);
+    }
+
+    /// <summary>Saves the experiment; when every candidate is settled, compares them and publishes the decision.</summary>
+    private async Task SaveAndMaybeFinishAsync(Experiment experiment, ConsumeContext context)
+    {
+        experiment.Touch(clock.GetUtcNow());
+        if (experiment.Candidates.Any(c => c.Status is CandidateStatus.Pending or CandidateStatus.Tuning or CandidateStatus.Evaluating))
+        {
+            await db.SaveChangesAsync(context.CancellationToken);
+            return;
+        }
+
+        var finished = experiment.Candidates.Where(c => c.Status == CandidateStatus.Succeeded && c.OutcomesJson is not null).ToList();
+        if (finished.Count == 0)
+        {
+            await FailAsync(experiment, "comparison", "No candidate produced results: " + string.Join("; ", experiment.Candidates.Select(c => $"{c.Name}: {c.Error}")), context);
+            return;
+        }
+        var test = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken))).Examples;
+        var expected = test.ToDictionary(ItemId, e => e.Expected);
+        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!)).ToList();
+        var comparison = Comparer.Compare(results, expected);
+        var curation = Curation(experiment);
+        var prefix = $"experiments/{experiment.Id:N}";
+        var html = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(ReportWriter.ToHtml(experiment.Name, curation, comparison, clock.GetUtcNow()))), prefix, "report.html", "text/html", context.CancellationToken);
+        var json = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(ReportWriter.ToJson(experiment.Name, curation, comparison))), prefix, "report.json", "application/json", context.CancellationToken);
+
+        experiment.Status = ExperimentStatus.Succeeded;
+        experiment.Step = "done";
+        experiment.Winner = comparison.Winner;
+        experiment.Decision = comparison.Decision;
+        experiment.ComparisonJson = JsonSerializer.Serialize(comparison, Json);
+        experiment.ReportHtmlArtifactJson = JsonSerializer.Serialize(html, Json);
+        experiment.ReportJsonArtifactJson = JsonSerializer.Serialize(json, Json);
+        experiment.CompletedAt = clock.GetUtcNow();
+        Log(experiment, "comparison", $"Decision: {comparison.Winner}. {comparison.Decision}");
+        await db.SaveChangesAsync(context.CancellationToken);
+        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
+
+        await context.Publish(new ExperimentStepCompleted
+        {
+            ExperimentId = experiment.Id,
+            Step = "comparison",
+            CompletedAt = clock.GetUtcNow(),
+            Artifact = json,
+            Metrics = comparison.Candidates.Select(c => new MetricValue { Name = $"accuracy:{c.Name}", Value = c.Accuracy, Lower = c.AccuracyLower, Upper = c.AccuracyUpper }).ToList(),
+        }, context.CancellationToken);
+        await context.Publish(new ExperimentCompleted
+        {
+            ExperimentId = experiment.Id,
+            Winner = comparison.Winner,
+            Decision = comparison.Decision,
+            ParetoFront = comparison.Candidates.Where(c => c.OnParetoFront).Select(c => c.Name).ToList(),
+            ReportHtml = html,
+            ReportJson = json,
+            CompletedAt = experiment.CompletedAt.Value,
+        }, context.CancellationToken);
+    }
+
+    private async Task FailAsync(Experiment experiment, string step, string reason, ConsumeContext context)
+    {
+        experiment.Status = ExperimentStatus.Failed;
+        experiment.Step = step;
+        experiment.Error = reason;
+        experiment.CompletedAt = clock.GetUtcNow();
+        experiment.Touch(clock.GetUtcNow());
+        Log(experiment, step, "Failed: " + reason);
+        await db.SaveChangesAsync(context.CancellationToken);
+        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "failed"));
+        logger.LogWarning("Experiment {ExperimentId} failed at {Step}: {Reason}", experiment.Id, step, reason);
+        await context.Publish(new ExperimentFailed { ExperimentId = experiment.Id, Step = step, Reason = reason, FailedAt = experiment.CompletedAt.Value }, context.CancellationToken);
+    }
+
+    private async Task<Experiment?> LoadAsync(Guid? experimentId, ConsumeContext context) =>
+        experimentId is { } id
+            ? await db.Experiments.Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == id, context.CancellationToken)
+            : null;
+
+    private RunEvaluation Evaluate(Experiment experiment, Guid runId, IReadOnlyList<string> prompts, IReadOnlyList<string> endpoints, ArtifactRef dataset) => new()
+    {
+        RunId = runId,
+        ExperimentId = experiment.Id,
+        Prompts = prompts,
+        ModelEndpoints = endpoints,
+        Dataset = dataset,
+        Scorers = ["label"],
+    };
+
+    private static async Task SendAsync<T>(ConsumeContext context, Uri queue, T message, CancellationToken ct) where T : class =>
+        await (await context.GetSendEndpoint(queue)).Send(message, ct);
+
+    private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
+    {
+        var lines = items.Select(e => e with { Metadata = WithId(e) }).Select(e => e.ToJsonLine());
+        return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
+    }
+
+    /// <summary>The split in the chat format of hosted fine-tuning APIs, prompted exactly as the fine-tuned candidate will be.</summary>
+    private async Task<ArtifactRef> PutChatSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
+    {
+        var lines = items.Select(e => JsonSerializer.Serialize(new
+        {
+            messages = new[]
+            {
+                new { role = "user", content = PromptVariants.TrainingPromptFor(e.Input) },
+                new { role = "assistant", content = e.Expected },
+            },
+        }));
+        return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
+    }
+
+    private static System.Text.Json.Nodes.JsonObject WithId(LabeledExample e)
+    {
+        var metadata = e.Metadata?.DeepClone().AsObject() ?? [];
+        metadata["id"] = ItemId(e);
+        return metadata;
+    }
+
+    /// <summary>Items keep the line number they had in the dataset as received: stable across every candidate.</summary>
+    public static string ItemId(LabeledExample e) => e.Metadata?["id"]?.GetValue<string>() ?? $"line-{e.Line}";
+
+    private static bool Matches(string? predicted, string expected) =>
+        string.Equals(predicted?.Trim(), expected.Trim(), StringComparison.OrdinalIgnoreCase);
+
+    private static double PrimaryScore(EvaluationSummary s) =>
+        s.Metrics.FirstOrDefault(m => m.Name is "label_accuracy" or "accuracy" or "label")?.Value ?? s.Metrics.FirstOrDefault()?.Value ?? 0;
+
+    private static string Slug(Experiment e) => $"exp-{e.Id.ToString("N")[..12]}";
+
+    private static ArtifactRef Artifact(string? json) => JsonSerializer.Deserialize<ArtifactRef>(json ?? throw new InvalidOperationException("The experiment has no such split yet."), Json)!;
+
+    private static CurationReport Curation(Experiment e) => JsonSerializer.Deserialize<CurationReport>(e.CurationJson!, Json)!;
+
+    private void Log(Experiment experiment, string step, string message)
+    {
+        experiment.Log.Add(new ExperimentLogEntry { ExperimentId = experiment.Id, At = clock.GetUtcNow(), Step = step, Message = message });
+        logger.LogInformation("Experiment {ExperimentId} [{Step}] {Message}", experiment.Id, step, message);
+    }
+}
