@@ -31,4 +31,14 @@ public static class EmbeddedHost
         app.MapComparison();
         return app;
     }
+
+    /// <summary>
+    /// In one process the services reach each other over HTTP at the host's own address (the same calls they
+    /// make across processes). Called once the server is listening, when the port is known.
+    /// </summary>
+    public static void PointServicesAt(WebApplication app, string baseUrl)
+    {
+        foreach (var service in new[] { "evaluation", "retrieval", "finetuning", "comparison" })
+            app.Configuration[$"services:{service}:http:0"] = baseUrl;
+    }
 }

@@ -10,6 +10,7 @@ public static class Program
         var root = new RootCommand("AspireTune: decide with evidence between prompting, retrieval and fine-tuning.")
         {
             ServeCommand.Create(),
+            ExperimentCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

@@ -13,7 +13,11 @@ public static class ServeCommand
         command.SetAction(async (parse, ct) =>
         {
             var app = EmbeddedHost.Build(HostArgs(parse.GetValue(urls), parse.GetValue(data)));
-            await app.RunAsync(ct);
+            await app.StartAsync(ct);
+            var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+                .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+            EmbeddedHost.PointServicesAt(app, addresses.First());
+            await app.WaitForShutdownAsync(ct);
             return 0;
         });
         return command;

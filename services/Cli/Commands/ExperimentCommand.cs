@@ -1,0 +1,151 @@
+using System.CommandLine;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AspireTune.Contracts.FineTuning;
+using AspireTune.ServiceDefaults.Data;
+using MassTransit;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Spectre.Console;
+
+namespace AspireTune.Cli.Commands;
+
+/// <summary>
+/// <c>aspiretune experiment run</c>: the whole decision on one dataset, in one process (embedded host), with
+/// progress as it happens and the decision report at the end.
+/// </summary>
+public static class ExperimentCommand
+{
+    public static Command Create()
+    {
+        var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line.", Required = true };
+        var name = new Option<string?>("--name") { Description = "Experiment name (default: the file name)." };
+        var candidates = new Option<string>("--candidates") { Description = "Comma-separated: prompted, retrieval, fine-tuned, knn.", DefaultValueFactory = _ => "prompted,retrieval,fine-tuned,knn" };
+        var baseModel = new Option<string?>("--base-model") { Description = "Registry id of the model to fine-tune and prompt (default Comparison:DefaultBaseModel)." };
+        var endpoints = new Option<string?>("--endpoints") { Description = "Comma-separated Evaluation endpoint ids of hosted models to prompt (default: the base model served locally)." };
+        var data = new Option<string?>("--data") { Description = "Data folder (default ASPIRETUNE_DATA, else ./data)." };
+        var timeout = new Option<int>("--timeout-minutes") { Description = "Give up after this long.", DefaultValueFactory = _ => 60 };
+        var run = new Command("run", "Run an experiment end to end in this process and write the decision report.")
+        {
+            dataset, name, candidates, baseModel, endpoints, data, timeout,
+        };
+        run.SetAction((parse, ct) => RunAsync(parse.GetValue(dataset)!, parse.GetValue(name), parse.GetValue(candidates)!, parse.GetValue(baseModel),
+            parse.GetValue(endpoints), parse.GetValue(data), TimeSpan.FromMinutes(parse.GetValue(timeout)), ct));
+        return new Command("experiment", "Run and inspect experiments.") { run };
+    }
+
+    private static async Task<int> RunAsync(FileInfo dataset, string? name, string candidates, string? baseModel, string? endpoints, string? data, TimeSpan timeout, CancellationToken ct)
+    {
+        if (!dataset.Exists)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]No dataset at {dataset.FullName}.[/]");
+            return 2;
+        }
+        // Port 0: the OS picks a free loopback port, so a second run never collides with a running server.
+        var app = EmbeddedHost.Build(ServeCommand.HostArgs("http://127.0.0.1:0", data), builder =>
+            builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning && category?.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal) != true));
+        await app.StartAsync(ct);
+        var baseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        EmbeddedHost.PointServicesAt(app, baseUrl);
+        using var http = new HttpClient { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(5) };
+
+        var training = new TrainingProgressView();
+        var bus = app.Services.GetRequiredService<IBus>();
+        var handle = bus.ConnectHandler<TrainingProgressed>(ctx => { training.Update(ctx.Message); return Task.CompletedTask; });
+        try
+        {
+            var request = new
+            {
+                name = name ?? Path.GetFileNameWithoutExtension(dataset.Name),
+                dataset = await File.ReadAllTextAsync(dataset.FullName, ct),
+                candidates = candidates.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                modelEndpoints = endpoints?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                baseModel,
+            };
+            using var response = await http.PostAsJsonAsync("api/experiments", request, ct);
+            if (!response.IsSuccessStatusCode)
+            {
+                AnsiConsole.MarkupLineInterpolated($"[red]The experiment was refused ({(int)response.StatusCode}):[/]");
+                AnsiConsole.WriteLine(await response.Content.ReadAsStringAsync(ct));
+                return 2;
+            }
+            var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+            AnsiConsole.MarkupLineInterpolated($"Experiment [bold]{id}[/] on [bold]{dataset.Name}[/] (embedded host at {baseUrl}, data in {app.Services.GetRequiredService<DataRoot>().Path})");
+
+            var final = await FollowAsync(http, id, training, timeout, ct);
+            return await ReportAsync(http, app.Services.GetRequiredService<DataRoot>(), id, final, ct);
+        }
+        finally
+        {
+            handle.Disconnect();
+            await app.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>Polls the experiment, printing each new log line and the training progress, until it settles.</summary>
+    private static async Task<JsonObject> FollowAsync(HttpClient http, Guid id, TrainingProgressView training, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = DateTimeOffset.UtcNow + timeout;
+        var printed = 0;
+        while (true)
+        {
+            var experiment = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}", ct))!;
+            var log = experiment["log"]!.AsArray();
+            for (; printed < log.Count; printed++)
+                AnsiConsole.MarkupLineInterpolated($"[grey]{log[printed]!["at"]!.GetValue<DateTimeOffset>():HH:mm:ss}[/] [blue]{log[printed]!["step"]!.GetValue<string>(),-11}[/] {log[printed]!["message"]!.GetValue<string>()}");
+            training.PrintIfChanged();
+            var status = experiment["status"]!.GetValue<string>();
+            if (status is "succeeded" or "failed" or "cancelled")
+                return experiment;
+            if (DateTimeOffset.UtcNow > deadline)
+                throw new TimeoutException($"The experiment did not finish within {timeout}. It is still recorded: run 'aspiretune serve' to let it finish.");
+            await Task.Delay(500, ct);
+        }
+    }
+
+    private static async Task<int> ReportAsync(HttpClient http, DataRoot data, Guid id, JsonObject experiment, CancellationToken ct)
+    {
+        if (experiment["status"]!.GetValue<string>() != "succeeded")
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]Experiment {experiment["status"]}: {experiment["error"]?.GetValue<string>()}[/]");
+            return 1;
+        }
+        var report = await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct);
+        var table = new Table().AddColumns("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
+        foreach (var c in report!["candidates"]!.AsArray())
+            table.AddRow(c!["name"]!.GetValue<string>(), $"{c["accuracy"]!.GetValue<double>():P1}",
+                $"{c["accuracyLower"]!.GetValue<double>():P1}-{c["accuracyUpper"]!.GetValue<double>():P1}", $"{c["macroF1"]!.GetValue<double>():0.000}",
+                $"{c["latencyP95"]!.GetValue<double>() * 1000:0.0}", $"{c["costPer1k"]!.GetValue<double>():0.####}", c["onParetoFront"]!.GetValue<bool>() ? "yes" : "");
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"[green bold]Decision: {experiment["winner"]}[/]");
+        AnsiConsole.WriteLine(experiment["decision"]!.GetValue<string>());
+
+        var folder = data.Folder("reports");
+        var html = Path.Combine(folder, $"{id}.html");
+        await File.WriteAllBytesAsync(html, await http.GetByteArrayAsync($"api/experiments/{id}/report", ct), ct);
+        await File.WriteAllTextAsync(Path.Combine(folder, $"{id}.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), ct);
+        AnsiConsole.MarkupLineInterpolated($"Report: [link]{html}[/]");
+        return 0;
+    }
+
+    /// <summary>Training progress from TrainingProgressed events, printed as a bar at most once per poll.</summary>
+    private sealed class TrainingProgressView
+    {
+        private TrainingProgressed? _latest;
+        private int _printedStep = -1;
+
+        public void Update(TrainingProgressed message) => Interlocked.Exchange(ref _latest, message);
+
+        public void PrintIfChanged()
+        {
+            if (Volatile.Read(ref _latest) is not { } p || p.Step == _printedStep)
+                return;
+            _printedStep = p.Step;
+            const int width = 30;
+            var filled = p.TotalSteps == 0 ? 0 : (int)Math.Round(width * Math.Min(1, p.Step / (double)p.TotalSteps));
+            var valid = p.ValidLoss is { } v ? $" valid_loss {v:0.000}" : "";
+            AnsiConsole.MarkupLineInterpolated($"[grey]           training[/]  [[{new string('#', filled)}{new string('.', width - filled)}]] step {p.Step}/{p.TotalSteps} epoch {p.Epoch:0.00} loss {p.TrainLoss:0.000}{valid} lr {p.LearningRate:0.0e0} {p.TokensPerSecond:0} tok/s");
+        }
+    }
+}
