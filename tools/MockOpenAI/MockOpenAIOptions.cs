@@ -66,5 +66,8 @@ public sealed class MockModelBehavior
     /// <summary>A fixed reply for this model (before rules).</summary>
     public string? Reply { get; set; }
 
+    /// <summary>When set, every second request of the same prompt gets this reply instead (an inconsistent model).</summary>
+    public string? AlternateReply { get; set; }
+
     internal MockModelBehavior Clone() => (MockModelBehavior)MemberwiseClone();
 }

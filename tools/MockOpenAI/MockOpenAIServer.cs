@@ -92,11 +92,22 @@ public sealed class MockState
     /// <summary>Answers with this status code.</summary>
     public int Answered(int status) => PerStatus.GetValueOrDefault(status);
 
+    /// <summary>Requests naming this model whose last user message was <paramref name="prompt"/>.</summary>
+    public int RequestsFor(string model, string prompt) => PerPrompt.GetValueOrDefault(model + "\n" + prompt);
+
+    /// <summary>When each request for this model and prompt arrived (UTC), in arrival order.</summary>
+    public IReadOnlyList<DateTimeOffset> ArrivalsFor(string model, string prompt) =>
+        _arrivals.TryGetValue(model + "\n" + prompt, out var list) ? list.ToArray().Order().ToList() : [];
+
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<DateTimeOffset>> _arrivals = new(StringComparer.Ordinal);
+
     internal int Count(string model, string prompt)
     {
         Interlocked.Increment(ref _requests);
         PerModel.AddOrUpdate(model, 1, (_, n) => n + 1);
-        return PerPrompt.AddOrUpdate(model + "\n" + prompt, 1, (_, n) => n + 1);
+        var key = model + "\n" + prompt;
+        _arrivals.GetOrAdd(key, _ => new ConcurrentQueue<DateTimeOffset>()).Enqueue(DateTimeOffset.UtcNow);
+        return PerPrompt.AddOrUpdate(key, 1, (_, n) => n + 1);
     }
 
     internal void Answer(int status) => PerStatus.AddOrUpdate(status, 1, (_, n) => n + 1);
@@ -189,7 +200,7 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
             await WriteEmbeddings(http, body, model);
             return;
         }
-        var reply = behavior.Reply ?? Reply(prompt);
+        var reply = behavior.AlternateReply is not null && attempt % 2 == 0 ? behavior.AlternateReply : behavior.Reply ?? Reply(prompt);
         var promptTokens = kind == Kind.Chat ? CountTokens(body?["messages"] as JsonArray) : Words(prompt);
         var completionTokens = Words(reply);
         if (body?["stream"]?.GetValue<bool>() == true)

@@ -20,7 +20,7 @@ public static partial class PromptTemplates
 {
     public static readonly IReadOnlyList<string> Variables = ["input", "examples", "context"];
 
-    private static readonly KernelPromptTemplateFactory Factory = new();
+    private static readonly KernelPromptTemplateFactory Factory = new() { AllowDangerouslySetContent = true };
 
     // One empty kernel renders every template: templates use variables only, never functions.
     private static readonly Kernel Kernel = new();
