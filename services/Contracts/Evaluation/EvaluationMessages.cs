@@ -31,6 +31,18 @@ public sealed record RunEvaluation
 
     /// <summary>Number of examples or passages to retrieve per item.</summary>
     public int RetrievalTopK { get; init; } = 4;
+
+    /// <summary>Sampling temperature sent to every model (0 to 2); the endpoint's default when null.</summary>
+    public double? Temperature { get; init; }
+
+    /// <summary>Most output tokens per call; the endpoint's default when null.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>
+    /// Rubric for the <c>judge:&lt;endpoint&gt;</c> scorer: what a good answer is. The judge sees the rubric, the
+    /// input, the expected output and the answer, and returns a 1-10 score (reported as score / 10).
+    /// </summary>
+    public string? JudgeRubric { get; init; }
 }
 
 /// <summary>Event: an evaluation run finished (possibly with per-item errors, counted in the summary).</summary>
@@ -69,6 +81,22 @@ public sealed record EvaluationSummary
 
     /// <summary>Scores, latency percentiles (s), tokens, cost (USD), consistency, each with its 95% interval.</summary>
     public required IReadOnlyList<MetricValue> Metrics { get; init; }
+
+    /// <summary>Confusion matrix of the <c>label</c> scorer (expected x predicted counts); empty without it.</summary>
+    public IReadOnlyList<ConfusionCell> ConfusionMatrix { get; init; } = [];
+}
+
+/// <summary>One cell of a confusion matrix: how many items with this expected label got this predicted label.</summary>
+public sealed record ConfusionCell
+{
+    /// <summary>The expected (true) label, normalized (lower case, trimmed).</summary>
+    public required string Expected { get; init; }
+
+    /// <summary>The label read from the model's output, normalized; <c>(other)</c> when it named no known label.</summary>
+    public required string Predicted { get; init; }
+
+    /// <summary>Number of item results in this cell (repeats count separately).</summary>
+    public required int Count { get; init; }
 }
 
 /// <summary>Event: an evaluation run could not complete at all.</summary>

@@ -8,8 +8,56 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
 {
     public const string ConnectionName = "evaluationdb";
 
+    public DbSet<ModelEndpointEntity> ModelEndpoints => Set<ModelEndpointEntity>();
+    public DbSet<PromptVersionEntity> PromptVersions => Set<PromptVersionEntity>();
+    public DbSet<PromptLabelEntity> PromptLabels => Set<PromptLabelEntity>();
+    public DbSet<DatasetEntity> Datasets => Set<DatasetEntity>();
+    public DbSet<RunEntity> Runs => Set<RunEntity>();
+    public DbSet<ItemResultEntity> ItemResults => Set<ItemResultEntity>();
+    public DbSet<CachedResponseEntity> CachedResponses => Set<CachedResponseEntity>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.AddInbox();
+        modelBuilder.Entity<ModelEndpointEntity>(e =>
+        {
+            e.ToTable("model_endpoints");
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Kind).HasConversion<string>();
+        });
+        modelBuilder.Entity<PromptVersionEntity>(e =>
+        {
+            e.ToTable("prompt_versions");
+            e.HasKey(x => new { x.Name, x.Version });
+        });
+        modelBuilder.Entity<PromptLabelEntity>(e =>
+        {
+            e.ToTable("prompt_labels");
+            e.HasKey(x => new { x.Name, x.Label });
+        });
+        modelBuilder.Entity<DatasetEntity>(e =>
+        {
+            e.ToTable("datasets");
+            e.HasKey(x => x.Sha256);
+        });
+        modelBuilder.Entity<RunEntity>(e =>
+        {
+            e.ToTable("runs");
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Status).HasConversion<string>();
+            e.HasIndex(x => x.Status);
+        });
+        modelBuilder.Entity<ItemResultEntity>(e =>
+        {
+            e.ToTable("item_results");
+            e.HasKey(x => x.Id);
+            // One row per call: a resumed run skips what is here, and a replayed write cannot duplicate it.
+            e.HasIndex(x => new { x.RunId, x.Pair, x.Item, x.Repeat }).IsUnique();
+        });
+        modelBuilder.Entity<CachedResponseEntity>(e =>
+        {
+            e.ToTable("response_cache");
+            e.HasKey(x => x.Key);
+        });
     }
 }

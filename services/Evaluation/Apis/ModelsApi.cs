@@ -1,0 +1,148 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using AspireTune.Evaluation.Data;
+using AspireTune.ServiceDefaults.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace AspireTune.Evaluation.Apis;
+
+/// <summary>A model endpoint as the API accepts it. The key is never sent: only the name of the configuration key that holds it.</summary>
+public sealed record ModelEndpointRequest
+{
+    /// <summary>Id used by runs, e.g. <c>gpt-4o-mini</c> (letters, digits, <c>.</c>, <c>_</c>, <c>-</c>).</summary>
+    public string Id { get; init; } = "";
+    public EndpointKind Kind { get; init; } = EndpointKind.OpenAICompatible;
+    /// <summary>Base URL of the OpenAI API (ending in <c>/v1</c> for most servers); default api.openai.com for kind OpenAI.</summary>
+    public string? BaseUrl { get; init; }
+    /// <summary>Model or deployment id sent in requests.</summary>
+    public string Model { get; init; } = "";
+    /// <summary>Configuration key holding the API key, e.g. <c>Evaluation:Secrets:openai</c>.</summary>
+    public string? ApiKeySecret { get; init; }
+    /// <summary>USD per million input tokens.</summary>
+    public double InputPricePerMillion { get; init; }
+    /// <summary>USD per million output tokens.</summary>
+    public double OutputPricePerMillion { get; init; }
+    /// <summary>Calls in flight at most (all runs together). Default 4.</summary>
+    public int MaxConcurrency { get; init; } = 4;
+    /// <summary>Requests per minute at most; unlimited when null.</summary>
+    public int? RequestsPerMinute { get; init; }
+
+    /// <summary>Any other member; a raw key here is refused.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Extra { get; init; }
+}
+
+/// <summary>A model endpoint as the API returns it: the key's configuration name and whether it is set, never the key.</summary>
+public sealed record ModelEndpointResponse(string Id, EndpointKind Kind, string BaseUrl, string Model, string? ApiKeySecret, bool ApiKeyConfigured,
+    double InputPricePerMillion, double OutputPricePerMillion, int MaxConcurrency, int? RequestsPerMinute, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+public static partial class ModelsApi
+{
+    private const string OpenAIBaseUrl = "https://api.openai.com/v1";
+
+    public static RouteGroupBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/evaluation/models").WithTags("Evaluation: model endpoints");
+        group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);
+        group.MapPut("/{id}", UpsertAsync).RequireAuthorization(Policies.Admin);
+        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Admin);
+        group.MapDelete("/{id}", DeleteAsync).RequireAuthorization(Policies.Admin);
+        return group;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    internal static partial Regex IdPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9_.:-]{1,200}$")]
+    private static partial Regex ConfigKeyPattern();
+
+    public static async Task<Ok<List<ModelEndpointResponse>>> ListAsync(EvaluationDbContext db, IConfiguration configuration, CancellationToken ct) =>
+        TypedResults.Ok((await db.ModelEndpoints.AsNoTracking().OrderBy(e => e.Id).ToListAsync(ct)).Select(e => ToResponse(e, configuration)).ToList());
+
+    public static async Task<Results<Ok<ModelEndpointResponse>, NotFound>> GetAsync(string id, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct) =>
+        await db.ModelEndpoints.AsNoTracking().FirstOrDefaultAsync(e => e.Id == id, ct) is { } e ? TypedResults.Ok(ToResponse(e, configuration)) : TypedResults.NotFound();
+
+    public static async Task<Results<Created<ModelEndpointResponse>, ProblemHttpResult, ValidationProblem>> CreateAsync(ModelEndpointRequest request, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
+    {
+        if (Validate(request) is { Count: > 0 } errors)
+            return TypedResults.ValidationProblem(errors, title: "The model endpoint is not valid.");
+        if (await db.ModelEndpoints.AnyAsync(e => e.Id == request.Id, ct))
+            return TypedResults.Problem($"Model endpoint '{request.Id}' already exists; PUT /api/evaluation/models/{request.Id} replaces it.", statusCode: StatusCodes.Status409Conflict, title: "The model endpoint exists.");
+        var entity = new ModelEndpointEntity { Id = request.Id, BaseUrl = "", Model = "", CreatedAt = DateTimeOffset.UtcNow };
+        Apply(entity, request);
+        db.ModelEndpoints.Add(entity);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/evaluation/models/{entity.Id}", ToResponse(entity, configuration));
+    }
+
+    public static async Task<Results<Ok<ModelEndpointResponse>, ValidationProblem>> UpsertAsync(string id, ModelEndpointRequest request, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
+    {
+        request = request with { Id = string.IsNullOrEmpty(request.Id) ? id : request.Id };
+        var errors = Validate(request);
+        if (request.Id != id)
+            errors["id"] = [$"The id in the body ('{request.Id}') differs from the one in the URL ('{id}')."];
+        if (errors.Count > 0)
+            return TypedResults.ValidationProblem(errors, title: "The model endpoint is not valid.");
+        var entity = await db.ModelEndpoints.FirstOrDefaultAsync(e => e.Id == id, ct);
+        if (entity is null)
+            db.ModelEndpoints.Add(entity = new ModelEndpointEntity { Id = id, BaseUrl = "", Model = "", CreatedAt = DateTimeOffset.UtcNow });
+        Apply(entity, request);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(ToResponse(entity, configuration));
+    }
+
+    public static async Task<Results<NoContent, NotFound>> DeleteAsync(string id, EvaluationDbContext db, CancellationToken ct) =>
+        await db.ModelEndpoints.Where(e => e.Id == id).ExecuteDeleteAsync(ct) > 0 ? TypedResults.NoContent() : TypedResults.NotFound();
+
+    private static void Apply(ModelEndpointEntity entity, ModelEndpointRequest request)
+    {
+        entity.Kind = request.Kind;
+        entity.BaseUrl = string.IsNullOrWhiteSpace(request.BaseUrl) ? OpenAIBaseUrl : request.BaseUrl.Trim();
+        entity.Model = request.Model.Trim();
+        entity.ApiKeySecret = string.IsNullOrWhiteSpace(request.ApiKeySecret) ? null : request.ApiKeySecret.Trim();
+        entity.InputPricePerMillion = request.InputPricePerMillion;
+        entity.OutputPricePerMillion = request.OutputPricePerMillion;
+        entity.MaxConcurrency = request.MaxConcurrency;
+        entity.RequestsPerMinute = request.RequestsPerMinute;
+        entity.UpdatedAt = DateTimeOffset.UtcNow;
+    }
+
+    internal static Dictionary<string, string[]> Validate(ModelEndpointRequest request)
+    {
+        var errors = new Dictionary<string, string[]>();
+        // Checked first and named plainly: a key in a request body ends up in proxies' and browsers' logs.
+        foreach (var name in request.Extra?.Keys ?? Enumerable.Empty<string>())
+        {
+            var lower = name.ToLowerInvariant();
+            if (lower.Contains("key") || lower.Contains("secret") || lower.Contains("token") || lower.Contains("password"))
+                errors[name] = [$"'{name}' looks like a credential. Never send keys to the API: put the key in configuration (e.g. the environment variable Evaluation__Secrets__openai) and pass that configuration key's name as 'apiKeySecret' (e.g. \"Evaluation:Secrets:openai\")."];
+        }
+        if (request.ApiKeySecret is { Length: > 0 } secret && (!ConfigKeyPattern().IsMatch(secret) || LooksLikeKey(secret)))
+            errors["apiKeySecret"] = ["'apiKeySecret' must be the NAME of a configuration key (e.g. \"Evaluation:Secrets:openai\"), not the key itself: put the key in configuration."];
+        if (!IdPattern().IsMatch(request.Id))
+            errors["id"] = ["The id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."];
+        if (string.IsNullOrWhiteSpace(request.Model))
+            errors["model"] = ["Name the model (or Azure deployment) id."];
+        if (request.Kind != EndpointKind.OpenAI && string.IsNullOrWhiteSpace(request.BaseUrl))
+            errors["baseUrl"] = [$"Kind {request.Kind} needs a baseUrl (the OpenAI-compatible API root, usually ending in /v1)."];
+        if (!string.IsNullOrWhiteSpace(request.BaseUrl) && (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(uri.UserInfo)))
+            errors["baseUrl"] = ["baseUrl must be an absolute http(s) URL without credentials in it."];
+        if (request.InputPricePerMillion < 0 || request.OutputPricePerMillion < 0)
+            errors["price"] = ["Prices cannot be negative."];
+        if (request.MaxConcurrency is < 1 or > 1024)
+            errors["maxConcurrency"] = ["maxConcurrency must be between 1 and 1024."];
+        if (request.RequestsPerMinute is < 1)
+            errors["requestsPerMinute"] = ["requestsPerMinute must be at least 1 (leave it out for no limit)."];
+        return errors;
+    }
+
+    private static bool LooksLikeKey(string value) =>
+        value.StartsWith("sk-", StringComparison.Ordinal) || (value.Length >= 32 && !value.Contains(':') && value.All(char.IsLetterOrDigit));
+
+    private static ModelEndpointResponse ToResponse(ModelEndpointEntity e, IConfiguration configuration) =>
+        new(e.Id, e.Kind, e.BaseUrl, e.Model, e.ApiKeySecret, e.ApiKeySecret is not null && !string.IsNullOrEmpty(configuration[e.ApiKeySecret]),
+            e.InputPricePerMillion, e.OutputPricePerMillion, e.MaxConcurrency, e.RequestsPerMinute, e.CreatedAt, e.UpdatedAt);
+}

@@ -1,0 +1,121 @@
+namespace AspireTune.Evaluation.Data;
+
+/// <summary>Where a model endpoint lives and what protocol it speaks.</summary>
+public enum EndpointKind
+{
+    /// <summary>api.openai.com (or the base URL given).</summary>
+    OpenAI,
+
+    /// <summary>Azure OpenAI's OpenAI-compatible v1 API (<c>https://&lt;resource&gt;.openai.azure.com/openai/v1</c>); the key goes in <c>api-key</c>.</summary>
+    AzureOpenAI,
+
+    /// <summary>Any OpenAI-compatible <c>/v1</c> URL, AspireTune's own model server included.</summary>
+    OpenAICompatible,
+}
+
+/// <summary>A hosted or local model reachable over the OpenAI API. The key is only a configuration key name.</summary>
+public sealed class ModelEndpointEntity
+{
+    public required string Id { get; set; }
+    public EndpointKind Kind { get; set; }
+    public required string BaseUrl { get; set; }
+    public required string Model { get; set; }
+    public string? ApiKeySecret { get; set; }
+    public double InputPricePerMillion { get; set; }
+    public double OutputPricePerMillion { get; set; }
+    public int MaxConcurrency { get; set; } = 4;
+    public int? RequestsPerMinute { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>One immutable version of a named prompt template.</summary>
+public sealed class PromptVersionEntity
+{
+    public required string Name { get; set; }
+    public int Version { get; set; }
+    public required string Template { get; set; }
+    public string? System { get; set; }
+    public string? Description { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A label (e.g. <c>production</c>) that points at one version of a prompt and can be moved.</summary>
+public sealed class PromptLabelEntity
+{
+    public required string Name { get; set; }
+    public required string Label { get; set; }
+    public int Version { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>An evaluation dataset (JSONL) stored in the artifact store, identified by its SHA-256.</summary>
+public sealed class DatasetEntity
+{
+    public required string Sha256 { get; set; }
+    public required string Name { get; set; }
+    public required string ArtifactId { get; set; }
+    public long Length { get; set; }
+    public int Items { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public enum RunStatus
+{
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// <summary>An evaluation run: its specification (JSON), state and, once finished, its summary.</summary>
+public sealed class RunEntity
+{
+    public Guid Id { get; set; }
+    public Guid? ExperimentId { get; set; }
+    public RunStatus Status { get; set; }
+    public required string SpecJson { get; set; }
+    public required string DatasetArtifactId { get; set; }
+    public required string DatasetSha256 { get; set; }
+    public long DatasetLength { get; set; }
+    public int TotalCalls { get; set; }
+    public string? Error { get; set; }
+    public string? SummaryJson { get; set; }
+    public string? ResultsArtifactJson { get; set; }
+    public string? CancelledBy { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset? FinishedAt { get; set; }
+}
+
+/// <summary>The outcome of one call: item x repeat for one prompt x endpoint pair of a run.</summary>
+public sealed class ItemResultEntity
+{
+    public long Id { get; set; }
+    public Guid RunId { get; set; }
+    public int Pair { get; set; }
+    public int Item { get; set; }
+    public int Repeat { get; set; }
+    public string? Output { get; set; }
+    public string? ScoresJson { get; set; }
+    public string? Predicted { get; set; }
+    public double LatencyMs { get; set; }
+    public int InputTokens { get; set; }
+    public int OutputTokens { get; set; }
+    public double CostUsd { get; set; }
+    public bool Cached { get; set; }
+    public string? Error { get; set; }
+    public string? ScoreErrors { get; set; }
+}
+
+/// <summary>A model answer kept so that the same call (endpoint, prompt, parameters) is never paid twice.</summary>
+public sealed class CachedResponseEntity
+{
+    public required string Key { get; set; }
+    public required string Output { get; set; }
+    public int InputTokens { get; set; }
+    public int OutputTokens { get; set; }
+    public double LatencyMs { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}

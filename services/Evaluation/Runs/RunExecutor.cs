@@ -1,0 +1,291 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Evaluation;
+using AspireTune.Evaluation.Data;
+using AspireTune.Evaluation.Datasets;
+using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Prompts;
+using AspireTune.Evaluation.Retrieval;
+using AspireTune.Evaluation.Scoring;
+using AspireTune.ServiceDefaults.Artifacts;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Microsoft.SemanticKernel;
+
+namespace AspireTune.Evaluation.Runs;
+
+/// <summary>
+/// Executes one run: every prompt x endpoint x item x repeat not yet stored, endpoints in parallel and each at
+/// its own concurrency; then the summaries, the per-item JSONL artifact and the <c>EvaluationCompleted</c> event.
+/// </summary>
+public sealed class RunExecutor(
+    EvaluationDbContext db,
+    IArtifactStore artifacts,
+    ModelGateway gateway,
+    ResultWriter writer,
+    RetrievalClient retrieval,
+    IBus bus,
+    IOptions<EvaluationOptions> options,
+    ILogger<RunExecutor> logger)
+{
+    public async Task ExecuteAsync(Guid runId, CancellationToken cancel, CancellationToken stopping)
+    {
+        var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == runId, stopping);
+        if (run is null || run.Status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled)
+            return;
+        if (run.CancelledBy is not null)
+        {
+            await FinishCancelledAsync(run);
+            return;
+        }
+
+        using var activity = EvaluationTelemetry.ActivitySource.StartActivity("evaluation.run");
+        activity?.SetTag("aspiretune.run_id", runId);
+        EvaluationTelemetry.ActiveRuns.Add(1);
+        try
+        {
+            run.Status = RunStatus.Running;
+            run.StartedAt ??= DateTimeOffset.UtcNow;
+            await db.SaveChangesAsync(stopping);
+            await ExecuteCoreAsync(run, cancel, stopping);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested && !stopping.IsCancellationRequested)
+        {
+            await writer.FlushAsync(stopping);
+            await FinishCancelledAsync(run);
+        }
+        catch (RunFailedException e)
+        {
+            await FailAsync(run.Id, e.Message, stopping);
+        }
+        finally
+        {
+            EvaluationTelemetry.ActiveRuns.Add(-1);
+        }
+    }
+
+    private async Task ExecuteCoreAsync(RunEntity run, CancellationToken cancel, CancellationToken stopping)
+    {
+        var spec = RunSpec.Read(run.SpecJson);
+        byte[] content;
+        try
+        {
+            content = await artifacts.ReadVerifiedAsync(RunFactory.DatasetRef(run), stopping);
+        }
+        catch (Exception e) when (e is ArtifactNotFoundException or ArtifactCorruptException)
+        {
+            throw new RunFailedException(e.Message);
+        }
+        var items = DatasetReader.Parse(content);
+
+        var prompts = new List<CompiledPrompt>();
+        foreach (var reference in spec.Prompts)
+        {
+            var (version, problem) = await PromptResolver.ResolveAsync(db, reference, stopping);
+            prompts.Add(PromptTemplates.Compile(version ?? throw new RunFailedException(problem!)));
+        }
+        var endpointIds = spec.ModelEndpoints.Concat(spec.Scorers.Select(s => Scorer.Parse(s).JudgeEndpoint).OfType<string>()).Distinct().ToList();
+        var endpoints = await db.ModelEndpoints.AsNoTracking().Where(e => endpointIds.Contains(e.Id)).ToDictionaryAsync(e => e.Id, stopping);
+        foreach (var missing in endpointIds.Where(id => !endpoints.ContainsKey(id)))
+            throw new RunFailedException($"Model endpoint '{missing}' was deleted after the run was created.");
+
+        JudgeCall judge = async (endpointId, system, user, ct) =>
+            (await gateway.CompleteAsync(endpoints[endpointId], new ModelCall(system, user, 0, 16), 0, ct)).Output;
+        var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric)).ToList();
+        foreach (var label in scorers.OfType<LabelScorer>())
+            label.SetLabels(items.Where(i => i.Expected is not null).Select(i => i.Expected!));
+
+        var done = (await db.ItemResults.Where(r => r.RunId == run.Id).Select(r => new { r.Pair, r.Item, r.Repeat }).ToListAsync(stopping))
+            .Select(r => Key(r.Pair, r.Item, r.Repeat)).ToHashSet();
+        if (done.Count > 0)
+            logger.LogInformation("Run {RunId}: {Done} of {Total} calls already stored, resuming", run.Id, done.Count, run.TotalCalls);
+
+        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>());
+        var perEndpoint = spec.ModelEndpoints.Select((id, e) => Task.Run(() => RunEndpointAsync(context, endpoints[id], e, done, cancel), CancellationToken.None));
+        await Task.WhenAll(perEndpoint);
+        await writer.FlushAsync(stopping);
+
+        await CompleteAsync(run, context, stopping);
+    }
+
+    private async Task RunEndpointAsync(RunContext run, ModelEndpointEntity endpoint, int endpointIndex, HashSet<long> done, CancellationToken cancel)
+    {
+        var work = new List<(int Prompt, DatasetItem Item, int Repeat)>();
+        for (var p = 0; p < run.Prompts.Count; p++)
+            foreach (var item in run.Items)
+                for (var r = 0; r < run.Spec.Repeats; r++)
+                    if (!done.Contains(Key(Pair(run, p, endpointIndex), item.Index, r)))
+                        work.Add((p, item, r));
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = endpoint.MaxConcurrency, CancellationToken = cancel };
+        await Parallel.ForEachAsync(work, parallel, async (w, ct) =>
+            writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w.Item, w.Repeat, ct)));
+    }
+
+    private async Task<ItemResultEntity> ProcessAsync(RunContext run, ModelEndpointEntity endpoint, int pair, CompiledPrompt prompt, DatasetItem item, int repeat, CancellationToken ct)
+    {
+        var result = new ItemResultEntity { RunId = run.Id, Pair = pair, Item = item.Index, Repeat = repeat };
+        if (item.Error is not null)
+        {
+            result.Error = item.Error;
+            return result;
+        }
+        try
+        {
+            RetrievedContext? retrieved = null;
+            if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
+                retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
+                    () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
+            var (system, user) = await PromptTemplates.RenderAsync(prompt, item.Input!, retrieved?.Examples, retrieved?.Passages, ct);
+            var answer = await gateway.CompleteAsync(endpoint, new ModelCall(system, user, run.Spec.Temperature, run.Spec.MaxTokens), run.Spec.Repeats > 1 ? repeat : 0, ct);
+            result.Output = answer.Output;
+            result.LatencyMs = answer.LatencyMs;
+            result.InputTokens = answer.InputTokens;
+            result.OutputTokens = answer.OutputTokens;
+            result.CostUsd = ModelGateway.Cost(endpoint, answer);
+            result.Cached = answer.Cached;
+
+            var scores = new ScoreResult();
+            foreach (var scorer in run.Scorers)
+                if (!scorer.NeedsExpected || item.Expected is not null)
+                    await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output), scores, ct);
+            result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
+            result.Predicted = scores.Predicted;
+            result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
+        }
+        catch (Exception e) when (e is ModelCallException or RetrievalException or KernelException)
+        {
+            // The item's outcome is this error: recorded in its result and counted in the summary.
+            result.Error = e.Message;
+        }
+        return result;
+    }
+
+    private async Task CompleteAsync(RunEntity run, RunContext context, CancellationToken stopping)
+    {
+        var results = await db.ItemResults.AsNoTracking().Where(r => r.RunId == run.Id)
+            .OrderBy(r => r.Pair).ThenBy(r => r.Item).ThenBy(r => r.Repeat).ToListAsync(stopping);
+        var spec = context.Spec;
+        var summaries = new List<EvaluationSummary>();
+        var labelScorer = context.Scorers.OfType<LabelScorer>().Any();
+        var seed = BitConverter.ToInt32(run.Id.ToByteArray(), 0);
+        for (var p = 0; p < spec.Prompts.Count; p++)
+            for (var e = 0; e < spec.ModelEndpoints.Count; e++)
+            {
+                var pair = Pair(context, p, e);
+                summaries.Add(Aggregator.Summarize(spec.Prompts[p], spec.ModelEndpoints[e], seed ^ pair, results.Where(r => r.Pair == pair).ToList(),
+                    context.Items, labelScorer, spec.Repeats, options.Value.BootstrapResamples));
+            }
+
+        var artifact = await WriteResultsAsync(run, context, results, stopping);
+        run.SummaryJson = JsonSerializer.Serialize(summaries, JsonSerializerOptions.Web);
+        run.ResultsArtifactJson = JsonSerializer.Serialize(artifact, JsonSerializerOptions.Web);
+        await db.SaveChangesAsync(stopping);
+
+        // Published before the status changes: a crash in between republishes at restart (consumers are idempotent).
+        await bus.Publish(new EvaluationCompleted
+        {
+            RunId = run.Id,
+            ExperimentId = run.ExperimentId,
+            Summaries = summaries,
+            Results = artifact,
+            CompletedAt = DateTimeOffset.UtcNow,
+        }, stopping);
+        run.Status = RunStatus.Completed;
+        run.FinishedAt = DateTimeOffset.UtcNow;
+        await db.SaveChangesAsync(stopping);
+        EvaluationTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("status", "completed"));
+        logger.LogInformation("Run {RunId} completed: {Calls} calls, {Errors} errors", run.Id, results.Count, results.Count(r => r.Error is not null));
+    }
+
+    private async Task<ArtifactRef> WriteResultsAsync(RunEntity run, RunContext context, List<ItemResultEntity> results, CancellationToken ct)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            foreach (var r in results)
+            {
+                var item = context.Items[r.Item];
+                WriteResult(json, r, item, context.Spec.Prompts[r.Pair / context.Spec.ModelEndpoints.Count], context.Spec.ModelEndpoints[r.Pair % context.Spec.ModelEndpoints.Count]);
+                json.Flush();
+                json.Reset();
+                buffer.WriteByte((byte)'\n');
+            }
+        }
+        buffer.Position = 0;
+        return await artifacts.PutAsync(buffer, "evaluation-results", $"{run.Id:N}.jsonl", "application/jsonl", ct);
+    }
+
+    /// <summary>One line of the per-item results (also served by <c>GET /api/evaluation/runs/{id}/results</c>).</summary>
+    internal static void WriteResult(Utf8JsonWriter json, ItemResultEntity r, DatasetItem item, string prompt, string endpoint)
+    {
+        json.WriteStartObject();
+        json.WriteString("prompt", prompt);
+        json.WriteString("modelEndpoint", endpoint);
+        json.WriteNumber("item", r.Item);
+        json.WriteNumber("line", item.Line);
+        json.WriteNumber("repeat", r.Repeat);
+        json.WriteString("input", item.Input);
+        json.WriteString("expected", item.Expected);
+        json.WriteString("output", r.Output);
+        json.WriteString("predicted", r.Predicted);
+        json.WritePropertyName("scores");
+        if (r.ScoresJson is null)
+            json.WriteNullValue();
+        else
+            json.WriteRawValue(r.ScoresJson, skipInputValidation: true);
+        json.WriteNumber("latencyS", r.LatencyMs / 1000);
+        json.WriteNumber("inputTokens", r.InputTokens);
+        json.WriteNumber("outputTokens", r.OutputTokens);
+        json.WriteNumber("costUsd", r.CostUsd);
+        json.WriteBoolean("cached", r.Cached);
+        json.WriteString("error", r.Error);
+        json.WriteString("scoreErrors", r.ScoreErrors);
+        json.WriteEndObject();
+    }
+
+    private async Task FinishCancelledAsync(RunEntity run)
+    {
+        // Cancellation is final for the workflow: EvaluationFailed tells a waiting experiment not to wait longer.
+        await bus.Publish(new EvaluationFailed
+        {
+            RunId = run.Id,
+            ExperimentId = run.ExperimentId,
+            Reason = $"The run was cancelled{(run.CancelledBy is { Length: > 0 } who ? " by " + who : "")}.",
+            FailedAt = DateTimeOffset.UtcNow,
+        });
+        run.Status = RunStatus.Cancelled;
+        run.FinishedAt = DateTimeOffset.UtcNow;
+        run.Error = "Cancelled.";
+        await db.SaveChangesAsync(CancellationToken.None);
+        EvaluationTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("status", "cancelled"));
+        logger.LogInformation("Run {RunId} cancelled", run.Id);
+    }
+
+    /// <summary>Marks the run failed and publishes <c>EvaluationFailed</c>.</summary>
+    public async Task FailAsync(Guid runId, string reason, CancellationToken ct)
+    {
+        db.ChangeTracker.Clear();
+        var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == runId, ct);
+        if (run is null)
+            return;
+        await bus.Publish(new EvaluationFailed { RunId = run.Id, ExperimentId = run.ExperimentId, Reason = reason, FailedAt = DateTimeOffset.UtcNow }, ct);
+        run.Status = RunStatus.Failed;
+        run.Error = reason;
+        run.FinishedAt = DateTimeOffset.UtcNow;
+        await db.SaveChangesAsync(ct);
+        EvaluationTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("status", "failed"));
+        logger.LogWarning("Run {RunId} failed: {Reason}", runId, reason);
+    }
+
+    private static int Pair(RunContext run, int prompt, int endpoint) => prompt * run.Spec.ModelEndpoints.Count + endpoint;
+
+    private static long Key(int pair, int item, int repeat) => ((long)pair << 40) | ((long)item << 8) | (long)repeat;
+
+    private sealed record RunContext(Guid Id, RunSpec Spec, List<DatasetItem> Items, List<CompiledPrompt> Prompts, List<Scorer> Scorers,
+        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved);
+
+    private sealed class RunFailedException(string message) : Exception(message);
+}

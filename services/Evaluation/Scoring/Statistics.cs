@@ -1,0 +1,98 @@
+using AspireTune.Contracts.Common;
+
+namespace AspireTune.Evaluation.Scoring;
+
+/// <summary>
+/// Point estimates with percentile-bootstrap 95% intervals. Resampling is seeded, so the same results give
+/// the same intervals (a rerun from the cache reproduces its summary exactly).
+/// </summary>
+public static class Statistics
+{
+    /// <summary>Mean and its 95% interval; no interval for fewer than 2 values.</summary>
+    public static MetricValue Mean(string name, IReadOnlyList<double> values, int resamples, int seed) =>
+        Bootstrap(name, values.Count, resamples, seed, (pick, n) =>
+        {
+            double sum = 0;
+            for (var i = 0; i < n; i++)
+                sum += values[pick(i)];
+            return sum / n;
+        });
+
+    /// <summary>The p-th percentile (0-100, linear interpolation) and its 95% interval.</summary>
+    public static MetricValue Percentile(string name, IReadOnlyList<double> values, double p, int resamples, int seed)
+    {
+        var buffer = new double[values.Count];
+        return Bootstrap(name, values.Count, resamples, seed, (pick, n) =>
+        {
+            for (var i = 0; i < n; i++)
+                buffer[i] = values[pick(i)];
+            Array.Sort(buffer, 0, n);
+            return PercentileOfSorted(buffer.AsSpan(0, n), p);
+        });
+    }
+
+    /// <summary>
+    /// Any statistic of n units: <paramref name="statistic"/> gets a picker (position to unit index) and n. The
+    /// point estimate uses the identity picker; the interval the 2.5th and 97.5th percentiles of the resamples.
+    /// </summary>
+    public static MetricValue Bootstrap(string name, int n, int resamples, int seed, Func<Func<int, int>, int, double> statistic)
+    {
+        if (n == 0)
+            return new MetricValue { Name = name, Value = double.NaN };
+        var estimate = statistic(i => i, n);
+        if (n < 2)
+            return new MetricValue { Name = name, Value = estimate };
+        var random = new Random(seed);
+        var picks = new int[n];
+        var stats = new double[resamples];
+        Func<int, int> pick = i => picks[i];
+        for (var b = 0; b < resamples; b++)
+        {
+            for (var i = 0; i < n; i++)
+                picks[i] = random.Next(n);
+            stats[b] = statistic(pick, n);
+        }
+        Array.Sort(stats);
+        return new MetricValue { Name = name, Value = estimate, Lower = PercentileOfSorted(stats, 2.5), Upper = PercentileOfSorted(stats, 97.5) };
+    }
+
+    public static double PercentileOfSorted(ReadOnlySpan<double> sorted, double p)
+    {
+        if (sorted.Length == 0)
+            return double.NaN;
+        var rank = p / 100 * (sorted.Length - 1);
+        var low = (int)Math.Floor(rank);
+        var high = Math.Min(low + 1, sorted.Length - 1);
+        return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+    }
+
+    /// <summary>
+    /// Macro-F1 of (expected, predicted) pairs: the F1 of every expected label present, averaged. A prediction
+    /// outside the expected labels (e.g. <c>(other)</c>) counts as a miss for its item's label.
+    /// </summary>
+    public static double MacroF1(Func<int, (string Expected, string Predicted)> pair, int n)
+    {
+        var tp = new Dictionary<string, int>(StringComparer.Ordinal);
+        var fp = new Dictionary<string, int>(StringComparer.Ordinal);
+        var support = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < n; i++)
+        {
+            var (expected, predicted) = pair(i);
+            support[expected] = support.GetValueOrDefault(expected) + 1;
+            if (expected == predicted)
+                tp[expected] = tp.GetValueOrDefault(expected) + 1;
+            else
+                fp[predicted] = fp.GetValueOrDefault(predicted) + 1;
+        }
+        if (support.Count == 0)
+            return double.NaN;
+        double sum = 0;
+        foreach (var (label, count) in support)
+        {
+            // F1 = 2TP / (2TP + FP + FN), with FN = support - TP.
+            double t = tp.GetValueOrDefault(label);
+            sum += 2 * t / (t + count + fp.GetValueOrDefault(label));
+        }
+        return sum / support.Count;
+    }
+}
