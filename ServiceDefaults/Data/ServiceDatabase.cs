@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -27,7 +28,7 @@ public static class ServiceDatabase
                 var sqlite = string.IsNullOrWhiteSpace(connectionString)
                     ? $"Data Source={Path.Combine(sp.GetRequiredService<DataRoot>().Path, connectionName + ".db")}"
                     : connectionString;
-                options.UseSqlite(sqlite);
+                options.UseSqlite(sqlite).ReplaceService<IModelCustomizer, SqliteDateTimeOffsetModelCustomizer>();
             }
         });
         builder.Services.AddHostedService<SchemaInitializer<TContext>>();
@@ -80,4 +81,22 @@ public static class DatabaseProviders
         connectionString is not null && connectionString.Contains("Host=", StringComparison.OrdinalIgnoreCase)
             ? DatabaseProvider.PostgreSql
             : DatabaseProvider.Sqlite;
+}
+
+/// <summary>
+/// SQLite has no date type: EF stores DateTimeOffset as text and refuses to sort or compare it in SQL. Every
+/// DateTimeOffset becomes UTC ticks (a sortable integer) in SQLite databases; PostgreSQL keeps timestamptz.
+/// </summary>
+internal sealed class SqliteDateTimeOffsetModelCustomizer(ModelCustomizerDependencies dependencies) : RelationalModelCustomizer(dependencies)
+{
+    public override void Customize(ModelBuilder modelBuilder, DbContext context)
+    {
+        base.Customize(modelBuilder, context);
+        var converter = new Microsoft.EntityFrameworkCore.Storage.ValueConversion.ValueConverter<DateTimeOffset, long>(
+            v => v.UtcTicks, v => new DateTimeOffset(v, TimeSpan.Zero));
+        foreach (var entity in modelBuilder.Model.GetEntityTypes())
+            foreach (var property in entity.GetProperties())
+                if (property.ClrType == typeof(DateTimeOffset) || property.ClrType == typeof(DateTimeOffset?))
+                    property.SetValueConverter(converter);
+    }
 }

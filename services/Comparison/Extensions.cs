@@ -17,8 +17,8 @@ public static class ComparisonExtensions
         builder.Services.AddOptions<ComparisonOptions>().BindConfiguration(ComparisonOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddScoped<ExperimentWorkflow>();
-        builder.Services.AddHttpClient<EvaluationClient>();
-        builder.Services.AddHttpClient<RetrievalClient>();
+        builder.Services.AddHttpClient<EvaluationSetupClient>();
+        builder.Services.AddHttpClient<KnnBaselineClient>();
         builder.Services.AddHostedService<QueuedExperimentsRecovery>();
         builder.AddConsumers(bus => bus.AddConsumers(typeof(ComparisonExtensions).Assembly));
         return builder;

@@ -23,8 +23,8 @@ namespace AspireTune.Comparison.Workflow;
 public sealed class ExperimentWorkflow(
     ComparisonDbContext db,
     IArtifactStore artifacts,
-    EvaluationClient evaluation,
-    RetrievalClient retrieval,
+    EvaluationSetupClient evaluation,
+    KnnBaselineClient retrieval,
     IOptions<ComparisonOptions> options,
     TimeProvider clock,
     ILogger<ExperimentWorkflow> logger)
@@ -354,6 +354,8 @@ public sealed class ExperimentWorkflow(
         ModelEndpoints = endpoints,
         Dataset = dataset,
         Scorers = ["label"],
+        Temperature = 0,
+        MaxTokens = 8,
     };
 
     private static async Task SendAsync<T>(ConsumeContext context, Uri queue, T message, CancellationToken ct) where T : class =>

@@ -22,12 +22,12 @@ internal static class ServiceAuth
 }
 
 /// <summary>The Evaluation service's HTTP API, for the set-up that precedes a run: prompt versions and endpoints.</summary>
-public sealed partial class EvaluationClient
+public sealed partial class EvaluationSetupClient
 {
     private readonly HttpClient _http;
     private readonly ComparisonOptions _options;
 
-    public EvaluationClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
+    public EvaluationSetupClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
     {
         _options = options.Value;
         http.BaseAddress = new Uri(_options.EvaluationBaseUrl.TrimEnd('/') + "/");
@@ -86,11 +86,11 @@ public sealed partial class EvaluationClient
 }
 
 /// <summary>The Retrieval service's kNN classifier, the non-LLM baseline of every comparison.</summary>
-public sealed class RetrievalClient
+public sealed class KnnBaselineClient
 {
     private readonly HttpClient _http;
 
-    public RetrievalClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
+    public KnnBaselineClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
     {
         http.BaseAddress = new Uri(options.Value.RetrievalBaseUrl.TrimEnd('/') + "/");
         ServiceAuth.Apply(http, configuration, options.Value);
@@ -102,7 +102,7 @@ public sealed class RetrievalClient
     {
         var started = Stopwatch.GetTimestamp();
         using var response = await _http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/classify", new { text, k }, ct);
-        await EvaluationClient.EnsureSuccessAsync(response, $"classify with collection '{collection}'", ct);
+        await EvaluationSetupClient.EnsureSuccessAsync(response, $"classify with collection '{collection}'", ct);
         var body = await response.Content.ReadFromJsonAsync<JsonObject>(ct);
         return (body?["label"]?.GetValue<string>(), Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
