@@ -153,9 +153,9 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         {
             files.Add(("tokenizer_config.json", File.ReadAllBytes(cfgPath)));
             var cfg = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject;
-            bos = Lookup(cfg?["bos_token"], special);
             eos = Lookup(cfg?["eos_token"], special);
-            if (cfg?["add_bos_token"] is JsonValue ab && !ab.GetValue<bool>()) bos = null;
+            // bos_token alone does not mean it is prepended (GPT-2 names one and never adds it).
+            if (cfg?["add_bos_token"] is JsonValue ab && ab.GetValue<bool>()) bos = Lookup(cfg["bos_token"], special);
         }
         eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
         // Llama 3 style post-processors add <|begin_of_text|>; read which token they prepend.
