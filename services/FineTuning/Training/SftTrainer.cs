@@ -161,6 +161,15 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         return result;
     }
 
+    /// <summary>Scores the model as it is on a validation split (a baseline before training, or a final check).</summary>
+    public EvaluationResult Evaluate(IReadOnlyList<SftExample> validation)
+    {
+        var tokenizer = Model.Tokenizer ?? throw new InvalidOperationException("the model has no tokenizer; text examples need one");
+        var maxLen = Math.Min(Options.MaxSequenceLength, Model.Config.MaxPositions);
+        var seqs = SftData.Encode(validation, tokenizer, maxLen, "validation");
+        return Evaluate(seqs, tokenizer.EosTokenId ?? 0, 0, 0, double.NaN);
+    }
+
     /// <summary>Validation loss, mean token accuracy on completions and exact match of greedy answers.</summary>
     private EvaluationResult Evaluate(List<SftSequence> val, int padId, int step, double epoch, double trainLoss)
     {
