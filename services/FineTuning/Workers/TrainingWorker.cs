@@ -104,7 +104,7 @@ public sealed class TrainingWorker(
         try
         {
             var run = await PrepareAsync(job, baseModel, stoppingToken);
-            logger.LogInformation("Worker {Worker} runs job {JobId} (attempt {Attempt}, resume from {Resume})", WorkerId, jobId, job.Attempts + 1, run.ResumeFrom ?? "base model");
+            logger.LogInformation("Worker {Worker} runs job {JobId} (attempt {Attempt}, resume from {Resume})", WorkerId, jobId, job.Attempts, run.ResumeFrom ?? "base model");
             var outcome = await backend.TrainAsync(run, sink, cancel.Token);
             sink.Complete();
             await pump;
