@@ -1,24 +1,48 @@
-using MassTransit;
+using AspireTune.FineTuning.Apis;
+using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Jobs;
+using AspireTune.FineTuning.Registry;
+using AspireTune.FineTuning.Serving;
+using AspireTune.FineTuning.Workers;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
+using MassTransit;
 
 namespace AspireTune.FineTuning;
 
 public static class FineTuningExtensions
 {
-    /// <summary>Registers the FineTuning service: its database, options, consumers and services.</summary>
+    /// <summary>Registers the FineTuning service: its database, options, consumers, training worker, registry and model server.</summary>
     public static IHostApplicationBuilder AddFineTuning(this IHostApplicationBuilder builder)
     {
         builder.AddServiceDefaults();
         builder.AddServiceDatabase<FineTuningDbContext>(FineTuningDbContext.ConnectionName);
         builder.AddConsumers(bus => bus.AddConsumers(typeof(FineTuningExtensions).Assembly));
+
+        builder.Services.AddOptions<FineTuningOptions>().BindConfiguration(FineTuningOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<CurationOptions>().BindConfiguration(CurationOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<BuiltInModelOptions>().BindConfiguration(BuiltInModelOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+
+        builder.Services.AddSingleton<IModelRuntime, EngineRuntime>();
+        builder.Services.AddSingleton<ITrainingBackend, EngineTrainingBackend>();
+        builder.Services.AddSingleton<ModelRegistry>();
+        builder.Services.AddSingleton<ModelHost>();
+        builder.Services.AddSingleton<ServedEndpoint>();
+        builder.Services.AddScoped<JobValidator>();
+        builder.Services.AddHostedService<BuiltInModelSeeder>();
+        if (builder.Configuration.GetValue($"{FineTuningOptions.SectionName}:{nameof(FineTuningOptions.WorkerEnabled)}", true))
+            builder.Services.AddHostedService<TrainingWorker>();
         return builder;
     }
 
-    /// <summary>Maps the FineTuning service's HTTP APIs.</summary>
+    /// <summary>Maps the FineTuning service's HTTP APIs: files, jobs, the model registry and the OpenAI-compatible <c>/v1</c>.</summary>
     public static WebApplication MapFineTuning(this WebApplication app)
     {
+        app.MapFilesApi();
+        app.MapJobsApi();
+        app.MapModelsApi();
+        app.MapOpenAiApi();
         return app;
     }
 }

@@ -20,6 +20,12 @@ public sealed record StartFineTuning
     /// <summary>Validation data, same format; when absent a slice of the training data is held out.</summary>
     public ArtifactRef? ValidationFile { get; init; }
 
+    /// <summary>
+    /// Held-out test data (same format), when known: training examples whose prompt matches a test prompt
+    /// (exact or near duplicate) are removed before training, and the job fails when too many do (leakage).
+    /// </summary>
+    public ArtifactRef? TestFile { get; init; }
+
     /// <summary>Name to register the resulting model under; generated when absent.</summary>
     public string? Suffix { get; init; }
 

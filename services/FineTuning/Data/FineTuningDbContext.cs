@@ -8,8 +8,57 @@ public sealed class FineTuningDbContext(DbContextOptions<FineTuningDbContext> op
 {
     public const string ConnectionName = "finetuningdb";
 
+    public DbSet<DataFile> Files => Set<DataFile>();
+    public DbSet<FineTuningJob> Jobs => Set<FineTuningJob>();
+    public DbSet<JobEvent> JobEvents => Set<JobEvent>();
+    public DbSet<JobCheckpoint> Checkpoints => Set<JobCheckpoint>();
+    public DbSet<JobMetric> Metrics => Set<JobMetric>();
+    public DbSet<RegisteredModel> Models => Set<RegisteredModel>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.AddInbox();
+        modelBuilder.Entity<DataFile>(e =>
+        {
+            e.ToTable("files");
+            e.HasKey(f => f.Id);
+        });
+        modelBuilder.Entity<FineTuningJob>(e =>
+        {
+            e.ToTable("jobs");
+            e.HasKey(j => j.Id);
+            e.HasIndex(j => new { j.Status, j.CreatedAt });
+            e.HasIndex(j => j.CreatedAt);
+            e.Property(j => j.Status).IsConcurrencyToken();
+        });
+        modelBuilder.Entity<JobEvent>(e =>
+        {
+            e.ToTable("job_events");
+            e.HasKey(j => j.Id);
+            e.HasIndex(j => new { j.JobId, j.Id });
+        });
+        modelBuilder.Entity<JobCheckpoint>(e =>
+        {
+            e.ToTable("job_checkpoints");
+            e.HasKey(c => c.Id);
+            e.HasIndex(c => new { c.JobId, c.Step }).IsUnique();
+        });
+        modelBuilder.Entity<JobMetric>(e =>
+        {
+            e.ToTable("job_metrics");
+            e.HasKey(m => m.Id);
+            e.HasIndex(m => new { m.JobId, m.Step });
+        });
+        modelBuilder.Entity<RegisteredModel>(e =>
+        {
+            e.ToTable("models");
+            e.HasKey(m => m.Id);
+        });
+
+        // SQLite cannot order or compare DateTimeOffset; store UTC ticks there (PostgreSQL keeps timestamptz).
+        if (Database.IsSqlite())
+            foreach (var entity in modelBuilder.Model.GetEntityTypes())
+                foreach (var property in entity.GetProperties().Where(p => p.ClrType == typeof(DateTimeOffset) || p.ClrType == typeof(DateTimeOffset?)))
+                    property.SetValueConverter(new Microsoft.EntityFrameworkCore.Storage.ValueConversion.DateTimeOffsetToBinaryConverter());
     }
 }

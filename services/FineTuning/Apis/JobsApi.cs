@@ -1,0 +1,367 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.FineTuning;
+using AspireTune.FineTuning.Consumers;
+using AspireTune.FineTuning.Curation;
+using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Jobs;
+using AspireTune.ServiceDefaults.Security;
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+
+namespace AspireTune.FineTuning.Apis;
+
+/// <summary>Body of <c>POST /api/fine-tuning/jobs</c>.</summary>
+public sealed record CreateJobRequest
+{
+    /// <summary>Base model id in the registry.</summary>
+    [JsonPropertyName("model")] public string? Model { get; init; }
+    /// <summary>Id of an uploaded file (<c>file-...</c>).</summary>
+    [JsonPropertyName("training_file")] public string? TrainingFile { get; init; }
+    [JsonPropertyName("validation_file")] public string? ValidationFile { get; init; }
+    /// <summary>Held-out test file, for the leakage check.</summary>
+    [JsonPropertyName("test_file")] public string? TestFile { get; init; }
+    [JsonPropertyName("suffix")] public string? Suffix { get; init; }
+    /// <summary>Numbers, strings or "auto"; see docs/finetuning.md for names, ranges and defaults.</summary>
+    [JsonPropertyName("hyperparameters")] public Dictionary<string, JsonElement>? Hyperparameters { get; init; }
+    [JsonPropertyName("experiment_id")] public Guid? ExperimentId { get; init; }
+}
+
+public sealed record JobError(
+    [property: JsonPropertyName("code")] string Code,
+    [property: JsonPropertyName("message")] string Message);
+
+public sealed record JobResponse
+{
+    [JsonPropertyName("id")] public required string Id { get; init; }
+    [JsonPropertyName("object")] public string Object => "fine_tuning.job";
+    [JsonPropertyName("model")] public required string Model { get; init; }
+    [JsonPropertyName("status")] public required string Status { get; init; }
+    [JsonPropertyName("created_at")] public required long CreatedAt { get; init; }
+    [JsonPropertyName("started_at")] public long? StartedAt { get; init; }
+    [JsonPropertyName("finished_at")] public long? FinishedAt { get; init; }
+    [JsonPropertyName("fine_tuned_model")] public string? FineTunedModel { get; init; }
+    [JsonPropertyName("training_file")] public required string TrainingFile { get; init; }
+    [JsonPropertyName("validation_file")] public string? ValidationFile { get; init; }
+    [JsonPropertyName("test_file")] public string? TestFile { get; init; }
+    [JsonPropertyName("suffix")] public string? Suffix { get; init; }
+    /// <summary>As requested until validation; afterwards the values training uses ("auto" resolved).</summary>
+    [JsonPropertyName("hyperparameters")] public required JsonElement Hyperparameters { get; init; }
+    [JsonPropertyName("step")] public int Step { get; init; }
+    [JsonPropertyName("total_steps")] public int TotalSteps { get; init; }
+    [JsonPropertyName("trained_tokens")] public long? TrainedTokens { get; init; }
+    [JsonPropertyName("cancel_requested")] public bool CancelRequested { get; init; }
+    [JsonPropertyName("attempts")] public int Attempts { get; init; }
+    [JsonPropertyName("error")] public JobError? Error { get; init; }
+    [JsonPropertyName("quality_report")] public QualityReport? QualityReport { get; init; }
+    [JsonPropertyName("best_metrics")] public IReadOnlyList<MetricValue>? BestMetrics { get; init; }
+    [JsonPropertyName("fit_verdict")] public string? FitVerdict { get; init; }
+    [JsonPropertyName("fit_advice")] public string? FitAdvice { get; init; }
+    [JsonPropertyName("experiment_id")] public Guid? ExperimentId { get; init; }
+
+    public static JobResponse From(FineTuningJob j) => new()
+    {
+        Id = JobIds.Format(j.Id),
+        Model = j.BaseModel,
+        Status = j.Status,
+        CreatedAt = j.CreatedAt.ToUnixTimeSeconds(),
+        StartedAt = j.StartedAt?.ToUnixTimeSeconds(),
+        FinishedAt = j.FinishedAt?.ToUnixTimeSeconds(),
+        FineTunedModel = j.FineTunedModel,
+        TrainingFile = j.TrainingFileId ?? j.TrainingArtifactId,
+        ValidationFile = j.ValidationFileId ?? j.ValidationArtifactId,
+        TestFile = j.TestFileId ?? j.TestArtifactId,
+        Suffix = j.Suffix,
+        Hyperparameters = JsonDocument.Parse(j.ResolvedHyperparametersJson ?? j.HyperparametersJson).RootElement.Clone(),
+        Step = j.Step,
+        TotalSteps = j.TotalSteps,
+        TrainedTokens = j.Status == JobStatus.Succeeded ? j.TrainedTokens : null,
+        CancelRequested = j.CancelRequested,
+        Attempts = j.Attempts,
+        Error = j.ErrorCode is null ? null : new JobError(j.ErrorCode, j.ErrorMessage ?? ""),
+        QualityReport = j.QualityReportJson is null ? null : JsonSerializer.Deserialize<QualityReport>(j.QualityReportJson),
+        BestMetrics = j.BestMetricsJson is null ? null : JsonSerializer.Deserialize<List<MetricValue>>(j.BestMetricsJson),
+        FitVerdict = j.FitVerdict,
+        FitAdvice = j.FitAdvice,
+        ExperimentId = j.ExperimentId,
+    };
+}
+
+public sealed record ListResponse<T>(
+    [property: JsonPropertyName("data")] IReadOnlyList<T> Data,
+    [property: JsonPropertyName("has_more")] bool HasMore)
+{
+    [JsonPropertyName("object")] public string Object => "list";
+}
+
+public sealed record JobEventResponse(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created_at")] long CreatedAt,
+    [property: JsonPropertyName("level")] string Level,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("data")] JsonElement? Data);
+
+public sealed record CheckpointMetrics(
+    [property: JsonPropertyName("step")] int Step,
+    [property: JsonPropertyName("train_loss")] double TrainLoss,
+    [property: JsonPropertyName("valid_loss")] double? ValidLoss,
+    [property: JsonPropertyName("valid_mean_token_accuracy")] double? ValidMeanTokenAccuracy);
+
+public sealed record CheckpointResponse(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created_at")] long CreatedAt,
+    [property: JsonPropertyName("fine_tuning_job_id")] string JobId,
+    [property: JsonPropertyName("step_number")] int Step,
+    [property: JsonPropertyName("metrics")] CheckpointMetrics Metrics);
+
+public sealed record MetricRow(
+    [property: JsonPropertyName("step")] int Step,
+    [property: JsonPropertyName("epoch")] double Epoch,
+    [property: JsonPropertyName("train_loss")] double TrainLoss,
+    [property: JsonPropertyName("valid_loss")] double? ValidLoss,
+    [property: JsonPropertyName("valid_mean_token_accuracy")] double? ValidMeanTokenAccuracy,
+    [property: JsonPropertyName("learning_rate")] double LearningRate,
+    [property: JsonPropertyName("tokens_per_second")] double TokensPerSecond);
+
+public static class JobIds
+{
+    public static string Format(Guid id) => "ftjob-" + id.ToString("N");
+
+    public static bool TryParse(string text, out Guid id) =>
+        Guid.TryParse(text.StartsWith("ftjob-", StringComparison.Ordinal) ? text[6..] : text, out id);
+}
+
+/// <summary><c>/api/fine-tuning/jobs</c>: create, list, get, cancel, events, checkpoints, metrics.</summary>
+public static class JobsApi
+{
+    private const int MaxPageSize = 100;
+
+    public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/fine-tuning/jobs").WithTags("Fine-tuning jobs");
+        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator);
+        group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);
+        group.MapPost("/{id}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
+        group.MapGet("/{id}/events", EventsAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id}/checkpoints", CheckpointsAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/{id}/metrics", MetricsAsync).RequireAuthorization(Policies.Reader);
+        return app;
+    }
+
+    public static async Task<Results<Created<JobResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(
+        CreateJobRequest request, FineTuningDbContext db, ISendEndpointProvider send, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrWhiteSpace(request.Model))
+            errors["model"] = ["The base model is required (e.g. \"aspiretune-tiny\"; GET /api/models lists them)."];
+        else if (!await db.Models.AnyAsync(m => m.Id == request.Model, ct))
+            errors["model"] = [$"The base model '{request.Model}' is not registered. GET /api/models lists the models; POST /api/models/import adds one."];
+
+        var files = new Dictionary<string, DataFile>();
+        foreach (var (key, id, required) in new[] { ("training_file", request.TrainingFile, true), ("validation_file", request.ValidationFile, false), ("test_file", request.TestFile, false) })
+        {
+            if (string.IsNullOrWhiteSpace(id))
+            {
+                if (required)
+                    errors[key] = ["The training file is required: upload it with POST /api/fine-tuning/files and pass its id."];
+                continue;
+            }
+            if (await db.Files.FindAsync([id], ct) is { } file)
+                files[key] = file;
+            else
+                errors[key] = [$"No file has the id '{id}'. Upload it with POST /api/fine-tuning/files first."];
+        }
+        if (request.Suffix is { } suffix && !System.Text.RegularExpressions.Regex.IsMatch(suffix, "^[a-z0-9-]{1,40}$"))
+            errors["suffix"] = [$"'{suffix}' is not a valid suffix: use 1 to 40 lower-case letters, digits and '-'."];
+
+        var hyper = new Dictionary<string, string>();
+        foreach (var (name, value) in request.Hyperparameters ?? [])
+        {
+            switch (value.ValueKind)
+            {
+                case JsonValueKind.Number:
+                    hyper[name] = value.GetRawText();
+                    break;
+                case JsonValueKind.String:
+                    hyper[name] = value.GetString()!;
+                    break;
+                default:
+                    errors[$"hyperparameters.{name}"] = [$"Expected a number or a string (\"auto\"), got {value.ValueKind.ToString().ToLowerInvariant()}."];
+                    break;
+            }
+        }
+        foreach (var (key, messages) in HyperparameterSpec.Validate(hyper))
+            errors[key] = messages;
+        if (errors.Count > 0)
+            return TypedResults.ValidationProblem(errors, title: "The fine-tuning job request is not valid.");
+
+        var training = files["training_file"];
+        files.TryGetValue("validation_file", out var validation);
+        files.TryGetValue("test_file", out var test);
+        var job = new FineTuningJob
+        {
+            Id = Guid.NewGuid(),
+            ExperimentId = request.ExperimentId,
+            BaseModel = request.Model!,
+            Status = JobStatus.ValidatingFiles,
+            TrainingFileId = training.Id,
+            TrainingArtifactId = training.ArtifactId,
+            TrainingSha256 = training.Sha256,
+            TrainingBytes = training.Bytes,
+            ValidationFileId = validation?.Id,
+            ValidationArtifactId = validation?.ArtifactId,
+            ValidationSha256 = validation?.Sha256,
+            ValidationBytes = validation?.Bytes ?? 0,
+            TestFileId = test?.Id,
+            TestArtifactId = test?.ArtifactId,
+            TestSha256 = test?.Sha256,
+            TestBytes = test?.Bytes ?? 0,
+            Suffix = request.Suffix,
+            HyperparametersJson = JsonSerializer.Serialize(hyper),
+        };
+        db.Jobs.Add(job);
+        JobEvents.Add(db, job.Id, "info", "created", $"Job created: base model {job.BaseModel}, training file {training.Id} ({training.Examples} examples).");
+        await db.SaveChangesAsync(ct);
+
+        try
+        {
+            var endpoint = await send.GetSendEndpoint(new Uri($"queue:{StartFineTuningConsumerDefinition.QueueName}"));
+            await endpoint.Send(ToCommand(job), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Without its command the job would wait in validating_files forever: take it back and say so.
+            loggers.CreateLogger(typeof(JobsApi)).LogError(ex, "Could not send StartFineTuning for job {JobId}", job.Id);
+            await db.JobEvents.Where(e => e.JobId == job.Id).ExecuteDeleteAsync(CancellationToken.None);
+            await db.Jobs.Where(j => j.Id == job.Id).ExecuteDeleteAsync(CancellationToken.None);
+            return TypedResults.Problem(statusCode: 503, title: "The job could not be queued.", detail: "The message broker did not accept the StartFineTuning command; nothing was created. Retry later.");
+        }
+        return TypedResults.Created($"/api/fine-tuning/jobs/{JobIds.Format(job.Id)}", JobResponse.From(job));
+    }
+
+    internal static StartFineTuning ToCommand(FineTuningJob job) => new()
+    {
+        JobId = job.Id,
+        ExperimentId = job.ExperimentId,
+        BaseModel = job.BaseModel,
+        TrainingFile = new ArtifactRef { Id = job.TrainingArtifactId, Sha256 = job.TrainingSha256, Length = job.TrainingBytes, ContentType = "application/jsonl" },
+        ValidationFile = job.ValidationArtifactId is null ? null : new ArtifactRef { Id = job.ValidationArtifactId, Sha256 = job.ValidationSha256!, Length = job.ValidationBytes, ContentType = "application/jsonl" },
+        TestFile = job.TestArtifactId is null ? null : new ArtifactRef { Id = job.TestArtifactId, Sha256 = job.TestSha256!, Length = job.TestBytes, ContentType = "application/jsonl" },
+        Suffix = job.Suffix,
+        Hyperparameters = JsonSerializer.Deserialize<Dictionary<string, string>>(job.HyperparametersJson) ?? [],
+    };
+
+    public static async Task<Results<Ok<ListResponse<JobResponse>>, ValidationProblem>> ListAsync(
+        FineTuningDbContext db, string? after, int? limit, string? status, CancellationToken ct)
+    {
+        var take = limit ?? 20;
+        if (take is < 1 or > MaxPageSize)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"limit must be between 1 and {MaxPageSize}."] });
+        var query = db.Jobs.AsNoTracking().AsQueryable();
+        if (status is not null)
+            query = query.Where(j => j.Status == status);
+        if (after is not null)
+        {
+            if (!JobIds.TryParse(after, out var afterId) || await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == afterId, ct) is not { } cursor)
+                return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = [$"'{after}' is not the id of a job."] });
+            query = query.Where(j => j.CreatedAt < cursor.CreatedAt);
+        }
+        var page = await query.OrderByDescending(j => j.CreatedAt).Take(take + 1).ToListAsync(ct);
+        return TypedResults.Ok(new ListResponse<JobResponse>(page.Take(take).Select(JobResponse.From).ToList(), page.Count > take));
+    }
+
+    public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> GetAsync(string id, FineTuningDbContext db, CancellationToken ct) =>
+        await FindAsync(db, id, ct) is { } job ? TypedResults.Ok(JobResponse.From(job)) : JobNotFound(id);
+
+    /// <summary>
+    /// Cancels a job. Not yet training: cancelled at once. Training: the worker stops at its next heartbeat
+    /// and marks it cancelled (the response says <c>cancel_requested</c>). Finished: 409.
+    /// </summary>
+    public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> CancelAsync(
+        string id, FineTuningDbContext db, IPublishEndpoint publish, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var now = DateTimeOffset.UtcNow;
+        var cancelledNow = await db.Jobs
+            .Where(j => j.Id == job.Id && (j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Queued))
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.CancelRequested, true).SetProperty(j => j.FinishedAt, now), ct);
+        if (cancelledNow == 1)
+        {
+            JobEvents.Add(db, job.Id, "info", "cancelled", "Job cancelled before training started.");
+            await db.SaveChangesAsync(ct);
+            await publish.Publish(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now }, ct);
+        }
+        else
+        {
+            var requested = await db.Jobs.Where(j => j.Id == job.Id && j.Status == JobStatus.Running)
+                .ExecuteUpdateAsync(s => s.SetProperty(j => j.CancelRequested, true), ct);
+            if (requested == 1)
+            {
+                JobEvents.Add(db, job.Id, "info", "cancel_requested", "Cancellation requested; the worker stops at its next heartbeat.");
+                await db.SaveChangesAsync(ct);
+            }
+            else
+            {
+                var current = await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == job.Id, ct);
+                return TypedResults.Conflict(new ProblemDetails
+                {
+                    Status = 409,
+                    Title = "The job has already finished.",
+                    Detail = $"Job {JobIds.Format(job.Id)} is {current.Status}; only validating_files, queued and running jobs can be cancelled.",
+                });
+            }
+        }
+        return TypedResults.Ok(JobResponse.From(await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == job.Id, ct)));
+    }
+
+    public static async Task<Results<Ok<ListResponse<JobEventResponse>>, NotFound<ProblemDetails>, ValidationProblem>> EventsAsync(
+        string id, FineTuningDbContext db, string? after, int? limit, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var take = limit ?? 100;
+        if (take is < 1 or > 1000)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 1000."] });
+        long afterId = 0;
+        if (after is not null && !long.TryParse(after.StartsWith("ftevent-", StringComparison.Ordinal) ? after[8..] : after, NumberStyles.None, CultureInfo.InvariantCulture, out afterId))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = [$"'{after}' is not an event id."] });
+        // Oldest first, so a client polling with after=<last id> sees each event once, in order.
+        var page = await db.JobEvents.AsNoTracking().Where(e => e.JobId == job.Id && e.Id > afterId).OrderBy(e => e.Id).Take(take + 1).ToListAsync(ct);
+        var data = page.Take(take).Select(e => new JobEventResponse($"ftevent-{e.Id}", "fine_tuning.job.event", e.CreatedAt.ToUnixTimeSeconds(), e.Level, e.Type, e.Message,
+            e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone())).ToList();
+        return TypedResults.Ok(new ListResponse<JobEventResponse>(data, page.Count > take));
+    }
+
+    public static async Task<Results<Ok<ListResponse<CheckpointResponse>>, NotFound<ProblemDetails>>> CheckpointsAsync(string id, FineTuningDbContext db, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var rows = await db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).ToListAsync(ct);
+        var data = rows.OrderByDescending(c => c.Step).Select(c => new CheckpointResponse(c.Id, "fine_tuning.job.checkpoint", c.CreatedAt.ToUnixTimeSeconds(), JobIds.Format(job.Id), c.Step,
+            new CheckpointMetrics(c.Step, c.TrainLoss, c.ValidLoss, c.ValidMeanTokenAccuracy))).ToList();
+        return TypedResults.Ok(new ListResponse<CheckpointResponse>(data, false));
+    }
+
+    public static async Task<Results<Ok<ListResponse<MetricRow>>, NotFound<ProblemDetails>>> MetricsAsync(string id, FineTuningDbContext db, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var rows = await db.Metrics.AsNoTracking().Where(m => m.JobId == job.Id).OrderBy(m => m.Id).ToListAsync(ct);
+        return TypedResults.Ok(new ListResponse<MetricRow>(rows.Select(m => new MetricRow(m.Step, m.Epoch, m.TrainLoss, m.ValidLoss, m.ValidMeanTokenAccuracy, m.LearningRate, m.TokensPerSecond)).ToList(), false));
+    }
+
+    private static async Task<FineTuningJob?> FindAsync(FineTuningDbContext db, string id, CancellationToken ct) =>
+        JobIds.TryParse(id, out var guid) ? await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == guid, ct) : null;
+
+    private static NotFound<ProblemDetails> JobNotFound(string id) =>
+        TypedResults.NotFound(new ProblemDetails { Status = 404, Title = "Job not found.", Detail = $"No fine-tuning job has the id '{id}'." });
+}

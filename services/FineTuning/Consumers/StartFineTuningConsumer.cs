@@ -1,0 +1,97 @@
+using System.Text.Json;
+using AspireTune.Contracts.FineTuning;
+using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Jobs;
+using AspireTune.ServiceDefaults.Data;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+
+namespace AspireTune.FineTuning.Consumers;
+
+/// <summary>
+/// Validates and queues a job: runs the quality gate, stores its report, and leaves the job queued for the
+/// training workers (or failed, publishing <see cref="TrainingFailed"/>). The message is acknowledged once the
+/// job is durably queued; training itself is claimed from the database by <c>TrainingWorker</c>. A job the
+/// HTTP API created is picked up by id; a command from another service (the experiment workflow) creates it.
+/// </summary>
+public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator validator, ILogger<StartFineTuningConsumer> logger) : IConsumer<StartFineTuning>
+{
+    private const string Name = nameof(StartFineTuningConsumer);
+
+    public async Task Consume(ConsumeContext<StartFineTuning> context)
+    {
+        var ct = context.CancellationToken;
+        var message = context.Message;
+        if (await db.AlreadyProcessedAsync(context.MessageId, Name, ct))
+            return;
+
+        var job = await db.Jobs.FirstOrDefaultAsync(j => j.Id == message.JobId, ct);
+        if (job is null)
+        {
+            job = new FineTuningJob
+            {
+                Id = message.JobId,
+                ExperimentId = message.ExperimentId,
+                BaseModel = message.BaseModel,
+                Status = JobStatus.ValidatingFiles,
+                TrainingArtifactId = message.TrainingFile.Id,
+                TrainingSha256 = message.TrainingFile.Sha256,
+                TrainingBytes = message.TrainingFile.Length,
+                ValidationArtifactId = message.ValidationFile?.Id,
+                ValidationSha256 = message.ValidationFile?.Sha256,
+                ValidationBytes = message.ValidationFile?.Length ?? 0,
+                TestArtifactId = message.TestFile?.Id,
+                TestSha256 = message.TestFile?.Sha256,
+                TestBytes = message.TestFile?.Length ?? 0,
+                Suffix = message.Suffix,
+                HyperparametersJson = JsonSerializer.Serialize(message.Hyperparameters),
+            };
+            db.Jobs.Add(job);
+            JobEvents.Add(db, job.Id, "info", "created", "Job created from a StartFineTuning command.");
+        }
+
+        JobValidator.Outcome? outcome = null;
+        if (job.Status == JobStatus.ValidatingFiles)
+        {
+            var errors = HyperparameterSpec.Validate(message.Hyperparameters);
+            outcome = errors.Count > 0
+                ? validator.Reject(db, job, "invalid_hyperparameters", string.Join(" ", errors.Select(e => $"{e.Key}: {string.Join(" ", e.Value)}")))
+                : await validator.ValidateAsync(db, job, ct);
+        }
+        db.MarkProcessed(context.MessageId, Name);
+        // Status is a concurrency token: if the job was cancelled while the gate ran, this throws and the retry sees the cancellation.
+        await db.SaveChangesAsync(ct);
+
+        if (outcome is { Passed: false })
+        {
+            logger.LogInformation("Job {JobId} failed validation: {Code}", job.Id, outcome.Code);
+            FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Failed));
+            await context.Publish(new TrainingFailed
+            {
+                JobId = job.Id,
+                ExperimentId = job.ExperimentId,
+                Code = outcome.Code!,
+                Reason = outcome.Message!,
+                FailedAt = job.FinishedAt ?? DateTimeOffset.UtcNow,
+            }, ct);
+        }
+    }
+}
+
+/// <summary>One job validated at a time per worker, one message prefetched: workers compete through the queue.</summary>
+public sealed class StartFineTuningConsumerDefinition : ConsumerDefinition<StartFineTuningConsumer>
+{
+    public const string QueueName = "start-fine-tuning";
+
+    public StartFineTuningConsumerDefinition()
+    {
+        EndpointName = QueueName;
+        ConcurrentMessageLimit = 1;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<StartFineTuningConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.PrefetchCount = 1;
+        endpointConfigurator.ConcurrentMessageLimit = 1;
+    }
+}

@@ -1,0 +1,95 @@
+using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Jobs;
+using AspireTune.FineTuning.Serving;
+using AspireTune.ServiceDefaults.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace AspireTune.FineTuning.Registry;
+
+/// <summary>
+/// Where registered models live on disk, and the built-in base model: its row exists from the first start,
+/// its files are written (random initialisation) the first time something needs them.
+/// </summary>
+public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOptions<FineTuningOptions> options)
+{
+    private readonly SemaphoreSlim _createLock = new(1, 1);
+
+    public string BuiltInId => options.Value.BuiltInModel;
+
+    /// <summary>Absolute directory of a model.</summary>
+    public string Directory(RegisteredModel model) => Path.GetFullPath(Path.Combine(dataRoot.Path, model.Path));
+
+    /// <summary>A path relative to the data folder, as stored in the registry.</summary>
+    public string Relative(string absolute) => Path.GetRelativePath(dataRoot.Path, absolute);
+
+    public async Task EnsureBuiltInRegisteredAsync(FineTuningDbContext db, CancellationToken ct)
+    {
+        if (await db.Models.AnyAsync(m => m.Id == BuiltInId, ct))
+            return;
+        db.Models.Add(new RegisteredModel
+        {
+            Id = BuiltInId,
+            Source = ModelSource.BuiltIn,
+            Path = Path.Combine("models", BuiltInId),
+            Architecture = "gpt2",
+            HasTokenizer = true,
+        });
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException)
+        {
+            // Another replica may have registered it first; if so the row we wanted exists, otherwise rethrow.
+            db.ChangeTracker.Clear();
+            if (!await db.Models.AsNoTracking().AnyAsync(m => m.Id == BuiltInId, ct))
+                throw;
+        }
+    }
+
+    /// <summary>The model's directory, creating the built-in model's files on first use.</summary>
+    public async Task<string> MaterializeAsync(RegisteredModel model, CancellationToken ct)
+    {
+        var directory = Directory(model);
+        if (model.Source != ModelSource.BuiltIn || File.Exists(Path.Combine(directory, "config.json")))
+            return directory;
+        await _createLock.WaitAsync(ct);
+        try
+        {
+            if (File.Exists(Path.Combine(directory, "config.json")))
+                return directory;
+            // Written beside and renamed, so a process killed half-way never leaves a partial model behind.
+            var staging = directory + ".creating-" + Guid.NewGuid().ToString("N");
+            System.IO.Directory.CreateDirectory(staging);
+            runtime.CreateBuiltIn(staging);
+            System.IO.Directory.CreateDirectory(Path.GetDirectoryName(directory)!);
+            try
+            {
+                System.IO.Directory.Move(staging, directory);
+            }
+            catch (IOException) when (File.Exists(Path.Combine(directory, "config.json")))
+            {
+                System.IO.Directory.Delete(staging, recursive: true); // another process created it meanwhile
+            }
+            return directory;
+        }
+        finally
+        {
+            _createLock.Release();
+        }
+    }
+}
+
+/// <summary>Registers the built-in base model at start, so <c>/v1/models</c> and job creation know it at once.</summary>
+internal sealed class BuiltInModelSeeder(IServiceProvider services) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<ModelRegistry>()
+            .EnsureBuiltInRegisteredAsync(scope.ServiceProvider.GetRequiredService<FineTuningDbContext>(), cancellationToken);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using AspireTune.TestSupport;
+
+namespace AspireTune.FineTuning.Tests;
+
+/// <summary>
+/// Real worker processes (the service's own executable) on one PostgreSQL database: the first is killed
+/// with SIGKILL mid-training, the second takes the job over when the lease lapses and resumes it.
+/// </summary>
+public sealed class WorkerKillTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task KilledWorker_JobIsResumedFromItsLastCheckpointByAnotherWorkerAndSucceedsOnce()
+    {
+        var data = TestInfrastructure.TempDataFolder("finetuning-kill");
+        var database = TestInfrastructure.PostgresDatabase("finetuning_kill");
+        await using var first = WorkerProcess.Start(data, database);
+        using var http = new HttpClient { BaseAddress = first.BaseAddress };
+        await first.WaitUntilHealthyAsync();
+
+        var file = await Api.UploadAsync(http, TestData.Jsonl(TestData.ChatLines(110)));
+        var job = await Api.CreateJobAsync(http, new
+        {
+            model = "aspiretune-tiny",
+            training_file = file.GetProperty("id").GetString(),
+            hyperparameters = new Dictionary<string, object> { ["n_epochs"] = 6, ["batch_size"] = 2, ["eval_interval"] = 10, ["checkpoint_interval"] = 10 },
+        });
+        var jobId = job.GetProperty("id").GetString()!;
+
+        // Kill as soon as a checkpoint is recorded: the job is mid-way, with something to resume from.
+        var checkpointStep = 0;
+        var until = DateTime.UtcNow.AddMinutes(2);
+        while (checkpointStep == 0)
+        {
+            var checkpoints = await Api.GetJsonAsync(http, $"/api/fine-tuning/jobs/{jobId}/checkpoints");
+            if (checkpoints.GetProperty("data").GetArrayLength() > 0)
+                checkpointStep = checkpoints.GetProperty("data")[0].GetProperty("step_number").GetInt32();
+            else if (DateTime.UtcNow > until)
+                throw new TimeoutException("No checkpoint within two minutes.\n" + first.Output);
+            else
+                await Task.Delay(50, Ct);
+        }
+        first.Kill();
+        await using var second = WorkerProcess.Start(data, database);
+        using var http2 = new HttpClient { BaseAddress = second.BaseAddress };
+        await second.WaitUntilHealthyAsync();
+        var finished = await Api.WaitForJobAsync(http2, jobId, TimeSpan.FromMinutes(3));
+
+        finished.GetProperty("status").GetString().Should().Be("succeeded", finished + "\n--- second worker ---\n" + second.Output);
+        finished.GetProperty("attempts").GetInt32().Should().Be(2);
+        finished.GetProperty("total_steps").GetInt32().Should().BeGreaterThan(checkpointStep, "the kill came before the end");
+        var events = (await Api.GetJsonAsync(http2, $"/api/fine-tuning/jobs/{jobId}/events?limit=1000")).GetProperty("data").EnumerateArray().ToList();
+        var started = events.Where(e => e.GetProperty("type").GetString() == "started").Select(e => e.GetProperty("message").GetString()!).ToList();
+        started.Should().HaveCount(2);
+        started[1].Should().MatchRegex(@"^Training resumed from step \d+ ");
+        int.Parse(started[1].Split(' ')[4]).Should().BeGreaterThanOrEqualTo(checkpointStep);
+        events.Count(e => e.GetProperty("type").GetString() == "succeeded").Should().Be(1);
+        var models = await Api.GetJsonAsync(http2, "/api/models");
+        models.GetProperty("data").EnumerateArray().Count(m => m.GetProperty("lineage").GetProperty("job_id").GetString() == jobId).Should().Be(1);
+        second.Output.Should().Contain("resume from").And.Contain("checkpoint-");
+    }
+
+    private sealed class WorkerProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+
+        private WorkerProcess(Process process, Uri baseAddress)
+        {
+            _process = process;
+            BaseAddress = baseAddress;
+        }
+
+        public Uri BaseAddress { get; }
+
+        public string Output
+        {
+            get
+            {
+                lock (_output)
+                    return _output.ToString();
+            }
+        }
+
+        public static WorkerProcess Start(string data, string database)
+        {
+            var port = TestInfrastructure.FreePort();
+            var bin = AppContext.BaseDirectory;
+            var info = new ProcessStartInfo("dotnet", [Path.Combine(bin, "AspireTune.FineTuning.dll")])
+            {
+                WorkingDirectory = bin,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var (key, value) in FineTuningFactory.Defaults(data))
+                info.Environment[key.Replace(":", "__")] = value;
+            info.Environment["ConnectionStrings__finetuningdb"] = database;
+            info.Environment["ConnectionStrings__messaging"] = null;
+            info.Environment["urls"] = $"http://127.0.0.1:{port}";
+            info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+            info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+            // A wider model than the other tests, so training lasts long enough to be killed part-way.
+            info.Environment["FineTuning__BuiltIn__Hidden"] = "128";
+            info.Environment["FineTuning__BuiltIn__Heads"] = "4";
+            info.Environment["FineTuning__ExactMatchExamples"] = "0";
+            info.Environment["FineTuning__LeaseSeconds"] = "3";
+            var process = new Process { StartInfo = info };
+            var worker = new WorkerProcess(process, new Uri($"http://127.0.0.1:{port}"));
+            process.OutputDataReceived += (_, e) => worker.Append(e.Data);
+            process.ErrorDataReceived += (_, e) => worker.Append(e.Data);
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            return worker;
+        }
+
+        private void Append(string? line)
+        {
+            if (line is null)
+                return;
+            lock (_output)
+                _output.AppendLine(line);
+        }
+
+        public async Task WaitUntilHealthyAsync()
+        {
+            using var http = new HttpClient { BaseAddress = BaseAddress };
+            var until = DateTime.UtcNow.AddSeconds(60);
+            while (true)
+            {
+                if (_process.HasExited)
+                    throw new InvalidOperationException($"The worker exited with {_process.ExitCode}:\n{Output}");
+                try
+                {
+                    if ((await http.GetAsync("/health", Ct)).IsSuccessStatusCode)
+                        return;
+                }
+                catch (HttpRequestException)
+                {
+                    // Not listening yet.
+                }
+                if (DateTime.UtcNow > until)
+                    throw new TimeoutException($"The worker did not become healthy:\n{Output}");
+                await Task.Delay(200, Ct);
+            }
+        }
+
+        /// <summary>SIGKILL: no shutdown hooks, no lease hand-back, exactly like a crashed machine.</summary>
+        public void Kill()
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+            _process.Dispose();
+        }
+    }
+}
