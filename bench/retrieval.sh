@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Embedded HNSW index (C#) vs hnswlib-node 3.0.0 on the same 100,000 x 384 vectors and parameters.
-# Usage: bench/retrieval.sh [--n 100000] [--dim 384] [--queries 1000] [--m 16] [--ef-construction 200] [--ef 32,64,128]
+# Usage: bench/retrieval.sh [--n 100000] [--dim 384] [--queries 1000] [--m 16] [--ef-construction 200] [--ef 32,64,128] [--passes 3]
+# Each engine builds its index once, single-threaded, then runs every ef `passes` times; the fastest pass is reported.
 # hnswlib runs twice: npm's own build (no -march, SSE only) and a -march=native rebuild of the same sources.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 d, h, n = (json.load(open(os.path.join(out, f))) for f in ("dotnet.json", "hnswlib-node.json", "hnswlib-native.json"))
-print(f"{d['n']} x {d['dim']} vectors, M={d['m']}, efConstruction={d['ef_construction']}, k={d['k']}, single thread; cpu: {os.cpu_count()} cores")
+print(f"{d['n']} x {d['dim']} vectors, {len(d['runs'])} ef values x {d['passes']} passes of the queries (best reported), M={d['m']}, efConstruction={d['ef_construction']}, k={d['k']}, single thread; cpu: {os.cpu_count()} cores")
 print(f"{'':22}{'.NET HNSW':>12}{'hnswlib npm':>14}{'hnswlib native':>16}{'ratio npm':>11}{'ratio native':>14}")
 print(f"{'build (s)':22}{d['build_s']:12.1f}{h['build_s']:14.1f}{n['build_s']:16.1f}{h['build_s']/d['build_s']:11.2f}{n['build_s']/d['build_s']:14.2f}")
 for a, b, c in zip(d['runs'], h['runs'], n['runs']):

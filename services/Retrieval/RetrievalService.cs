@@ -62,14 +62,14 @@ public sealed partial class RetrievalService(
         {
             if (existing.EmbeddingModel != model || existing.Dimensions != dimensions || existing.Distance != request.Distance.ToString())
                 throw new CollectionConflictException($"Collection '{request.Name}' exists with model '{existing.EmbeddingModel}', {existing.Dimensions} dimensions and {existing.Distance} distance. Delete it first or use another name.");
-            return (await InfoAsync(existing, ct), false);
+            return (Info(existing), false);
         }
         await index.CreateCollectionAsync(request.Name, dimensions, request.Distance, ct);
         var record = new CollectionRecord { Name = request.Name, EmbeddingModel = model, Dimensions = dimensions, Distance = request.Distance.ToString() };
         db.Collections.Add(record);
         await db.SaveChangesAsync(ct);
         logger.LogInformation("Created collection {Collection} ({Model}, {Dimensions} dimensions, {Distance}, {Index} index)", record.Name, model, dimensions, record.Distance, index.Kind);
-        return (await InfoAsync(record, ct), true);
+        return (Info(record), true);
     }
 
     /// <summary>The collection, created with the default model and size when missing (for the workflow's commands).</summary>
@@ -88,7 +88,7 @@ public sealed partial class RetrievalService(
         return records.Select(Info).ToList();
     }
 
-    public async Task<CollectionInfo> GetAsync(string name, CancellationToken ct) => await InfoAsync(await RequireAsync(name, ct), ct);
+    public async Task<CollectionInfo> GetAsync(string name, CancellationToken ct) => Info(await RequireAsync(name, ct));
 
     public async Task DeleteCollectionAsync(string name, CancellationToken ct)
     {
@@ -104,8 +104,6 @@ public sealed partial class RetrievalService(
 
     private async Task<CollectionRecord> RequireAsync(string name, CancellationToken ct) =>
         await db.Collections.FindAsync([name], ct) ?? throw new CollectionNotFoundException(name);
-
-    private Task<CollectionInfo> InfoAsync(CollectionRecord record, CancellationToken ct) => Task.FromResult(Info(record));
 
     private CollectionInfo Info(CollectionRecord r) => new(r.Name, r.EmbeddingModel, r.Dimensions, Enum.Parse<VectorDistance>(r.Distance), r.Points, r.DocumentCount,
         JsonSerializer.Deserialize<List<string>>(r.MetadataFields) ?? [], index.Kind, r.CreatedAt);

@@ -1,4 +1,3 @@
-using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using AspireTune.Retrieval.Index;
@@ -88,7 +87,6 @@ public sealed record NeighborsRequest
     /// <summary>Exact matches on metadata fields, or on <c>label</c>.</summary>
     public Dictionary<string, JsonElement>? Filter { get; init; }
 
-    [DefaultValue("dense")]
     public SearchMode Mode { get; init; } = SearchMode.Dense;
 
     /// <summary>Re-rank by maximal marginal relevance for diverse results. Default false.</summary>
@@ -121,7 +119,6 @@ public sealed record PromptRequest
 
     public Dictionary<string, JsonElement>? Filter { get; init; }
 
-    [DefaultValue("dense")]
     public SearchMode Mode { get; init; } = SearchMode.Dense;
 
     public bool Mmr { get; init; }
@@ -142,7 +139,6 @@ public sealed record ClassifyRequest
 
     public Dictionary<string, JsonElement>? Filter { get; init; }
 
-    [DefaultValue("dense")]
     public SearchMode Mode { get; init; } = SearchMode.Dense;
 }
 
@@ -156,7 +152,6 @@ public sealed record EvaluateRequest
     /// <summary>Cut-off for hit rate, MRR and nDCG. Default 10.</summary>
     public int K { get; init; } = 10;
 
-    [DefaultValue("dense")]
     public SearchMode Mode { get; init; } = SearchMode.Dense;
 }
 

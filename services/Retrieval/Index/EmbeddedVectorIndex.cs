@@ -46,48 +46,42 @@ public sealed class EmbeddedVectorIndex(DataRoot data, IOptions<EmbeddedIndexOpt
         return Task.CompletedTask;
     }
 
-    public Task UpsertAsync(string collection, IReadOnlyList<IndexPoint> points, CancellationToken ct)
+    public Task UpsertAsync(string collection, IReadOnlyList<IndexPoint> points, CancellationToken ct) => WriteAsync(collection, target =>
     {
-        var target = Require(collection);
-        target.Lock.EnterWriteLock();
-        try
+        foreach (var point in points)
+            CheckDimensions(collection, target, point.Vector.Length);
+        foreach (var point in points)
         {
-            foreach (var point in points)
-                CheckDimensions(collection, target, point.Vector.Length);
-            foreach (var point in points)
-            {
-                if (target.NodeOf.TryGetValue(point.Id, out var old))
-                {
-                    target.Graph.Remove(old);
-                    target.Payloads[old] = null;
-                }
-                var node = target.Graph.Add(point.Vector.Span);
-                target.Ids.Add(point.Id);
-                target.Payloads.Add(point.Payload);
-                target.NodeOf[point.Id] = node;
-            }
-            CompactIfWasteful(collection, target);
-            target.Save(PathOf(collection));
+            RemoveNode(target, point.Id);
+            var node = target.Graph.Add(point.Vector.Span);
+            target.Ids.Add(point.Id);
+            target.Payloads.Add(point.Payload);
+            target.NodeOf[point.Id] = node;
         }
-        finally
-        {
-            target.Lock.ExitWriteLock();
-        }
-        return Task.CompletedTask;
+    });
+
+    public Task DeleteAsync(string collection, IReadOnlyCollection<string> ids, CancellationToken ct) => WriteAsync(collection, target =>
+    {
+        foreach (var id in ids)
+            RemoveNode(target, id);
+    });
+
+    private static void RemoveNode(EmbeddedCollection target, string id)
+    {
+        if (!target.NodeOf.Remove(id, out var node))
+            return;
+        target.Graph.Remove(node);
+        target.Payloads[node] = null;
     }
 
-    public Task DeleteAsync(string collection, IReadOnlyCollection<string> ids, CancellationToken ct)
+    /// <summary>One writer per collection; the file is rewritten after every change so a restart finds it.</summary>
+    private Task WriteAsync(string collection, Action<EmbeddedCollection> change)
     {
         var target = Require(collection);
         target.Lock.EnterWriteLock();
         try
         {
-            foreach (var id in ids)
-                if (target.NodeOf.Remove(id, out var node))
-                {
-                    target.Graph.Remove(node);
-                    target.Payloads[node] = null;
-                }
+            change(target);
             CompactIfWasteful(collection, target);
             target.Save(PathOf(collection));
         }

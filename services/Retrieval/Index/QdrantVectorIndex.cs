@@ -61,22 +61,23 @@ public sealed class QdrantVectorIndex : IVectorIndex, IDisposable
         };
         if (connection.ApiKey is { } key)
             _http.DefaultRequestHeaders.Add("api-key", key);
-        _pipeline = new ResiliencePipelineBuilder<HttpResponseMessage>()
-            .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage>();
+        if (_options.RetryCount > 0)
+            pipeline.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
             {
-                MaxRetryAttempts = Math.Max(_options.RetryCount, 1),
+                MaxRetryAttempts = _options.RetryCount,
                 Delay = TimeSpan.FromMilliseconds(_options.RetryDelayMs),
                 BackoffType = DelayBackoffType.Exponential,
                 ShouldHandle = new PredicateBuilder<HttpResponseMessage>()
                     .Handle<HttpRequestException>()
                     .Handle<TimeoutRejectedException>()
-                    .HandleResult(r => r.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout or HttpStatusCode.TooManyRequests),
-            })
-            .AddTimeout(TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds))
-            .Build();
-        if (_options.RetryCount == 0)
-            _pipeline = new ResiliencePipelineBuilder<HttpResponseMessage>().AddTimeout(TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds)).Build();
+                    .HandleResult(r => IsTransient(r.StatusCode)),
+            });
+        _pipeline = pipeline.AddTimeout(TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds)).Build();
     }
+
+    private static bool IsTransient(HttpStatusCode status) =>
+        status is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout or HttpStatusCode.TooManyRequests;
 
     public string Kind => "qdrant";
 
@@ -238,7 +239,7 @@ public sealed class QdrantVectorIndex : IVectorIndex, IDisposable
         {
             var text = await response.Content.ReadAsStringAsync(ct);
             var error = TryReadError(text) ?? text;
-            if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout or HttpStatusCode.TooManyRequests)
+            if (IsTransient(response.StatusCode))
                 throw new DependencyUnavailableException($"Qdrant at {_endpoint} answered {(int)response.StatusCode} to {method} /{path.Split('?')[0]} after {_options.RetryCount} retries: {error}");
             if (response.StatusCode == HttpStatusCode.NotFound)
                 throw new CollectionNotFoundException(path.Split('/')[1]);

@@ -1,0 +1,144 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AspireTune.Retrieval.Index;
+using AspireTune.TestSupport;
+using Microsoft.Extensions.Options;
+
+namespace AspireTune.Retrieval.Tests;
+
+public class DependencyTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static QdrantVectorIndex Adapter(Uri url, string? key, int retries = 1) =>
+        new(new QdrantConnection(url, key), Options.Create(new QdrantOptions { RetryCount = retries, RetryDelayMs = 10, AttemptTimeoutSeconds = 5, UpsertBatchSize = 2 }));
+
+    private static async Task RoundTripAsync(QdrantVectorIndex qdrant, string collection)
+    {
+        await qdrant.CreateCollectionAsync(collection, 3, VectorDistance.Cosine, Ct);
+        await qdrant.CreateCollectionAsync(collection, 3, VectorDistance.Cosine, Ct); // idempotent
+        var ids = Enumerable.Range(0, 5).Select(_ => Guid.NewGuid().ToString()).ToList();
+        await qdrant.UpsertAsync(collection, ids.Select((id, i) => new IndexPoint(id, new[] { 1f, i, 0.5f },
+            new PointPayload { Text = $"t{i}", DocumentId = "doc", Label = i % 2 == 0 ? "even" : "odd", Metadata = new() { ["n"] = JsonSerializer.SerializeToElement(i) } })).ToList(), Ct);
+
+        (await qdrant.CountAsync(collection, Ct)).Should().Be(5);
+        var hits = await qdrant.QueryAsync(collection, new[] { 1f, 3f, 0.5f }, 2, new Dictionary<string, string> { ["label"] = "odd" }, withVectors: true, Ct);
+        hits.Should().HaveCount(2);
+        hits[0].Payload.Text.Should().Be("t3");
+        hits[0].Vector.Should().HaveCount(3);
+        hits.Should().OnlyContain(h => h.Payload.Label == "odd");
+        var byNumber = await qdrant.QueryAsync(collection, new[] { 1f, 0f, 0.5f }, 5, new Dictionary<string, string> { ["n"] = "4" }, false, Ct);
+        byNumber.Should().ContainSingle().Which.Id.Should().Be(ids[4]);
+
+        await qdrant.DeleteAsync(collection, [ids[0], ids[1]], Ct);
+        (await qdrant.CountAsync(collection, Ct)).Should().Be(3);
+        await qdrant.DeleteCollectionAsync(collection, Ct);
+    }
+
+    [Fact]
+    public async Task QdrantAdapter_DocumentedRestShapes_CreateUpsertQueryDeleteCount()
+    {
+        await using var server = new FakeQdrant(apiKey: "k3y");
+        await server.StartAsync();
+        using var qdrant = Adapter(server.Url, "k3y");
+
+        await RoundTripAsync(qdrant, "docs");
+
+        server.Requests.Should().Contain("PUT /collections/docs/points?wait=true")
+            .And.Contain("POST /collections/docs/points/query")
+            .And.Contain("POST /collections/docs/points/delete?wait=true")
+            .And.Contain("POST /collections/docs/points/count");
+    }
+
+    [Fact]
+    public async Task QdrantAdapter_WrongApiKey_FailsWithQdrantsAnswer()
+    {
+        await using var server = new FakeQdrant(apiKey: "right");
+        await server.StartAsync();
+        using var qdrant = Adapter(server.Url, "wrong");
+
+        var act = () => qdrant.CountAsync("docs", Ct);
+
+        await act.Should().ThrowAsync<DependencyFailedException>().WithMessage("*401*API key*");
+    }
+
+    [Fact]
+    public async Task Api_WithQdrantConfigured_StoresAndSearchesThroughIt()
+    {
+        await using var server = new FakeQdrant(apiKey: "s3cret");
+        await server.StartAsync();
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string> { ["ConnectionStrings:vectordb"] = $"Endpoint={server.Url};Key=s3cret" });
+        var client = host.CreateClient();
+
+        (await host.CreateCollectionAsync("kb")).StatusCode.Should().Be(HttpStatusCode.Created);
+        (await client.PostAsJsonAsync("/api/retrieval/collections/kb/documents",
+            new { documents = Corpus.Passages.Select(p => new { id = p.Id, text = p.Text, metadata = new { source = p.Id } }) }, Ct)).EnsureSuccessStatusCode();
+        var body = JsonNode.Parse(await (await client.PostAsJsonAsync("/api/retrieval/collections/kb/neighbors",
+            new { text = "byte pair encoding merges character pairs", k = 2, filter = new { source = "tokenizer" } }, Ct)).Content.ReadAsStringAsync(Ct))!;
+
+        body["neighbors"]!.AsArray().Should().ContainSingle().Which!["metadata"]!["source"]!.GetValue<string>().Should().Be("tokenizer");
+        (await client.GetFromJsonAsync<JsonObject>("/api/retrieval/collections/kb", Ct))!["index"]!.GetValue<string>().Should().Be("qdrant");
+        server.Requests.Should().Contain(r => r.StartsWith("POST /collections/kb/points/query"));
+    }
+
+    [Fact]
+    public async Task Api_QdrantDown_Answers503WithoutHanging()
+    {
+        var closedPort = TestInfrastructure.FreePort();
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string>
+        {
+            ["ConnectionStrings:vectordb"] = $"http://127.0.0.1:{closedPort}",
+            ["Retrieval:Qdrant:RetryCount"] = "2",
+            ["Retrieval:Qdrant:RetryDelayMs"] = "20",
+        });
+
+        var response = await host.CreateCollectionAsync("kb");
+
+        response.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable);
+        response.Headers.RetryAfter.Should().NotBeNull();
+        var problem = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!;
+        problem["detail"]!.GetValue<string>().Should().Contain($"127.0.0.1:{closedPort}").And.Contain("after 2 retries");
+    }
+
+    [Fact]
+    public async Task QdrantLive_WhenConfigured_RoundTrips()
+    {
+        var url = Environment.GetEnvironmentVariable("ASPIRETUNE_TEST_QDRANT") ?? Environment.GetEnvironmentVariable("ConnectionStrings__vectordb");
+        if (string.IsNullOrWhiteSpace(url))
+        {
+            Assert.Skip("No Qdrant configured: set ASPIRETUNE_TEST_QDRANT (or ConnectionStrings__vectordb) to a URL or 'Endpoint=...;Key=...' to run this test against a live server.");
+            return;
+        }
+        var connection = QdrantConnection.Parse(url)!;
+        using var qdrant = Adapter(connection.Endpoint, connection.ApiKey, retries: 3);
+        await RoundTripAsync(qdrant, $"aspiretune_test_{Guid.NewGuid():N}");
+    }
+
+    [Fact]
+    public async Task HostedEmbeddings_OpenAICompatibleEndpoint_IndexesAndChecksDimensions()
+    {
+        await using var server = new FakeOpenAIEmbeddings(dimensions: 64, apiKey: "sk-test-123");
+        await server.StartAsync();
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string>
+        {
+            ["Retrieval:HostedEmbeddings:Endpoint"] = new Uri(server.Url, "/v1").ToString(),
+            ["Retrieval:HostedEmbeddings:ApiKey"] = "sk-test-123",
+        });
+        var client = host.CreateClient();
+
+        (await host.CreateCollectionAsync("hosted", new { embeddingModel = "text-embedding-3-small", dimensions = 64 })).StatusCode.Should().Be(HttpStatusCode.Created);
+        (await client.PostAsJsonAsync("/api/retrieval/collections/hosted/documents",
+            new { documents = Corpus.Passages.Select(p => new { id = p.Id, text = p.Text }) }, Ct)).EnsureSuccessStatusCode();
+        var found = JsonNode.Parse(await (await client.PostAsJsonAsync("/api/retrieval/collections/hosted/neighbors", new { text = "write-ahead logging replicas", k = 1 }, Ct)).Content.ReadAsStringAsync(Ct))!;
+        found["neighbors"]![0]!["text"]!.GetValue<string>().Should().Contain("PostgreSQL");
+        server.Requests.Should().OnlyContain(r => r == "Bearer sk-test-123");
+
+        await host.CreateCollectionAsync("wrongsize", new { embeddingModel = "text-embedding-3-small", dimensions = 32 });
+        var mismatch = await client.PostAsJsonAsync("/api/retrieval/collections/wrongsize/documents", new { documents = new[] { new { id = "a", text = "some text" } } }, Ct);
+        mismatch.StatusCode.Should().Be(HttpStatusCode.UnprocessableEntity);
+        var detail = await mismatch.Content.ReadAsStringAsync(Ct);
+        detail.Should().Contain("64-dimensional").And.Contain("holds 32").And.NotContain("sk-test-123");
+    }
+}
