@@ -1,5 +1,6 @@
 using AspireTune.ServiceDefaults.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace AspireTune.Evaluation.Data;
 
@@ -15,6 +16,13 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
     public DbSet<RunEntity> Runs => Set<RunEntity>();
     public DbSet<ItemResultEntity> ItemResults => Set<ItemResultEntity>();
     public DbSet<CachedResponseEntity> CachedResponses => Set<CachedResponseEntity>();
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        // SQLite cannot order or compare DateTimeOffset; stored as a sortable number there (PostgreSQL has a native type).
+        if (Database.IsSqlite())
+            configurationBuilder.Properties<DateTimeOffset>().HaveConversion<DateTimeOffsetToBinaryConverter>();
+    }
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
