@@ -32,14 +32,20 @@ public static class MessagingExtensions
         builder.Services.AddMassTransit(bus =>
         {
             bus.SetKebabCaseEndpointNameFormatter();
+            // An internal platform does not phone home: MassTransit's anonymous usage report is off unless asked for.
+            bus.ConfigureUsageTelemetryOptions(o => o.Enabled = options.UsageTelemetry);
             foreach (var register in registrations)
                 register(bus);
 
             bus.AddConfigureEndpointsCallback((context, _, endpoint) =>
             {
                 // Transient failures are retried in place; what still fails goes to <queue>_error with the exception.
-                endpoint.UseMessageRetry(r => r.Exponential(options.RetryLimit, TimeSpan.FromMilliseconds(options.RetryMinIntervalMs),
-                    TimeSpan.FromMilliseconds(options.RetryMaxIntervalMs), TimeSpan.FromMilliseconds(options.RetryMinIntervalMs)));
+                endpoint.UseMessageRetry(r =>
+                {
+                    r.Exponential(options.RetryLimit, TimeSpan.FromMilliseconds(options.RetryMinIntervalMs),
+                        TimeSpan.FromMilliseconds(options.RetryMaxIntervalMs), TimeSpan.FromMilliseconds(options.RetryMinIntervalMs));
+                    r.Handle<Exception>(e => !PermanentFailures.IsPermanent(e));
+                });
                 // Messages a consumer publishes leave only when it succeeds, so a retry never publishes twice.
                 endpoint.UseInMemoryOutbox(context);
             });
@@ -83,6 +89,9 @@ public sealed class MessagingOptions
 
     /// <summary>Longest retry delay in milliseconds. Default 5000.</summary>
     public int RetryMaxIntervalMs { get; set; } = 5000;
+
+    /// <summary>Send MassTransit's anonymous usage telemetry to its vendor. Default false.</summary>
+    public bool UsageTelemetry { get; set; }
 
     /// <summary>How long start-up waits for the broker, in seconds. Default 60.</summary>
     public int StartTimeoutSeconds { get; set; } = 60;

@@ -1,3 +1,5 @@
+using AspireTune.ServiceDefaults.Messaging;
+
 namespace AspireTune.Retrieval;
 
 /// <summary>An expected failure with a precise message; the API maps each kind to its status code.</summary>
@@ -21,7 +23,7 @@ public sealed class CollectionConflictException(string message) : RetrievalExcep
 }
 
 /// <summary>Bad input with the member it concerns (e.g. <c>documents[2].text</c> or <c>line 14</c>).</summary>
-public sealed class RetrievalValidationException(string member, string message) : RetrievalException(message)
+public sealed class RetrievalValidationException(string member, string message) : RetrievalException(message), IPermanentFailure
 {
     public string Member { get; } = member;
     public override int StatusCode => StatusCodes.Status400BadRequest;
@@ -29,14 +31,14 @@ public sealed class RetrievalValidationException(string member, string message) 
 }
 
 public sealed class DimensionMismatchException(string collection, string model, int expected, int actual)
-    : RetrievalException($"Embedding model '{model}' returned {actual}-dimensional vectors, but collection '{collection}' holds {expected} dimensions. Create the collection with dimensions={actual}, or use a model that returns {expected}.")
+    : RetrievalException($"Embedding model '{model}' returned {actual}-dimensional vectors, but collection '{collection}' holds {expected} dimensions. Create the collection with dimensions={actual}, or use a model that returns {expected}."), IPermanentFailure
 {
     public override int StatusCode => StatusCodes.Status422UnprocessableEntity;
     public override string Title => "Embedding dimensions do not match the collection.";
 }
 
 public sealed class PayloadTooLargeException(long size, long limit, string what)
-    : RetrievalException($"{what} is {size:N0} bytes; the limit is {limit:N0} bytes (Retrieval:MaxUploadBytes). Split it into smaller requests.")
+    : RetrievalException($"{what} is {size:N0} bytes; the limit is {limit:N0} bytes (Retrieval:MaxUploadBytes). Split it into smaller requests."), IPermanentFailure
 {
     public override int StatusCode => StatusCodes.Status413PayloadTooLarge;
     public override string Title => "The upload is too large.";

@@ -44,7 +44,13 @@ public static class ExperimentCommand
         }
         // Port 0: the OS picks a free loopback port, so a second run never collides with a running server.
         var app = EmbeddedHost.Build(ServeCommand.HostArgs("http://127.0.0.1:0", data), builder =>
-            builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning && category?.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal) != true));
+        {
+            // The console shows the experiment's own log; the hosts add only warnings and errors. Retries after an
+            // optimistic-concurrency conflict are the workflow working as designed, not worth a warning here.
+            builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning
+                && category?.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal) != true
+                && (category != "MassTransit.ReceiveTransport" || level >= LogLevel.Error));
+        });
         await app.StartAsync(ct);
         var baseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         EmbeddedHost.PointServicesAt(app, baseUrl);
@@ -52,7 +58,9 @@ public static class ExperimentCommand
 
         var training = new TrainingProgressView();
         var bus = app.Services.GetRequiredService<IBus>();
-        var handle = bus.ConnectHandler<TrainingProgressed>(ctx => { training.Update(ctx.Message); return Task.CompletedTask; });
+        var handle = bus.ConnectReceiveEndpoint(new TemporaryEndpointDefinition(), KebabCaseEndpointNameFormatter.Instance,
+            e => e.Handler<TrainingProgressed>(ctx => { training.Update(ctx.Message); return Task.CompletedTask; }));
+        await handle.Ready;
         try
         {
             var request = new
@@ -78,7 +86,7 @@ public static class ExperimentCommand
         }
         finally
         {
-            handle.Disconnect();
+            await handle.StopAsync(CancellationToken.None);
             await app.StopAsync(CancellationToken.None);
         }
     }
@@ -113,10 +121,10 @@ public static class ExperimentCommand
         }
         var report = await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct);
         var table = new Table().AddColumns("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
+        static string N(JsonNode? node, string format, double scale = 1) => node is null ? "n/a" : (node.GetValue<double>() * scale).ToString(format, System.Globalization.CultureInfo.InvariantCulture);
         foreach (var c in report!["candidates"]!.AsArray())
-            table.AddRow(c!["name"]!.GetValue<string>(), $"{c["accuracy"]!.GetValue<double>():P1}",
-                $"{c["accuracyLower"]!.GetValue<double>():P1}-{c["accuracyUpper"]!.GetValue<double>():P1}", $"{c["macroF1"]!.GetValue<double>():0.000}",
-                $"{c["latencyP95"]!.GetValue<double>() * 1000:0.0}", $"{c["costPer1k"]!.GetValue<double>():0.####}", c["onParetoFront"]!.GetValue<bool>() ? "yes" : "");
+            table.AddRow(c!["name"]!.GetValue<string>(), N(c["accuracy"], "P1"), $"{N(c["accuracyLower"], "P1")}-{N(c["accuracyUpper"], "P1")}", N(c["macroF1"], "0.000"),
+                N(c["latencyP95"], "0.0", 1000), N(c["costPer1k"], "0.####"), c["onParetoFront"]!.GetValue<bool>() ? "yes" : "");
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLineInterpolated($"[green bold]Decision: {experiment["winner"]}[/]");
         AnsiConsole.WriteLine(experiment["decision"]!.GetValue<string>());

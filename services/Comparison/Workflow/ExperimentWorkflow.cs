@@ -32,7 +32,7 @@ public sealed class ExperimentWorkflow(
     public static readonly Uri RunEvaluationQueue = new("queue:run-evaluation");
     public static readonly Uri IndexDatasetQueue = new("queue:index-dataset");
     public static readonly Uri StartFineTuningQueue = new("queue:start-fine-tuning");
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new ReportWriter.FiniteOrNullConverter() } };
 
     private ComparisonOptions Options => options.Value;
 

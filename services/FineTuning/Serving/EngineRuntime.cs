@@ -21,8 +21,8 @@ public sealed class BuiltInModelOptions
     /// <summary>Attention heads. Default 4.</summary>
     [System.ComponentModel.DataAnnotations.Range(1, 64)] public int Heads { get; set; } = 4;
 
-    /// <summary>Context length in tokens (bytes, with this vocabulary). Default 512.</summary>
-    [System.ComponentModel.DataAnnotations.Range(16, 8192)] public int Context { get; set; } = 512;
+    /// <summary>Context length in tokens (bytes, with this vocabulary). Default 1024: a short email with its prompt fits.</summary>
+    [System.ComponentModel.DataAnnotations.Range(16, 8192)] public int Context { get; set; } = 1024;
 
     /// <summary>Initialisation seed, so every install starts from the same weights. Default 1.</summary>
     public int Seed { get; set; } = 1;
