@@ -103,3 +103,10 @@ internal static class Api
         }
     }
 }
+
+/// <summary>Tests that train run one after another: on two shared cores, parallel training runs only slow each other down.</summary>
+[CollectionDefinition(Name)]
+public sealed class TrainingCollection
+{
+    public const string Name = "training";
+}
