@@ -94,6 +94,13 @@ internal static class Api
         statuses = statuses.Length == 0 ? ["succeeded", "failed", "cancelled"] : statuses;
         while (true)
         {
+            // A job sent as a command appears only once its consumer ran: 404 until then.
+            using var response = await http.GetAsync($"/api/fine-tuning/jobs/{jobId}", TestContext.Current.CancellationToken);
+            if (response.StatusCode == System.Net.HttpStatusCode.NotFound && DateTime.UtcNow < until)
+            {
+                await Task.Delay(200, TestContext.Current.CancellationToken);
+                continue;
+            }
             var job = await GetJsonAsync(http, $"/api/fine-tuning/jobs/{jobId}");
             if (statuses.Contains(job.GetProperty("status").GetString()))
                 return job;
