@@ -112,8 +112,7 @@ public sealed class TrainingWorker(
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            sink.Complete();
-            await pump;
+            await DrainAsync(sink, pump, jobId);
             switch (stopReason)
             {
                 case StopReason.CancelRequested:
@@ -130,8 +129,7 @@ public sealed class TrainingWorker(
         }
         catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
         {
-            sink.Complete();
-            await pump;
+            await DrainAsync(sink, pump, jobId);
             logger.LogError(ex, "Job {JobId} failed in training", jobId);
             await FailAsync(job, "training_error", ex.Message, clock.Elapsed);
         }
@@ -143,6 +141,18 @@ public sealed class TrainingWorker(
     }
 
     private enum StopReason { None, CancelRequested, LeaseLost }
+
+    /// <summary>
+    /// Flushes the progress rows and events of a run that ended early. A failure of the pump itself is logged
+    /// here because the job's own outcome (failed, cancelled, handed back) is what gets recorded next.
+    /// </summary>
+    private async Task DrainAsync(EventSink sink, Task pump, Guid jobId)
+    {
+        sink.Complete();
+        await pump.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (pump.Exception is { } error)
+            logger.LogError(error, "Recording progress of job {JobId} failed", jobId);
+    }
 
     private async Task HeartbeatAsync(Guid jobId, Action<StopReason> stop, CancellationToken ct)
     {
