@@ -83,8 +83,16 @@ void Train()
             sw.Start();
         }
         using var scope = NewDisposeScope();
-        var logits = model.Forward(input);
-        var loss = F.cross_entropy(logits.view(-1, config.VocabSize), target.view(-1));
+        Tensor loss;
+        if (flat is not null)
+        {
+            loss = model.LossSum(input, target) / (batch * seq);
+        }
+        else
+        {
+            var logits = model.Forward(input);
+            loss = F.cross_entropy(logits.view(-1, config.VocabSize), target.view(-1));
+        }
         loss.backward();
         if (flat is not null)
         {
