@@ -50,6 +50,7 @@ peak python3 "$here/engine_torch.py" train eager "$B" "$S" "$N" 5
 peak python3 "$here/engine_torch.py" train fused "$B" "$S" "$N" 5
 peak python3 "$here/engine_torch.py" train compile "$B" "$S" "$N" 5
 peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer flat
+peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer flat --loss ce
 peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer stock
 echo "== generation, GPT-2 small fp32, batch 1, 32-token prompt, 128 new tokens"
 peak python3 "$here/engine_torch.py" generate 32 128 2>/dev/null

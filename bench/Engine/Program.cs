@@ -84,7 +84,7 @@ void Train()
         }
         using var scope = NewDisposeScope();
         Tensor loss;
-        if (flat is not null)
+        if (flat is not null && Arg("loss", "sum") == "sum")
         {
             loss = model.LossSum(input, target) / (batch * seq);
         }
@@ -112,7 +112,7 @@ void Train()
     var seconds = sw.Elapsed.TotalSeconds;
     Console.WriteLine(new JsonObject
     {
-        ["impl"] = $"aspiretune-{optimizerKind}", ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
+        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce"), ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
         ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps, ["tokens_per_s"] = batch * seq * steps / seconds,
         ["loss"] = lastLoss,
     }.ToJsonString());

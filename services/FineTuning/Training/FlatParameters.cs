@@ -102,7 +102,7 @@ internal sealed class FlatParameters : IDisposable
 
 /// <summary>
 /// AdamW with decoupled weight decay (Loshchilov and Hutter), the same arithmetic as torch.optim.AdamW,
-/// applied to each flat group in eight kernels.
+/// applied to each flat group in seven kernels.
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
@@ -138,8 +138,9 @@ internal sealed class FlatAdamW : IDisposable
             if (g.WeightDecay > 0) g.Data.mul_(1 - lr * g.WeightDecay);
             ExpAvg[i].lerp_(g.Grad, 1 - _beta1);
             ExpAvgSq[i].mul_(_beta2).addcmul_(g.Grad, g.Grad, 1 - _beta2);
-            var denom = ExpAvgSq[i].sqrt().div_(bc2Sqrt).add_(_eps);
-            g.Data.addcdiv_(ExpAvg[i], denom, -lr / bc1);
+            // sqrt(v)/sqrt(bc2) + eps rescaled by sqrt(bc2): the same update as torch's AdamW with one pass fewer.
+            var denom = ExpAvgSq[i].sqrt().add_(_eps * bc2Sqrt);
+            g.Data.addcdiv_(ExpAvg[i], denom, -lr * bc2Sqrt / bc1);
         }
     }
 
