@@ -153,9 +153,9 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         {
             files.Add(("tokenizer_config.json", File.ReadAllBytes(cfgPath)));
             var cfg = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject;
-            bos = Lookup(cfg?["bos_token"], special);
             eos = Lookup(cfg?["eos_token"], special);
-            if (cfg?["add_bos_token"] is JsonValue ab && !ab.GetValue<bool>()) bos = null;
+            // bos_token alone does not mean it is prepended (GPT-2 names one and never adds it).
+            if (cfg?["add_bos_token"] is JsonValue ab && ab.GetValue<bool>()) bos = Lookup(cfg["bos_token"], special);
         }
         eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
         // Llama 3 style post-processors add <|begin_of_text|>; read which token they prepend.
@@ -309,12 +309,11 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     public void Save(string directory)
     {
         Directory.CreateDirectory(directory);
-        if (_sourceFiles.Count > 0)
-        {
-            foreach (var (name, content) in _sourceFiles) File.WriteAllBytes(Path.Combine(directory, name), content);
-            return;
-        }
-        // A byte-level tokenizer made here: write GPT-2 style files, which transformers reads as GPT2Tokenizer.
+        foreach (var (name, content) in _sourceFiles) File.WriteAllBytes(Path.Combine(directory, name), content);
+        if (_sourceFiles.Any(f => f.Name == "tokenizer.json")) return;
+        // transformers 5 prefers tokenizer.json; GPT-2 style vocab.json + merges.txt are written beside it for older readers.
+        File.WriteAllText(Path.Combine(directory, "tokenizer.json"), BuildTokenizerJson().ToJsonString());
+        if (_sourceFiles.Count > 0) return;
         var vocab = new JsonObject();
         foreach (var (t, i) in _vocab.OrderBy(x => x.Value)) vocab[t] = i;
         foreach (var (t, i) in _special) vocab[t] = i;
@@ -328,6 +327,37 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
             ["tokenizer_class"] = "GPT2Tokenizer", ["model_max_length"] = 1024, ["add_prefix_space"] = false,
             ["bos_token"] = eos, ["eos_token"] = eos, ["unk_token"] = eos,
         }.ToJsonString());
+    }
+
+    /// <summary>The Hugging Face tokenizers description of this tokenizer (GPT-2's byte-level layout).</summary>
+    private JsonObject BuildTokenizerJson()
+    {
+        JsonObject ByteLevel(bool prefix, bool trim) => new()
+        {
+            ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = trim, ["use_regex"] = true,
+        };
+        var vocab = new JsonObject();
+        foreach (var (t, i) in _vocab.OrderBy(x => x.Value)) vocab[t] = i;
+        var merges = new JsonArray();
+        foreach (var ((a, b), _) in _ranks.OrderBy(x => x.Value)) merges.Add(new JsonArray(a, b));
+        var added = new JsonArray();
+        foreach (var (t, i) in _special.OrderBy(x => x.Value))
+            added.Add(new JsonObject
+            {
+                ["id"] = i, ["content"] = t, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = true, ["special"] = true,
+            });
+        return new JsonObject
+        {
+            ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = added, ["normalizer"] = null,
+            ["pre_tokenizer"] = ByteLevel(false, true), ["post_processor"] = ByteLevel(true, false), ["decoder"] = ByteLevel(true, true),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "",
+                ["end_of_word_suffix"] = "", ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = false,
+                ["vocab"] = vocab, ["merges"] = merges,
+            },
+        };
     }
 
     private static string Truncate(string s) => s.Length > 40 ? s[..40] + "..." : s;

