@@ -70,4 +70,25 @@ public sealed class JobLifecycleTests
         leakage.GetProperty("removed_lines").EnumerateArray().Select(l => l.GetProperty("line").GetInt32()).Should().Equal(11, 12);
         events.GetProperty("data").EnumerateArray().Select(e => e.GetProperty("type").GetString()).Should().Equal("created", "validated", "quality_warning", "queued");
     }
+
+    [Fact]
+    public async Task StartFineTuning_ArtifactMissing_JobFailsWithTheReasonInsteadOfWaiting()
+    {
+        await using var factory = new FineTuningFactory(new Dictionary<string, string?> { ["FineTuning:WorkerEnabled"] = "false" });
+        var http = factory.CreateClient();
+        var endpoint = await factory.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri($"queue:{StartFineTuningConsumerDefinition.QueueName}"));
+        var command = new StartFineTuning
+        {
+            JobId = Guid.NewGuid(),
+            BaseModel = "aspiretune-tiny",
+            TrainingFile = new Contracts.Common.ArtifactRef { Id = "datasets/0000/missing.jsonl", Sha256 = new string('0', 64), Length = 10 },
+        };
+
+        await endpoint.Send(command, Ct);
+        var job = await Api.WaitForJobAsync(http, $"ftjob-{command.JobId:N}", TimeSpan.FromMinutes(1));
+
+        job.GetProperty("status").GetString().Should().Be("failed");
+        job.GetProperty("error").GetProperty("code").GetString().Should().Be("validation_error");
+        job.GetProperty("error").GetProperty("message").GetString().Should().Contain("datasets/0000/missing.jsonl").And.Contain("does not exist");
+    }
 }
