@@ -112,7 +112,7 @@ internal static class Api
 }
 
 /// <summary>
-/// Tests that train run one after another and apart from every other test: on two shared cores parallel
+/// Tests that train or create models run one after another and apart from every other test: on two shared cores parallel
 /// training only slows each run down, and TorchSharp's global random generator is shared by the process,
 /// so training here would disturb the engine tests that check bit-identical resumes.
 /// </summary>

@@ -6,6 +6,7 @@ using System.Text.Json;
 namespace AspireTune.FineTuning.Tests;
 
 /// <summary>The bad inputs of the issue, each with its documented error, and nothing half-created.</summary>
+[Collection(TrainingCollection.Name)]
 public sealed class JobsApiTests : IAsyncLifetime
 {
     private readonly FineTuningFactory _factory = new(new Dictionary<string, string?> { ["FineTuning:MaxUploadBytes"] = "20000" });
