@@ -180,16 +180,22 @@ public sealed class JobsApiTests : IAsyncLifetime
     public async Task ImportModel_NotAModelOrBadName_Returns400WithTheReason()
     {
         Directory.CreateDirectory(Path.Combine(_factory.DataFolder, "empty-dir"));
+        Directory.CreateDirectory(Path.Combine(_factory.DataFolder, "broken"));
+        await File.WriteAllTextAsync(Path.Combine(_factory.DataFolder, "broken", "config.json"), "{\"model_type\": \"gpt2\",", Ct);
 
         var (notModel, body) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "empty-dir", name = "empty" }));
         var (badName, nameBody) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "empty-dir", name = "has space" }));
         var (missing, _) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "nowhere", name = "nowhere" }));
+        var (broken, brokenBody) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = Path.Combine(_factory.DataFolder, "broken"), name = "broken" }));
 
         notModel.Should().Be(HttpStatusCode.BadRequest);
         body.GetProperty("errors").GetProperty("path")[0].GetString().Should().Contain("no config.json");
         badName.Should().Be(HttpStatusCode.BadRequest);
         nameBody.GetProperty("errors").GetProperty("name")[0].GetString().Should().Contain("not a valid model id");
         missing.Should().Be(HttpStatusCode.BadRequest);
+        broken.Should().Be(HttpStatusCode.BadRequest);
+        brokenBody.GetProperty("errors").GetProperty("path")[0].GetString().Should().Contain("config.json is not valid JSON");
+        (await Api.GetJsonAsync(_http, "/api/models")).GetProperty("data").GetArrayLength().Should().Be(1);
     }
 
     [Fact]
