@@ -91,4 +91,37 @@ public sealed class JobLifecycleTests
         job.GetProperty("error").GetProperty("code").GetString().Should().Be("validation_error");
         job.GetProperty("error").GetProperty("message").GetString().Should().Contain("datasets/0000/missing.jsonl").And.Contain("does not exist");
     }
+
+    [Fact]
+    public async Task Worker_JobLeftInValidatingFilesWithoutItsCommand_SendsTheCommandAgain()
+    {
+        await using var factory = new FineTuningFactory(new Dictionary<string, string?> { ["FineTuning:ResendValidationAfterSeconds"] = "1" });
+        var http = factory.CreateClient();
+        var artifact = await factory.Services.GetRequiredService<IArtifactStore>()
+            .PutAsync(new MemoryStream(TestData.Jsonl(TestData.ChatLines(20))), "datasets", "train.jsonl", "application/jsonl", Ct);
+        var id = Guid.NewGuid();
+        // What a crash between writing the job and sending its command leaves behind.
+        await using (var scope = factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<Data.FineTuningDbContext>();
+            db.Jobs.Add(new Data.FineTuningJob
+            {
+                Id = id,
+                BaseModel = "aspiretune-tiny",
+                Status = Data.JobStatus.ValidatingFiles,
+                TrainingArtifactId = artifact.Id,
+                TrainingSha256 = artifact.Sha256,
+                TrainingBytes = artifact.Length,
+                HyperparametersJson = "{}",
+                CreatedAt = DateTimeOffset.UtcNow.AddMinutes(-10),
+            });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var job = await Api.WaitForJobAsync(http, $"ftjob-{id:N}", TimeSpan.FromMinutes(1), "queued", "running", "succeeded", "failed");
+        var events = await Api.GetJsonAsync(http, $"/api/fine-tuning/jobs/ftjob-{id:N}/events");
+
+        job.GetProperty("status").GetString().Should().BeOneOf("queued", "running", "succeeded");
+        events.GetProperty("data").EnumerateArray().Select(e => e.GetProperty("type").GetString()).Should().ContainInOrder("validation_resent", "validated");
+    }
 }
