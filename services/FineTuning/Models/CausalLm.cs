@@ -135,17 +135,15 @@ public sealed class CausalLm : IDisposable
         var byCanonical = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
         foreach (var (name, loc) in weights) byCanonical[Network.Canonical(name)] = loc;
         var parameters = NamedParameters().Where(p => !IsLoraName(p.Name)).ToList();
-        var transposed = StoredTransposed();
         // Validate every tensor first so that a bad file leaves nothing half-loaded.
         foreach (var (name, p) in parameters)
         {
             if (!byCanonical.TryGetValue(name, out var loc))
                 throw new ModelFormatException(
                     $"{weights.Values.FirstOrDefault()?.File ?? "weights"}: tensor '{name}' is missing (needed by {Config})", null, name);
-            var expected = transposed.Contains(p.Handle) ? p.shape.Reverse().ToArray() : p.shape;
-            if (!loc.Entry.Shape.SequenceEqual(expected))
+            if (!loc.Entry.Shape.SequenceEqual(p.shape))
                 throw new ModelFormatException(
-                    $"{loc.File}: tensor '{loc.Entry.Name}' has shape [{string.Join(", ", loc.Entry.Shape)}] but config.json implies [{string.Join(", ", expected)}]",
+                    $"{loc.File}: tensor '{loc.Entry.Name}' has shape [{string.Join(", ", loc.Entry.Shape)}] but config.json implies [{string.Join(", ", p.shape)}]",
                     loc.File, loc.Entry.Name);
         }
         using var _ = no_grad();
@@ -154,13 +152,9 @@ public sealed class CausalLm : IDisposable
             var loc = byCanonical[name];
             var data = SafeTensors.ReadFloats(loc.File, loc.DataStart, loc.Entry);
             using var t = tensor(data, loc.Entry.Shape);
-            if (transposed.Contains(p.Handle)) p.copy_(t.t()); else p.copy_(t);
+            p.copy_(t);
         }
     }
-
-    /// <summary>GPT-2's Conv1D weights: [out, in] in memory, [in, out] in checkpoints.</summary>
-    private HashSet<IntPtr> StoredTransposed() =>
-        [.. Network.Projections().Where(p => p.Layer.Conv1D).Select(p => p.Layer.weight.Handle)];
 
     /// <summary>
     /// Writes config.json, generation_config.json, the weights (LoRA merged in, adapters not written) and the
@@ -184,7 +178,6 @@ public sealed class CausalLm : IDisposable
     {
         var result = new List<(string, long[], float[])>();
         var lora = Network.Projections().Where(p => p.Layer.lora_A is not null).ToDictionary(p => p.Layer.weight.Handle, p => p.Layer);
-        var transposed = StoredTransposed();
         using var _ = no_grad();
         foreach (var (name, p) in NamedParameters())
         {
@@ -192,9 +185,11 @@ public sealed class CausalLm : IDisposable
             using var scope = NewDisposeScope();
             Tensor t = p;
             if (lora.TryGetValue(p.Handle, out var layer))
-                t = p + matmul(layer.lora_B!, layer.lora_A!).mul(layer.LoraScale);
-            if (transposed.Contains(p.Handle)) t = t.t();
-            result.Add((name, t.shape, t.detach().cpu().contiguous().data<float>().ToArray()));
+            {
+                var delta = matmul(layer.lora_B!, layer.lora_A!).mul(layer.LoraScale);
+                t = layer.Conv1D ? p + delta.t() : p + delta;
+            }
+            result.Add((name, p.shape, t.detach().cpu().contiguous().data<float>().ToArray()));
         }
         return result;
     }

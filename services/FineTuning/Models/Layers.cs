@@ -17,9 +17,8 @@ internal sealed class RunSettings
 }
 
 /// <summary>
-/// A dense projection held as [out, in] like torch's Linear, with an optional LoRA adapter (A [r, in],
-/// B [out, r]) that can be merged into the weight. <see cref="Conv1D"/> marks GPT-2 weights, which checkpoints
-/// store as [in, out]: they are transposed on load and save, so every matmul uses the same (fastest) layout.
+/// A dense projection, stored either as torch Linear ([out, in], Llama) or as GPT-2's Conv1D ([in, out]),
+/// with an optional LoRA adapter (A [r, in], B [out, r]) that can be merged into the weight.
 /// </summary>
 internal sealed class Projection : nn.Module<Tensor, Tensor>
 {
@@ -39,7 +38,7 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
         Conv1D = conv1D;
         In = inFeatures;
         Out = outFeatures;
-        weight = new Parameter(empty(outFeatures, inFeatures));
+        weight = new Parameter(conv1D ? empty(inFeatures, outFeatures) : empty(outFeatures, inFeatures));
         register_parameter("weight", weight);
         if (withBias)
         {
@@ -66,7 +65,7 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
         using (no_grad())
         {
             using var delta = matmul(lora_B, lora_A).mul_(LoraScale);
-            weight.add_(delta);
+            if (Conv1D) weight.add_(delta.t()); else weight.add_(delta);
         }
         using (no_grad()) lora_B.zero_();
     }
@@ -77,7 +76,16 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
         var xin = dt is { } d && x.dtype != d ? x.to(d) : x;
         var w = dt is { } d2 ? weight.to(d2) : (Tensor)weight;
         var b = bias is null ? null : dt is { } d3 ? bias.to(d3) : (Tensor)bias;
-        var y = F.linear(xin, w, b);
+        Tensor y;
+        if (Conv1D)
+        {
+            var flat = xin.reshape(-1, In);
+            y = (b is null ? flat.matmul(w) : addmm(b, flat, w, 1, 1)).view([.. x.shape[..^1], Out]);
+        }
+        else
+        {
+            y = F.linear(xin, w, b);
+        }
         if (lora_A is not null && lora_B is not null)
         {
             var la = dt is { } d4 ? lora_A.to(d4) : (Tensor)lora_A;
