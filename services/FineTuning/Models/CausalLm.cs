@@ -88,7 +88,7 @@ public sealed class CausalLm : IDisposable
 
     /// <summary>Parameters by their Hugging Face state-dict names.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> NamedParameters() =>
-        [.. Network.named_parameters().Select(p => (Rename(p.name), p.parameter))];
+        [.. Network.named_parameters().Select(p => (p.name, p.parameter))];
 
     /// <summary>The best device here: CUDA when available, else CPU.</summary>
     public static Device DefaultDevice() => cuda.is_available() ? CUDA : CPU;
@@ -273,9 +273,6 @@ public sealed class CausalLm : IDisposable
     public KvCache NewCache() => new(Config.NumLayers);
 
     internal static bool IsLoraName(string name) => name.Contains(".lora_A", StringComparison.Ordinal) || name.Contains(".lora_B", StringComparison.Ordinal);
-
-    // TorchSharp names the untied head holder's parameter lm_head.weight already; nothing else to rename.
-    private static string Rename(string name) => name;
 
     public void Dispose() => Network.Dispose();
 }
