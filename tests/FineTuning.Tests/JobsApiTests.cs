@@ -241,4 +241,13 @@ public sealed class JobsApiTests : IAsyncLifetime
                 error.GetProperty("param").GetString().Should().Be(param, json);
         }
     }
+
+    [Fact]
+    public async Task OpenApi_Document_DescribesEveryFineTuningRoute()
+    {
+        var document = await _http.GetStringAsync("/openapi/v1.json", Ct);
+
+        foreach (var route in new[] { "/api/fine-tuning/files", "/api/fine-tuning/jobs/{id}/cancel", "/api/fine-tuning/jobs/{id}/checkpoints", "/api/models/import", "/v1/chat/completions", "/v1/completions" })
+            document.Should().Contain($"\"{route}\"");
+    }
 }
