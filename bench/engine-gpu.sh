@@ -50,6 +50,7 @@ peak python3 "$here/engine_torch.py" train eager "$B" "$S" "$N" 5
 peak python3 "$here/engine_torch.py" train fused "$B" "$S" "$N" 5
 peak python3 "$here/engine_torch.py" train compile "$B" "$S" "$N" 5
 peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer flat
+peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer flat --loss ce
 peak bench train --device cuda --shape gpt2-small --batch "$B" --seq "$S" --steps "$N" --warmup 5 --optimizer stock
 echo "== generation, GPT-2 small fp32, batch 1, 32-token prompt, 128 new tokens"
 peak python3 "$here/engine_torch.py" generate 32 128 2>/dev/null
@@ -66,13 +67,13 @@ for line in open(sys.argv[1]):
     else: rows.append(d); last = d
 base = {r["impl"]: r for r in rows}
 eager, comp = base.get("pytorch-eager"), base.get("pytorch-compile")
-print(f"\n{'implementation':<24}{'tokens/s':>12}{'ms/step|tok':>13}{'peak MiB':>10}{'vs eager':>10}{'vs compile':>11}")
+print(f"\n{'implementation':<24}{'tokens/s':>12}{'ms/step|tok':>13}{'peak MiB':>10}  {'vs eager':>9}  {'vs compile':>10}")
 for r in rows:
     gen = "generate" in r["impl"]
     ms = r.get("ms_per_token") if gen else r.get("ms_per_step")
     ve = "" if gen or not eager else f"{r['tokens_per_s'] / eager['tokens_per_s']:.2f}x"
     vc = "" if gen or not comp else f"{r['tokens_per_s'] / comp['tokens_per_s']:.2f}x"
     if gen and "transformers-generate" in base:
-        ve = f"{r['tokens_per_s'] / base['transformers-generate']['tokens_per_s']:.2f}x (vs generate)"
-    print(f"{r['impl']:<24}{r['tokens_per_s']:>12.0f}{ms:>13.2f}{r.get('peak_mib', 0):>10}{ve:>10}{vc:>11}")
+        ve = f"{r['tokens_per_s'] / base['transformers-generate']['tokens_per_s']:.2f}x vs generate()"
+    print(f"{r['impl']:<24}{r['tokens_per_s']:>12.0f}{ms:>13.2f}{r.get('peak_mib', 0):>10}  {ve:>9}  {vc:>10}")
 PY

@@ -83,8 +83,16 @@ void Train()
             sw.Start();
         }
         using var scope = NewDisposeScope();
-        var logits = model.Forward(input);
-        var loss = F.cross_entropy(logits.view(-1, config.VocabSize), target.view(-1));
+        Tensor loss;
+        if (flat is not null && Arg("loss", "sum") == "sum")
+        {
+            loss = model.LossSum(input, target) / (batch * seq);
+        }
+        else
+        {
+            var logits = model.Forward(input);
+            loss = F.cross_entropy(logits.view(-1, config.VocabSize), target.view(-1));
+        }
         loss.backward();
         if (flat is not null)
         {
@@ -104,7 +112,7 @@ void Train()
     var seconds = sw.Elapsed.TotalSeconds;
     Console.WriteLine(new JsonObject
     {
-        ["impl"] = $"aspiretune-{optimizerKind}", ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
+        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce"), ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
         ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps, ["tokens_per_s"] = batch * seq * steps / seconds,
         ["loss"] = lastLoss,
     }.ToJsonString());

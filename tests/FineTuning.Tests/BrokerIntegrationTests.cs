@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace AspireTune.FineTuning.Tests;
 
 /// <summary>The service on the real broker (RabbitMQ) and database (PostgreSQL) that bootstrap starts on 127.0.0.1.</summary>
+[Collection(TrainingCollection.Name)]
 public sealed class BrokerIntegrationTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -6,6 +6,7 @@ using System.Text.Json;
 namespace AspireTune.FineTuning.Tests;
 
 /// <summary>The bad inputs of the issue, each with its documented error, and nothing half-created.</summary>
+[Collection(TrainingCollection.Name)]
 public sealed class JobsApiTests : IAsyncLifetime
 {
     private readonly FineTuningFactory _factory = new(new Dictionary<string, string?> { ["FineTuning:MaxUploadBytes"] = "20000" });
@@ -179,16 +180,22 @@ public sealed class JobsApiTests : IAsyncLifetime
     public async Task ImportModel_NotAModelOrBadName_Returns400WithTheReason()
     {
         Directory.CreateDirectory(Path.Combine(_factory.DataFolder, "empty-dir"));
+        Directory.CreateDirectory(Path.Combine(_factory.DataFolder, "broken"));
+        await File.WriteAllTextAsync(Path.Combine(_factory.DataFolder, "broken", "config.json"), "{\"model_type\": \"gpt2\",", Ct);
 
         var (notModel, body) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "empty-dir", name = "empty" }));
         var (badName, nameBody) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "empty-dir", name = "has space" }));
         var (missing, _) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = "nowhere", name = "nowhere" }));
+        var (broken, brokenBody) = await SendAsync(HttpMethod.Post, "/api/models/import", JsonContent.Create(new { path = Path.Combine(_factory.DataFolder, "broken"), name = "broken" }));
 
         notModel.Should().Be(HttpStatusCode.BadRequest);
         body.GetProperty("errors").GetProperty("path")[0].GetString().Should().Contain("no config.json");
         badName.Should().Be(HttpStatusCode.BadRequest);
         nameBody.GetProperty("errors").GetProperty("name")[0].GetString().Should().Contain("not a valid model id");
         missing.Should().Be(HttpStatusCode.BadRequest);
+        broken.Should().Be(HttpStatusCode.BadRequest);
+        brokenBody.GetProperty("errors").GetProperty("path")[0].GetString().Should().Contain("config.json is not valid JSON");
+        (await Api.GetJsonAsync(_http, "/api/models")).GetProperty("data").GetArrayLength().Should().Be(1);
     }
 
     [Fact]
@@ -233,5 +240,14 @@ public sealed class JobsApiTests : IAsyncLifetime
             if (param.Length > 0)
                 error.GetProperty("param").GetString().Should().Be(param, json);
         }
+    }
+
+    [Fact]
+    public async Task OpenApi_Document_DescribesEveryFineTuningRoute()
+    {
+        var document = await _http.GetStringAsync("/openapi/v1.json", Ct);
+
+        foreach (var route in new[] { "/api/fine-tuning/files", "/api/fine-tuning/jobs/{id}/cancel", "/api/fine-tuning/jobs/{id}/checkpoints", "/api/models/import", "/v1/chat/completions", "/v1/completions" })
+            document.Should().Contain($"\"{route}\"");
     }
 }

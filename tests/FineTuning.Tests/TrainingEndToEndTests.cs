@@ -36,6 +36,7 @@ public sealed class TrainedModelFixture : IAsyncLifetime
     public async ValueTask DisposeAsync() => await Factory.DisposeAsync();
 }
 
+[Collection(TrainingCollection.Name)]
 public sealed class TrainingEndToEndTests(TrainedModelFixture fixture) : IClassFixture<TrainedModelFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -10,6 +10,7 @@ namespace AspireTune.FineTuning.Tests;
 /// Real worker processes (the service's own executable) on one PostgreSQL database: the first is killed
 /// with SIGKILL mid-training, the second takes the job over when the lease lapses and resumes it.
 /// </summary>
+[Collection(TrainingCollection.Name)]
 public sealed class WorkerKillTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -28,7 +29,7 @@ public sealed class WorkerKillTests
         {
             model = "aspiretune-tiny",
             training_file = file.GetProperty("id").GetString(),
-            hyperparameters = new Dictionary<string, object> { ["n_epochs"] = 6, ["batch_size"] = 2, ["eval_interval"] = 10, ["checkpoint_interval"] = 10 },
+            hyperparameters = new Dictionary<string, object> { ["n_epochs"] = 3, ["batch_size"] = 2, ["eval_interval"] = 10, ["checkpoint_interval"] = 10 },
         });
         var jobId = job.GetProperty("id").GetString()!;
 

@@ -18,6 +18,26 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
 {
     private const string Name = nameof(StartFineTuningConsumer);
 
+    /// <summary>A job as a command from another service describes it, before validation.</summary>
+    internal static FineTuningJob FromCommand(StartFineTuning message) => new()
+    {
+        Id = message.JobId,
+        ExperimentId = message.ExperimentId,
+        BaseModel = message.BaseModel,
+        Status = JobStatus.ValidatingFiles,
+        TrainingArtifactId = message.TrainingFile.Id,
+        TrainingSha256 = message.TrainingFile.Sha256,
+        TrainingBytes = message.TrainingFile.Length,
+        ValidationArtifactId = message.ValidationFile?.Id,
+        ValidationSha256 = message.ValidationFile?.Sha256,
+        ValidationBytes = message.ValidationFile?.Length ?? 0,
+        TestArtifactId = message.TestFile?.Id,
+        TestSha256 = message.TestFile?.Sha256,
+        TestBytes = message.TestFile?.Length ?? 0,
+        Suffix = message.Suffix,
+        HyperparametersJson = JsonSerializer.Serialize(message.Hyperparameters),
+    };
+
     public async Task Consume(ConsumeContext<StartFineTuning> context)
     {
         var ct = context.CancellationToken;
@@ -28,24 +48,7 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
         var job = await db.Jobs.FirstOrDefaultAsync(j => j.Id == message.JobId, ct);
         if (job is null)
         {
-            job = new FineTuningJob
-            {
-                Id = message.JobId,
-                ExperimentId = message.ExperimentId,
-                BaseModel = message.BaseModel,
-                Status = JobStatus.ValidatingFiles,
-                TrainingArtifactId = message.TrainingFile.Id,
-                TrainingSha256 = message.TrainingFile.Sha256,
-                TrainingBytes = message.TrainingFile.Length,
-                ValidationArtifactId = message.ValidationFile?.Id,
-                ValidationSha256 = message.ValidationFile?.Sha256,
-                ValidationBytes = message.ValidationFile?.Length ?? 0,
-                TestArtifactId = message.TestFile?.Id,
-                TestSha256 = message.TestFile?.Sha256,
-                TestBytes = message.TestFile?.Length ?? 0,
-                Suffix = message.Suffix,
-                HyperparametersJson = JsonSerializer.Serialize(message.Hyperparameters),
-            };
+            job = FromCommand(message);
             db.Jobs.Add(job);
             JobEvents.Add(db, job.Id, "info", "created", "Job created from a StartFineTuning command.");
         }

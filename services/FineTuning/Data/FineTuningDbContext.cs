@@ -29,7 +29,9 @@ public sealed class FineTuningDbContext(DbContextOptions<FineTuningDbContext> op
             e.HasKey(j => j.Id);
             e.HasIndex(j => new { j.Status, j.CreatedAt });
             e.HasIndex(j => j.CreatedAt);
+            // Tracked updates (gate, completion) fail rather than overwrite a cancel or another worker's claim.
             e.Property(j => j.Status).IsConcurrencyToken();
+            e.Property(j => j.LeaseOwner).IsConcurrencyToken();
         });
         modelBuilder.Entity<JobEvent>(e =>
         {

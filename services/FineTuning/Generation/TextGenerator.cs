@@ -101,7 +101,6 @@ public sealed class TextGenerator(CausalLm model)
         Generator? rng = options.Seed is { } seed ? new Generator((ulong)seed, Model.Device) : null;
         using var cache = Model.NewCache();
         Model.SetTraining(false);
-        using var noGrad = no_grad();
         var next = tensor(promptIds.Select(i => (long)i).ToArray(), [1, promptIds.Count], device: Model.Device);
         try
         {
@@ -111,7 +110,10 @@ public sealed class TextGenerator(CausalLm model)
                 int id;
                 double logprob;
                 List<(int, double)>? top = null;
+                // Grad mode and dispose scopes are per thread, and a stream may resume on another thread after
+                // each token: both are entered and left within the step, never across a yield.
                 using (var scope = NewDisposeScope())
+                using (no_grad())
                 {
                     var logits = Model.Forward(next, null, cache)[0, -1];
                     var logp = logits.log_softmax(-1);

@@ -88,7 +88,7 @@ public sealed class CausalLm : IDisposable
 
     /// <summary>Parameters by their Hugging Face state-dict names.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> NamedParameters() =>
-        [.. Network.named_parameters().Select(p => (Rename(p.name), p.parameter))];
+        [.. Network.named_parameters().Select(p => (p.name, p.parameter))];
 
     /// <summary>The best device here: CUDA when available, else CPU.</summary>
     public static Device DefaultDevice() => cuda.is_available() ? CUDA : CPU;
@@ -246,16 +246,33 @@ public sealed class CausalLm : IDisposable
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null)
     {
         var logits = Network.Forward(inputIds, attentionMask, cache);
-        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+        if (logits.dtype == ScalarType.Float32) return logits;
+        var result = logits.to(ScalarType.Float32);
+        logits.Dispose();
+        return result;
+    }
+
+    /// <summary>
+    /// Summed cross-entropy of <paramref name="targets"/> [B, T] (the token each position should predict,
+    /// -100 where no loss applies) for <paramref name="inputIds"/> [B, T]. The logits are released as soon as
+    /// autograd no longer needs them, and log-softmax reads them in the matmul dtype and writes float32 directly.
+    /// </summary>
+    public Tensor LossSum(Tensor inputIds, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        var logits = Network.Forward(inputIds, null, null);
+        var logp = logits.view(-1, logits.shape[2]).log_softmax(-1, ScalarType.Float32);
+        logits.Dispose();
+        var t = targets.reshape(-1);
+        var picked = logp.gather(1, t.clamp_min(0).unsqueeze(1)).squeeze(1);
+        var loss = picked.mul(t.ne(-100)).sum().neg();
+        return scope.MoveToOuter(loss);
     }
 
     /// <summary>A fresh cache sized for this model.</summary>
     public KvCache NewCache() => new(Config.NumLayers);
 
     internal static bool IsLoraName(string name) => name.Contains(".lora_A", StringComparison.Ordinal) || name.Contains(".lora_B", StringComparison.Ordinal);
-
-    // TorchSharp names the untied head holder's parameter lm_head.weight already; nothing else to rename.
-    private static string Rename(string name) => name;
 
     public void Dispose() => Network.Dispose();
 }

@@ -28,7 +28,8 @@ internal sealed class Gpt2Attention : nn.Module<Tensor, Tensor>
     {
         long b = x.shape[0], t = x.shape[1];
         int h = _c.NumHeads, d = _c.HeadSize;
-        var qkv = c_attn.forward(x).view(b, t, 3, h, d).permute(2, 0, 3, 1, 4); // [3, B, H, T, D]
+        // unbind, not three selects: its backward is one stack instead of three zero-filled [3, B, H, T, D] tensors.
+        var qkv = c_attn.forward(x).view(b, t, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0); // 3 x [B, H, T, D]
         Tensor q = qkv[0], k = qkv[1], v = qkv[2];
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         var o = Attention.Run(q, k, v, keyMask, _run.AttentionDropout, training);

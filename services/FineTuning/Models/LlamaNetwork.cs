@@ -215,8 +215,9 @@ internal static class Rope
 
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
-        var half = x.shape[^1] / 2;
-        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
+        // chunk's backward is one cat; two narrows would each zero-fill a full-size gradient.
+        var halves = x.chunk(2, -1);
+        var rotated = cat([halves[1].neg(), halves[0]], -1);
         return x * cos + rotated * sin;
     }
 }

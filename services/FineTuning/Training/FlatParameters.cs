@@ -62,18 +62,20 @@ internal sealed class FlatParameters : IDisposable
         foreach (var g in Groups) g.Grad.zero_();
     }
 
-    /// <summary>Global L2 norm of all gradients, then scaled down to <paramref name="maxNorm"/> when above it.</summary>
-    public double ClipGradNorm(double maxNorm)
+    /// <summary>
+    /// Global L2 norm of all gradients (returned, before clipping), scaling them down to
+    /// <paramref name="maxNorm"/> when above it, as torch's clip_grad_norm_ does: no host synchronisation.
+    /// </summary>
+    public Tensor ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        var sq = Groups.Select(g => g.Grad.square().sum()).Aggregate((a, b) => a + b);
-        var norm = Math.Sqrt(sq.item<float>());
-        if (maxNorm > 0 && norm > maxNorm)
+        var norm = Groups.Count == 1 ? Groups[0].Grad.norm() : stack(Groups.Select(g => g.Grad.norm())).norm();
+        if (maxNorm > 0)
         {
-            var coef = maxNorm / (norm + 1e-6);
+            var coef = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
             foreach (var g in Groups) g.Grad.mul_(coef);
         }
-        return norm;
+        return scope.MoveToOuter(norm);
     }
 
     public float[][] Snapshot() => [.. Groups.Select(g => g.Data.cpu().data<float>().ToArray())];
@@ -100,7 +102,7 @@ internal sealed class FlatParameters : IDisposable
 
 /// <summary>
 /// AdamW with decoupled weight decay (Loshchilov and Hutter), the same arithmetic as torch.optim.AdamW,
-/// applied to each flat group in eight kernels.
+/// applied to each flat group in seven kernels.
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
@@ -136,8 +138,9 @@ internal sealed class FlatAdamW : IDisposable
             if (g.WeightDecay > 0) g.Data.mul_(1 - lr * g.WeightDecay);
             ExpAvg[i].lerp_(g.Grad, 1 - _beta1);
             ExpAvgSq[i].mul_(_beta2).addcmul_(g.Grad, g.Grad, 1 - _beta2);
-            var denom = ExpAvgSq[i].sqrt().div_(bc2Sqrt).add_(_eps);
-            g.Data.addcdiv_(ExpAvg[i], denom, -lr / bc1);
+            // sqrt(v)/sqrt(bc2) + eps rescaled by sqrt(bc2): the same update as torch's AdamW with one pass fewer.
+            var denom = ExpAvgSq[i].sqrt().add_(_eps * bc2Sqrt);
+            g.Data.addcdiv_(ExpAvg[i], denom, -lr * bc2Sqrt / bc1);
         }
     }
 

@@ -30,12 +30,12 @@ internal static class SftData
         return result;
     }
 
-    /// <summary>Right-padded ids [B, T] and next-token targets [B, T-1] (-100 on prompt and padding).</summary>
+    /// <summary>Right-padded ids [B, T] and next-token targets [B, T] (-100 on prompt, padding and the last position).</summary>
     public static (Tensor Ids, Tensor Targets, int Tokens, int TargetCount) Collate(IReadOnlyList<SftSequence> batch, int padId, Device device)
     {
         var t = batch.Max(s => s.Ids.Length);
         var ids = new long[batch.Count * t];
-        var targets = new long[batch.Count * (t - 1)];
+        var targets = new long[batch.Count * t];
         Array.Fill(ids, padId);
         Array.Fill(targets, -100);
         int tokens = 0, count = 0;
@@ -47,11 +47,11 @@ internal static class SftData
             // Position j predicts token j + 1; only completion tokens are targets.
             for (var j = Math.Max(0, s.PromptLength - 1); j < s.Ids.Length - 1; j++)
             {
-                targets[b * (t - 1) + j] = s.Ids[j + 1];
+                targets[b * t + j] = s.Ids[j + 1];
                 count++;
             }
         }
         // Right padding under a causal mask never reaches a real token, so no attention mask is needed.
-        return (tensor(ids, [batch.Count, t], device: device), tensor(targets, [batch.Count, t - 1], device: device), tokens, count);
+        return (tensor(ids, [batch.Count, t], device: device), tensor(targets, [batch.Count, t], device: device), tokens, count);
     }
 }

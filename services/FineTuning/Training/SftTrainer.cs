@@ -20,7 +20,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
     private const string StateFile = "trainer_state.json";
     private const string WeightsFile = "trainable.safetensors";
     private const string OptimizerFile = "optimizer.safetensors";
-    private const string BestDir = "best";
+    private const string BestPrefix = "best-";
 
     public CausalLm Model { get; } = model;
     public SftOptions Options { get; } = options;
@@ -65,7 +65,6 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
 
         var watch = Stopwatch.StartNew();
         var stoppedEarly = false;
-        var sinceEval = new List<double>();
         int[]? order = null;
         var orderEpoch = -1;
         var higherIsBetter = Options.EarlyStoppingMetric != EarlyStoppingMetric.ValidationLoss;
@@ -85,7 +84,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => trainSeqs[i]).ToList()).ToList();
             // The loss is the mean over every completion token of the step, whatever the micro-batch split.
             var stepTargets = micro.Sum(m => m.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength)));
-            double lossSum = 0;
+            Tensor? lossSum = null;
             var tokens = 0;
             Model.SetTraining(true);
             for (var m = 0; m < micro.Count; m++)
@@ -95,29 +94,33 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 using var scope = NewDisposeScope();
                 var (ids, targets, n, _) = SftData.Collate(micro[m], padId, device);
                 tokens += n;
-                var logits = Model.Forward(ids);
-                var v = logits.shape[2];
-                var loss = F.cross_entropy(logits[.., ..^1].reshape(-1, v), targets.reshape(-1), ignore_index: -100,
-                    reduction: nn.Reduction.Sum);
+                var loss = Model.LossSum(ids, targets);
                 (loss / Math.Max(1, stepTargets)).backward();
-                lossSum += loss.item<float>();
+                var detached = loss.detach();
+                var running = scope.MoveToOuter(lossSum is null ? detached : lossSum + detached);
+                lossSum?.Dispose();
+                lossSum = running;
             }
-            var gradNorm = flat.ClipGradNorm(Options.MaxGradNorm);
+            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
             optimizer.Step(lr);
             flat.ZeroGrad();
-            var trainLoss = lossSum / Math.Max(1, stepTargets);
+            // One host synchronisation per step, after the optimizer's kernels are queued.
+            var gradNorm = (double)gradNormTensor.item<float>();
+            var lossValue = (double)lossSum!.item<float>();
+            lossSum.Dispose();
+            var trainLoss = lossValue / Math.Max(1, stepTargets);
             state.Step = step;
             state.TrainLosses.Add(trainLoss);
-            sinceEval.Add(trainLoss);
             var epochProgress = (double)step / stepsPerEpoch;
             observer?.OnProgress(new TrainingProgress(step, totalSteps, epochProgress, trainLoss, lr, gradNorm,
                 tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds)));
 
             if (step % Options.EvalEverySteps == 0 || step == totalSteps)
             {
-                var eval = Evaluate(valSeqs, padId, step, epochProgress, sinceEval.Average());
-                sinceEval.Clear();
+                // Mean training loss since the previous evaluation, from the saved history so that resumes agree.
+                var since = state.Evaluations.LastOrDefault()?.Step ?? 0;
+                var eval = Evaluate(valSeqs, padId, step, epochProgress, state.TrainLosses.Skip(since).Average());
                 state.Evaluations.Add(eval);
                 observer?.OnEvaluation(eval);
                 var metric = Options.EarlyStoppingMetric switch
@@ -134,7 +137,9 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                     state.BestStep = step;
                     state.EvalsWithoutImprovement = 0;
                     best = flat.Snapshot();
-                    SaveFlat(Path.Combine(checkpointDirectory, BestDir), best);
+                    // Named by step: a checkpoint refers to the best weights of its own time, not a later run's.
+                    SaveFlat(Path.Combine(checkpointDirectory, $"{BestPrefix}{step:D6}"), best);
+                    PruneBest(checkpointDirectory, step);
                 }
                 else
                 {
@@ -182,7 +187,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             {
                 using var scope = NewDisposeScope();
                 var (ids, targets, _, n) = SftData.Collate(val.Skip(i).Take(Options.BatchSize).ToList(), padId, Model.Device);
-                var logits = Model.Forward(ids)[.., ..^1];
+                var logits = Model.Forward(ids);
                 var v = logits.shape[2];
                 lossSum += F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), ignore_index: -100, reduction: nn.Reduction.Sum).item<float>();
                 var mask = targets.ne(-100);
@@ -230,7 +235,18 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         foreach (var old in Directory.GetDirectories(root, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
                      .Order(StringComparer.Ordinal).SkipLast(Options.KeepCheckpoints))
             Directory.Delete(old, true);
+        PruneBest(root, state.BestStep);
         observer?.OnCheckpoint(new CheckpointInfo(state.Step, dir, trainLoss, state.Evaluations.LastOrDefault()));
+    }
+
+    /// <summary>Best-weight folders stay only while the current run or a kept checkpoint refers to them.</summary>
+    private static void PruneBest(string root, int currentBest)
+    {
+        var referenced = Directory.GetDirectories(root, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
+            .Select(p => TrainerState.Load(Path.Combine(p, StateFile)).BestStep).Append(currentBest)
+            .Select(b => $"{BestPrefix}{b:D6}").ToHashSet();
+        foreach (var stale in Directory.GetDirectories(root, BestPrefix + "*").Where(p => !referenced.Contains(Path.GetFileName(p))))
+            Directory.Delete(stale, true);
     }
 
     private static void SaveFlat(string dir, float[][] groups)
@@ -285,8 +301,14 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             }
         }
         optimizer.StepCount = int.Parse(meta?["step"]?.GetValue<string>() ?? state.Step.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-        var bestDir = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, BestDir);
-        var best = state.BestStep > 0 && File.Exists(Path.Combine(bestDir, WeightsFile)) ? LoadFlat(bestDir, flat) : null;
+        var bestDir = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, $"{BestPrefix}{state.BestStep:D6}");
+        float[][]? best = null;
+        if (state.BestStep > 0)
+        {
+            if (!File.Exists(Path.Combine(bestDir, WeightsFile)))
+                throw new DirectoryNotFoundException($"{dir}: the best weights it refers to ({bestDir}) are missing");
+            best = LoadFlat(bestDir, flat);
+        }
         return (state, best);
     }
 

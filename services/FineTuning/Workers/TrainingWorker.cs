@@ -50,12 +50,43 @@ public sealed class TrainingWorker(
             var claimed = await TryClaimAsync(stoppingToken);
             if (claimed is null)
             {
+                await ResendStaleValidationsAsync(stoppingToken);
                 await Task.Delay(poll, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
                 continue;
             }
             await RunAsync(claimed.Value, stoppingToken);
         }
     }
+
+    /// <summary>
+    /// Jobs whose StartFineTuning never arrived (the API process died between writing the job and sending the
+    /// command) would wait in validating_files forever; their command is sent again. A command that did arrive
+    /// and is merely slow is harmless to repeat: the consumer acts only on jobs still in validating_files, and the
+    /// job's status is a concurrency token.
+    /// </summary>
+    private async Task ResendStaleValidationsAsync(CancellationToken ct)
+    {
+        var now = DateTimeOffset.UtcNow;
+        if (now < _nextResendCheck)
+            return;
+        var stale = now.AddSeconds(-options.Value.ResendValidationAfterSeconds);
+        _nextResendCheck = now.AddSeconds(Math.Max(1, options.Value.ResendValidationAfterSeconds / 2.0));
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
+        var jobs = await db.Jobs.Where(j => j.Status == JobStatus.ValidatingFiles && j.CreatedAt < stale).Take(20).ToListAsync(ct);
+        if (jobs.Count == 0)
+            return;
+        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{Consumers.StartFineTuningConsumerDefinition.QueueName}"));
+        foreach (var job in jobs)
+        {
+            logger.LogWarning("Job {JobId} has been validating since {CreatedAt}; sending its StartFineTuning again", job.Id, job.CreatedAt);
+            JobEvents.Add(db, job.Id, "warn", "validation_resent", "Validation had not started; the StartFineTuning command was sent again.");
+            await endpoint.Send(Apis.JobsApi.ToCommand(job), ct);
+        }
+        await db.SaveChangesAsync(ct);
+    }
+
+    private DateTimeOffset _nextResendCheck;
 
     private async Task<Guid?> TryClaimAsync(CancellationToken ct)
     {
@@ -112,8 +143,7 @@ public sealed class TrainingWorker(
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            sink.Complete();
-            await pump;
+            await DrainAsync(sink, pump, jobId);
             switch (stopReason)
             {
                 case StopReason.CancelRequested:
@@ -130,8 +160,7 @@ public sealed class TrainingWorker(
         }
         catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
         {
-            sink.Complete();
-            await pump;
+            await DrainAsync(sink, pump, jobId);
             logger.LogError(ex, "Job {JobId} failed in training", jobId);
             await FailAsync(job, "training_error", ex.Message, clock.Elapsed);
         }
@@ -143,6 +172,18 @@ public sealed class TrainingWorker(
     }
 
     private enum StopReason { None, CancelRequested, LeaseLost }
+
+    /// <summary>
+    /// Flushes the progress rows and events of a run that ended early. A failure of the pump itself is logged
+    /// here because the job's own outcome (failed, cancelled, handed back) is what gets recorded next.
+    /// </summary>
+    private async Task DrainAsync(EventSink sink, Task pump, Guid jobId)
+    {
+        sink.Complete();
+        await pump.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (pump.Exception is { } error)
+            logger.LogError(error, "Recording progress of job {JobId} failed", jobId);
+    }
 
     private async Task HeartbeatAsync(Guid jobId, Action<StopReason> stop, CancellationToken ct)
     {

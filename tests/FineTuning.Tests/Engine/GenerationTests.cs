@@ -24,6 +24,7 @@ public sealed class GenerationTests
         string.Concat(streamed.Select(t => t.Text)).Should().Be(whole.Text);
         whole.Tokens.Should().HaveCount(12);
         whole.Tokens.Should().OnlyContain(t => t.Logprob <= 0);
+        is_grad_enabled().Should().BeTrue("generation must not leave gradients off on the thread it ran on");
     }
 
     [Fact]

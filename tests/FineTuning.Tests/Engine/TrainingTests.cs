@@ -83,10 +83,11 @@ public sealed class TrainingTests
             CheckpointEverySteps = 4, EarlyStoppingPatience = 0, ExactMatchExamples = 2, Dropout = 0.1, Seed = 21,
         };
 
-        IReadOnlyList<double> uninterrupted;
+        TrainingResult whole;
         using (var model = EngineFixtures.TinyGpt2(seed: 4, dropout: 0.1))
-            uninterrupted = new SftTrainer(model, options).Train(train, validation, EngineFixtures.TempDirectory(),
-                cancellationToken: TestContext.Current.CancellationToken).TrainLosses;
+            whole = new SftTrainer(model, options).Train(train, validation, EngineFixtures.TempDirectory(),
+                cancellationToken: TestContext.Current.CancellationToken);
+        var uninterrupted = whole.TrainLosses;
 
         var dir = EngineFixtures.TempDirectory();
         using var cts = new CancellationTokenSource();
@@ -103,6 +104,9 @@ public sealed class TrainingTests
 
         uninterrupted.Should().HaveCount(9);
         resumed.TrainLosses.Should().Equal(uninterrupted, "resuming from step 4 on CPU must repeat steps 5-9 bit for bit");
+        resumed.Evaluations.Should().Equal(whole.Evaluations);
+        resumed.BestStep.Should().Be(whole.BestStep);
+        Directory.GetDirectories(dir, "best-*").Select(Path.GetFileName).Should().Contain($"best-{whole.BestStep:D6}").And.HaveCountLessThanOrEqualTo(options.KeepCheckpoints + 1);
     }
 
     [Fact]
