@@ -68,8 +68,8 @@ for C in "${CONCURRENCIES[@]}"; do
 done
 
 echo
-echo "AspireTune: items/s from run submission to completion seen by the client (poll 50 ms), run includes aggregation"
-echo "            with bootstrap intervals and the results artifact; CPU = whole process (service + client) / items."
+echo "AspireTune: items/s from run submission to its EvaluationCompleted event (aggregation with bootstrap intervals"
+echo "            and the results artifact included), after a 500-item warm-up; CPU = whole process / items."
 echo "promptfoo:  items/s from its own evaluationDurationMs (process start-up excluded)."
 "$BENCH" report "$OUT"
 if [ "${BENCH_TIERED:-0}" = 1 ]; then

@@ -236,7 +236,7 @@ public class RunTests
 
         finished.Status.Should().Be(RunStatus.Cancelled);
         finished.CompletedCalls.Should().BeLessThan(40);
-        host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == run.Id).Which.Reason.Should().Contain("cancelled");
+        host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == run.Id).Which.Reason.Should().Contain("cancelled by anonymous");
         (await host.Client.PostAsync($"/api/evaluation/runs/{run.Id}/cancel", null)).StatusCode.Should().Be(System.Net.HttpStatusCode.Conflict);
     }
 }

@@ -279,6 +279,7 @@ public sealed class RunExecutor(
 
     private async Task FinishCancelledAsync(RunEntity run)
     {
+        await db.Entry(run).ReloadAsync(CancellationToken.None); // CancelledBy was written by the API's request
         // Cancellation is final for the workflow: EvaluationFailed tells a waiting experiment not to wait longer.
         await bus.Publish(new EvaluationFailed
         {
