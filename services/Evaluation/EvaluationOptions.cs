@@ -27,6 +27,10 @@ public sealed class EvaluationOptions
     [Range(1, 10_000)]
     public int ResultBatchSize { get; set; } = 256;
 
+    /// <summary>Longest wait, in milliseconds, before queued item results are written together. Default 200.</summary>
+    [Range(0, 10_000)]
+    public int ResultFlushMilliseconds { get; set; } = 200;
+
     /// <summary>Whether identical calls (endpoint, prompt, parameters) are answered from the response cache. Default true.</summary>
     public bool ResponseCache { get; set; } = true;
 }

@@ -3,6 +3,7 @@ using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.MockOpenAI;
 using AspireTune.ServiceDefaults.Artifacts;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace AspireTune.Evaluation.Tests;
@@ -91,6 +92,42 @@ public class RunTests
         mock.State.Requests.Should().Be(calls);
         Metric(rerun.Summaries!.Single(), "cached_calls").Value.Should().Be(12);
         Metric(rerun.Summaries!.Single(), "label_accuracy").Value.Should().BeApproximately(10.0 / 12, 1e-9);
+    }
+
+    [Fact]
+    public async Task Run_OnPostgreSql_CompletesAndRerunIsCached()
+    {
+        var database = AspireTune.TestSupport.TestInfrastructure.PostgresDatabase("evaluation");
+        await using var cleanup = new EvaluationDbContext(new Microsoft.EntityFrameworkCore.DbContextOptionsBuilder<EvaluationDbContext>().UseNpgsql(database).Options);
+        try
+        {
+            await RunTwice(database);
+        }
+        finally
+        {
+            await cleanup.Database.EnsureDeletedAsync();
+        }
+    }
+
+    private static async Task RunTwice(string database)
+    {
+        await using var mock = await MockOpenAIServer.StartAsync(configure: Classifier);
+        await using var host = EvaluationHost.Start(settings: new Dictionary<string, string?> { ["ConnectionStrings:evaluationdb"] = database });
+        await host.AddEndpointAsync("clf", mock.BaseUrl, "clf-model");
+        await host.AddPromptAsync("spam", ClassifierTemplate);
+        var dataset = await host.UploadDatasetAsync("spam", SpamJsonl);
+        var request = new { prompts = new[] { "spam" }, modelEndpoints = new[] { "clf" }, dataset = dataset.Sha256, scorers = new[] { "label" } };
+
+        var run = await host.WaitForRunAsync((await host.StartRunAsync(request)).Id);
+        var calls = mock.State.Requests;
+        var rerun = await host.WaitForRunAsync((await host.StartRunAsync(request)).Id);
+
+        run.Status.Should().Be(RunStatus.Completed);
+        Metric(run.Summaries!.Single(), "label_accuracy").Value.Should().BeApproximately(10.0 / 12, 1e-9);
+        rerun.Status.Should().Be(RunStatus.Completed);
+        Metric(rerun.Summaries!.Single(), "cached_calls").Value.Should().Be(12);
+        mock.State.Requests.Should().Be(calls);
+        (await host.ResultsAsync(run.Id)).Should().HaveCount(12);
     }
 
     [Fact]
@@ -236,7 +273,7 @@ public class RunTests
 
         finished.Status.Should().Be(RunStatus.Cancelled);
         finished.CompletedCalls.Should().BeLessThan(40);
-        host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == run.Id).Which.Reason.Should().Contain("cancelled");
+        host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == run.Id).Which.Reason.Should().Contain("cancelled by anonymous");
         (await host.Client.PostAsync($"/api/evaluation/runs/{run.Id}/cancel", null)).StatusCode.Should().Be(System.Net.HttpStatusCode.Conflict);
     }
 }

@@ -73,7 +73,7 @@ public static class RunsApi
         if (request.RunId is { } existing && await db.Runs.AnyAsync(r => r.Id == existing, ct))
             return TypedResults.Problem($"Run {existing} already exists.", statusCode: StatusCodes.Status409Conflict, title: "The run exists.");
 
-        var (run, errors) = await factory.CreateAsync(new RunRequest
+        var (run, errors) = await factory.CreateAsync(new RunEvaluation
         {
             RunId = request.RunId ?? Guid.CreateVersion7(),
             ExperimentId = request.ExperimentId,

@@ -21,21 +21,7 @@ public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory fac
         if (await db.AlreadyProcessedAsync(context.MessageId, nameof(RunEvaluationConsumer), ct) || await db.Runs.AnyAsync(r => r.Id == command.RunId, ct))
             return;
 
-        var (run, errors) = await factory.CreateAsync(new RunRequest
-        {
-            RunId = command.RunId,
-            ExperimentId = command.ExperimentId,
-            Prompts = command.Prompts,
-            ModelEndpoints = command.ModelEndpoints,
-            Dataset = command.Dataset,
-            Scorers = command.Scorers,
-            Repeats = command.Repeats,
-            RetrievalCollection = command.RetrievalCollection,
-            RetrievalTopK = command.RetrievalTopK,
-            Temperature = command.Temperature,
-            MaxTokens = command.MaxTokens,
-            JudgeRubric = command.JudgeRubric,
-        }, ct);
+        var (run, errors) = await factory.CreateAsync(command, ct);
 
         if (run is null)
         {

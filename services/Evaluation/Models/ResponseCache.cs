@@ -20,14 +20,43 @@ public sealed class ResponseCache(IServiceScopeFactory scopes, ResultWriter writ
     // Answers written since start: found here before they reach the database, and without a query after.
     private readonly ConcurrentDictionary<string, ModelAnswer> _recent = new(StringComparer.Ordinal);
 
+    // Keys a prefetch found absent: answered as misses without a query (each once).
+    private readonly ConcurrentDictionary<string, byte> _absent = new(StringComparer.Ordinal);
+
     public Task<ModelAnswer?> GetAsync(string key, CancellationToken ct)
     {
         if (_recent.TryGetValue(key, out var known))
             return Task.FromResult<ModelAnswer?>(known);
+        if (_absent.TryRemove(key, out _))
+            return Task.FromResult<ModelAnswer?>(null);
         var answer = new TaskCompletionSource<ModelAnswer?>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_lookups.Writer.TryWrite((key, answer)))
             return Task.FromResult<ModelAnswer?>(null); // stopping: behave as a miss
         return answer.Task.WaitAsync(ct);
+    }
+
+    /// <summary>
+    /// Looks up many keys at once (a run knows most of its calls before making them), so that the calls
+    /// themselves wait for no query: found answers are kept in memory, absent keys are remembered as misses.
+    /// </summary>
+    public async Task PrefetchAsync(IEnumerable<string> keys, CancellationToken ct)
+    {
+        var unknown = keys.Where(k => !_recent.ContainsKey(k)).Distinct(StringComparer.Ordinal).ToList();
+        if (unknown.Count == 0)
+            return;
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<EvaluationDbContext>();
+        foreach (var chunk in unknown.Chunk(MaxBatch))
+        {
+            var found = await db.CachedResponses.AsNoTracking().Where(c => chunk.Contains(c.Key)).ToDictionaryAsync(c => c.Key, ct);
+            foreach (var key in chunk)
+            {
+                if (found.TryGetValue(key, out var c))
+                    _recent.TryAdd(key, new ModelAnswer(c.Output, c.InputTokens, c.OutputTokens, c.LatencyMs, true));
+                else
+                    _absent.TryAdd(key, 0);
+            }
+        }
     }
 
     public void Add(string key, ModelAnswer answer)
@@ -45,6 +74,8 @@ public sealed class ResponseCache(IServiceScopeFactory scopes, ResultWriter writ
         });
         if (_recent.Count > 200_000)
             _recent.Clear(); // bounded memory; older answers are still in the database
+        if (_absent.Count > 200_000)
+            _absent.Clear();
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -12,7 +12,8 @@ namespace AspireTune.Evaluation.Runs;
 /// </summary>
 public sealed class ResultWriter(IServiceScopeFactory scopes, IOptions<EvaluationOptions> options, ILogger<ResultWriter> logger) : BackgroundService
 {
-    private readonly Channel<object> _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+    // Not SingleReader: that implementation cannot count, and the group commit needs the count.
+    private readonly Channel<object> _queue = Channel.CreateUnbounded<object>();
     private Exception? _lastFailure;
 
     public void Enqueue(ItemResultEntity result)
@@ -47,6 +48,9 @@ public sealed class ResultWriter(IServiceScopeFactory scopes, IOptions<Evaluatio
         // Not bound to stoppingToken: on stop the queue is completed and drained, so finished calls are kept.
         while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
         {
+            // Group commit: a slow run (a few calls per second) would otherwise pay a transaction per call.
+            if (_queue.Reader.Count < batchSize && !_queue.Reader.Completion.IsCompleted)
+                await Task.Delay(options.Value.ResultFlushMilliseconds, CancellationToken.None);
             while (results.Count + answers.Count < batchSize && _queue.Reader.TryRead(out var next))
             {
                 switch (next)

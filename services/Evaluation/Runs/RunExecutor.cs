@@ -27,6 +27,7 @@ public sealed class RunExecutor(
     ModelGateway gateway,
     ResultWriter writer,
     RetrievalClient retrieval,
+    ResponseCache cache,
     IBus bus,
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
@@ -113,19 +114,45 @@ public sealed class RunExecutor(
 
     private async Task RunEndpointAsync(RunContext run, ModelEndpointEntity endpoint, int endpointIndex, HashSet<long> done, CancellationToken cancel)
     {
-        var work = new List<(int Prompt, DatasetItem Item, int Repeat)>();
+        var work = new List<Work>();
         for (var p = 0; p < run.Prompts.Count; p++)
             foreach (var item in run.Items)
                 for (var r = 0; r < run.Spec.Repeats; r++)
                     if (!done.Contains(Key(Pair(run, p, endpointIndex), item.Index, r)))
-                        work.Add((p, item, r));
+                        work.Add(new Work(p, item, r));
+
+        // Prompts without retrieval render now, so one query per 500 calls checks the cache instead of one per call.
+        if (options.Value.ResponseCache)
+        {
+            var keys = new List<string>();
+            foreach (var w in work.Where(w => w.Item.Error is null && !run.Prompts[w.Prompt].UsesRetrieval))
+            {
+                try
+                {
+                    w.Rendered = await PromptTemplates.RenderAsync(run.Prompts[w.Prompt], w.Item.Input!, null, null, cancel);
+                }
+                catch (KernelException)
+                {
+                    continue; // rendered again when the item is processed, where the error becomes the item's result
+                }
+                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Rendered.Value), Variant(run.Spec, w.Repeat)));
+            }
+            await cache.PrefetchAsync(keys, cancel);
+        }
+
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = endpoint.MaxConcurrency, CancellationToken = cancel };
         await Parallel.ForEachAsync(work, parallel, async (w, ct) =>
-            writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w.Item, w.Repeat, ct)));
+            writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w, ct)));
     }
 
-    private async Task<ItemResultEntity> ProcessAsync(RunContext run, ModelEndpointEntity endpoint, int pair, CompiledPrompt prompt, DatasetItem item, int repeat, CancellationToken ct)
+    private static ModelCall Call(RunSpec spec, (string? System, string User) rendered) => new(rendered.System, rendered.User, spec.Temperature, spec.MaxTokens);
+
+    // Repeats must reach the model each time (consistency measures their disagreement), so each repeat has its own key.
+    private static int Variant(RunSpec spec, int repeat) => spec.Repeats > 1 ? repeat : 0;
+
+    private async Task<ItemResultEntity> ProcessAsync(RunContext run, ModelEndpointEntity endpoint, int pair, CompiledPrompt prompt, Work work, CancellationToken ct)
     {
+        var (item, repeat) = (work.Item, work.Repeat);
         var result = new ItemResultEntity { RunId = run.Id, Pair = pair, Item = item.Index, Repeat = repeat };
         if (item.Error is not null)
         {
@@ -134,12 +161,16 @@ public sealed class RunExecutor(
         }
         try
         {
-            RetrievedContext? retrieved = null;
-            if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
-                retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
-                    () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
-            var (system, user) = await PromptTemplates.RenderAsync(prompt, item.Input!, retrieved?.Examples, retrieved?.Passages, ct);
-            var answer = await gateway.CompleteAsync(endpoint, new ModelCall(system, user, run.Spec.Temperature, run.Spec.MaxTokens), run.Spec.Repeats > 1 ? repeat : 0, ct);
+            var rendered = work.Rendered;
+            if (rendered is null)
+            {
+                RetrievedContext? retrieved = null;
+                if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
+                    retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
+                        () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
+                rendered = await PromptTemplates.RenderAsync(prompt, item.Input!, retrieved?.Examples, retrieved?.Passages, ct);
+            }
+            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, rendered.Value), Variant(run.Spec, repeat), ct);
             result.Output = answer.Output;
             result.LatencyMs = answer.LatencyMs;
             result.InputTokens = answer.InputTokens;
@@ -248,6 +279,7 @@ public sealed class RunExecutor(
 
     private async Task FinishCancelledAsync(RunEntity run)
     {
+        await db.Entry(run).ReloadAsync(CancellationToken.None); // CancelledBy was written by the API's request
         // Cancellation is final for the workflow: EvaluationFailed tells a waiting experiment not to wait longer.
         await bus.Publish(new EvaluationFailed
         {
@@ -286,6 +318,15 @@ public sealed class RunExecutor(
 
     private sealed record RunContext(Guid Id, RunSpec Spec, List<DatasetItem> Items, List<CompiledPrompt> Prompts, List<Scorer> Scorers,
         ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved);
+
+    /// <summary>One call to make; prompts without retrieval are rendered ahead (for the cache prefetch).</summary>
+    private sealed class Work(int prompt, DatasetItem item, int repeat)
+    {
+        public int Prompt { get; } = prompt;
+        public DatasetItem Item { get; } = item;
+        public int Repeat { get; } = repeat;
+        public (string? System, string User)? Rendered { get; set; }
+    }
 
     private sealed class RunFailedException(string message) : Exception(message);
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Datasets;
 using AspireTune.Evaluation.Prompts;
@@ -26,28 +27,14 @@ public sealed record RunSpec
     public string Write() => JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
 }
 
-/// <summary>A run request from the API or the <c>RunEvaluation</c> command, before validation.</summary>
-public sealed record RunRequest
-{
-    public Guid RunId { get; init; } = Guid.CreateVersion7();
-    public Guid? ExperimentId { get; init; }
-    public IReadOnlyList<string> Prompts { get; init; } = [];
-    public IReadOnlyList<string> ModelEndpoints { get; init; } = [];
-    public required ArtifactRef Dataset { get; init; }
-    public IReadOnlyList<string> Scorers { get; init; } = ["exact"];
-    public int Repeats { get; init; } = 1;
-    public string? RetrievalCollection { get; init; }
-    public int RetrievalTopK { get; init; } = 4;
-    public double? Temperature { get; init; }
-    public int? MaxTokens { get; init; }
-    public string? JudgeRubric { get; init; }
-}
-
-/// <summary>Validates a run request and stores the run (status Queued); both entry points go through here.</summary>
+/// <summary>
+/// Validates a run request and stores the run (status Queued). Both entry points go through here with the
+/// public command, <c>RunEvaluation</c>: the API translates its body into one.
+/// </summary>
 public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
 {
     /// <summary>The new run, or the problems by field (nothing is stored then).</summary>
-    public async Task<(RunEntity? Run, Dictionary<string, string[]> Errors)> CreateAsync(RunRequest request, CancellationToken ct)
+    public async Task<(RunEntity? Run, Dictionary<string, string[]> Errors)> CreateAsync(RunEvaluation request, CancellationToken ct)
     {
         var errors = new Dictionary<string, List<string>>();
         void Error(string field, string message)

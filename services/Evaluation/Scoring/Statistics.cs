@@ -21,14 +21,45 @@ public static class Statistics
     /// <summary>The p-th percentile (0-100, linear interpolation) and its 95% interval.</summary>
     public static MetricValue Percentile(string name, IReadOnlyList<double> values, double p, int resamples, int seed)
     {
-        var buffer = new double[values.Count];
-        return Bootstrap(name, values.Count, resamples, seed, (pick, n) =>
+        var sorted = values.Order().ToArray();
+        var n = sorted.Length;
+        if (n == 0)
+            return new MetricValue { Name = name, Value = double.NaN };
+        var estimate = PercentileOfSorted(sorted, p);
+        if (n < 2)
+            return new MetricValue { Name = name, Value = estimate };
+        // A resample of sorted values is sorted by construction when kept as counts per position: no sort per resample.
+        var random = new FastRandom(seed);
+        var counts = new int[n];
+        var stats = new double[resamples];
+        var rank = p / 100 * (n - 1);
+        var low = (int)Math.Floor(rank);
+        var highIndex = Math.Min(low + 1, n - 1);
+        for (var b = 0; b < resamples; b++)
         {
+            Array.Clear(counts);
             for (var i = 0; i < n; i++)
-                buffer[i] = values[pick(i)];
-            Array.Sort(buffer, 0, n);
-            return PercentileOfSorted(buffer.AsSpan(0, n), p);
-        });
+                counts[random.Next(n)]++;
+            double lowValue = 0, highValue = 0;
+            var gotLow = false;
+            for (int position = 0, seen = 0; position < n; position++)
+            {
+                seen += counts[position];
+                if (!gotLow && seen > low)
+                {
+                    lowValue = sorted[position];
+                    gotLow = true;
+                }
+                if (seen > highIndex)
+                {
+                    highValue = sorted[position];
+                    break;
+                }
+            }
+            stats[b] = lowValue + (highValue - lowValue) * (rank - low);
+        }
+        Array.Sort(stats);
+        return new MetricValue { Name = name, Value = estimate, Lower = PercentileOfSorted(stats, 2.5), Upper = PercentileOfSorted(stats, 97.5) };
     }
 
     /// <summary>
@@ -42,7 +73,7 @@ public static class Statistics
         var estimate = statistic(i => i, n);
         if (n < 2)
             return new MetricValue { Name = name, Value = estimate };
-        var random = new Random(seed);
+        var random = new FastRandom(seed);
         var picks = new int[n];
         var stats = new double[resamples];
         Func<int, int> pick = i => picks[i];
@@ -94,5 +125,20 @@ public static class Statistics
             sum += 2 * t / (t + count + fp.GetValueOrDefault(label));
         }
         return sum / support.Count;
+    }
+
+    /// <summary>xorshift64*: fast, seedable, and good enough for resampling indices (System.Random with a seed is the slow legacy algorithm).</summary>
+    private struct FastRandom(int seed)
+    {
+        private ulong _state = (ulong)seed * 0x9E3779B97F4A7C15UL + 0x2545F4914F6CDD1DUL | 1;
+
+        public int Next(int bound)
+        {
+            _state ^= _state >> 12;
+            _state ^= _state << 25;
+            _state ^= _state >> 27;
+            var value = (uint)((_state * 0x2545F4914F6CDD1DUL) >> 32);
+            return (int)((ulong)value * (uint)bound >> 32);
+        }
     }
 }
