@@ -1,3 +1,5 @@
+using AspireTune.DataQuality;
+
 namespace AspireTune.Comparison.Curation;
 
 /// <summary>What curation did to a dataset, stored with the experiment and shown in the report.</summary>
@@ -36,22 +38,32 @@ public static class Curator
         var (parsed, errors, errorCount) = DatasetReader.Parse(jsonl);
 
         // Exact duplicates and label conflicts, on normalised input text.
-        var byText = parsed.GroupBy(e => NearDuplicates.Normalize(e.Input)).ToList();
+        var byText = parsed.GroupBy(e => NearDuplicateIndex.Normalize(e.Input)).ToList();
         var conflicting = byText.Where(g => g.Select(e => e.Expected).Distinct().Count() > 1).ToList();
         var unique = byText.Where(g => g.Select(e => e.Expected).Distinct().Count() == 1).Select(g => g.First()).OrderBy(e => e.Line).ToList();
         var exactRemoved = parsed.Count - unique.Count - conflicting.Sum(g => g.Count());
 
-        var near = new NearDuplicates(nearDuplicateThreshold);
-        var nearPairs = near.Find(unique.Select(e => e.Input).ToList());
-        var dropped = nearPairs.Select(p => p.Duplicate).ToHashSet();
-        var kept = unique.Where((_, i) => !dropped.Contains(i)).ToList();
+        // Near duplicates: the first of a group is kept, later ones are dropped.
+        var near = new NearDuplicateIndex(nearDuplicateThreshold);
+        var kept = new List<LabeledExample>(unique.Count);
+        foreach (var example in unique)
+        {
+            var shingles = NearDuplicateIndex.Shingles(example.Input);
+            if (near.FindMatch(shingles) is not null)
+                continue;
+            near.Add(shingles);
+            kept.Add(example);
+        }
+        var nearRemoved = unique.Count - kept.Count;
 
         var splits = StratifiedSplit(kept, testFraction, validationFraction, seed);
         var labelCounts = kept.GroupBy(e => e.Expected).OrderByDescending(g => g.Count()).ToDictionary(g => g.Key, g => g.Count());
         var imbalance = labelCounts.Count == 0 ? 0 : labelCounts.Values.Max() / (double)labelCounts.Values.Min();
 
-        var crossSplit = near.Find([.. splits.Train.Select(e => e.Input), .. splits.Test.Select(e => e.Input)])
-            .Count(p => p.Kept < splits.Train.Count && p.Duplicate >= splits.Train.Count);
+        var trainIndex = new NearDuplicateIndex(nearDuplicateThreshold);
+        foreach (var example in splits.Train)
+            trainIndex.Add(example.Input);
+        var crossSplit = splits.Test.Count(e => trainIndex.FindMatch(e.Input) is not null);
 
         var warnings = new List<string>();
         if (errorCount > 0)
@@ -69,7 +81,7 @@ public static class Curator
             FormatErrors = errorCount,
             Errors = errors,
             ExactDuplicatesRemoved = exactRemoved,
-            NearDuplicatesRemoved = dropped.Count,
+            NearDuplicatesRemoved = nearRemoved,
             NearDuplicateThreshold = nearDuplicateThreshold,
             ConflictingLabelsRemoved = conflicting.Sum(g => g.Count()),
             Kept = kept.Count,

@@ -1,3 +1,4 @@
+using AspireTune.DataQuality;
 using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 

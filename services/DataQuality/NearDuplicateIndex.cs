@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace AspireTune.FineTuning.Curation;
+namespace AspireTune.DataQuality;
 
 /// <summary>
 /// Near-duplicate detection by MinHash over word 3-shingles with locality-sensitive hashing: 128 hash
