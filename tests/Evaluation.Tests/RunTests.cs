@@ -177,6 +177,24 @@ public class RunTests
     }
 
     [Fact]
+    public async Task Run_EndpointWithRequestsPerMinute_CallsSpreadByTheLimit()
+    {
+        await using var mock = await MockOpenAIServer.StartAsync(configure: o => o.Fallback = "ok");
+        await using var host = EvaluationHost.Start();
+        await host.AddEndpointAsync("limited", mock.BaseUrl, "limited", maxConcurrency: 8, requestsPerMinute: 60);
+        await host.AddPromptAsync("q", "{{$input}}");
+        var dataset = await host.UploadDatasetAsync("three", EvaluationHost.Jsonl(new[] { "a", "b", "c" }.Select(i => new { input = i, expected = "ok" })));
+
+        var run = await host.WaitForRunAsync((await host.StartRunAsync(new { prompts = new[] { "q" }, modelEndpoints = new[] { "limited" }, dataset = dataset.Sha256 })).Id);
+
+        run.Status.Should().Be(RunStatus.Completed);
+        var arrivals = new[] { "a", "b", "c" }.SelectMany(i => mock.State.ArrivalsFor("limited", i)).Order().ToList();
+        arrivals.Should().HaveCount(3);
+        // 60 per minute is one per second: despite 8 allowed in flight, the third call waits for a second refill.
+        (arrivals[2] - arrivals[0]).Should().BeGreaterThanOrEqualTo(TimeSpan.FromMilliseconds(950));
+    }
+
+    [Fact]
     public async Task Run_FaultyEndpointsAndBadLine_CompletesWithClearPerItemErrors()
     {
         await using var mock = await MockOpenAIServer.StartAsync(configure: o =>
