@@ -242,6 +242,29 @@ public class RunTests
     }
 
     [Fact]
+    public async Task Run_EndpointFailingRepeatedly_CircuitOpensAndSparesTheEndpoint()
+    {
+        await using var mock = await MockOpenAIServer.StartAsync(configure: o => o.Models["broken"] = new MockModelBehavior { Status = 503, RetryAfterSeconds = 0 });
+        await using var host = EvaluationHost.Start(settings: new Dictionary<string, string?>
+        {
+            ["Evaluation:ModelHttp:MaxRetries"] = "0",
+            ["Evaluation:ModelHttp:CircuitMinimumThroughput"] = "4",
+            ["Evaluation:ModelHttp:CircuitBreakSeconds"] = "60",
+        });
+        await host.AddEndpointAsync("broken", mock.BaseUrl, "broken", maxConcurrency: 1);
+        await host.AddPromptAsync("q", "{{$input}}");
+        var dataset = await host.UploadDatasetAsync("twenty", EvaluationHost.Jsonl(Enumerable.Range(0, 20).Select(i => new { input = $"item {i}", expected = "x" })));
+
+        var run = await host.WaitForRunAsync((await host.StartRunAsync(new { prompts = new[] { "q" }, modelEndpoints = new[] { "broken" }, dataset = dataset.Sha256 })).Id);
+
+        run.Status.Should().Be(RunStatus.Completed);
+        run.Summaries!.Single().Errors.Should().Be(20);
+        mock.State.RequestsFor("broken").Should().BeLessThan(20);
+        var errors = (await host.ResultsAsync(run.Id)).Select(r => r.GetProperty("error").GetString()).ToList();
+        errors.Should().Contain(e => e!.Contains("HTTP 503")).And.Contain(e => e!.Contains("circuit is open"));
+    }
+
+    [Fact]
     public async Task Run_JudgeAndNumericScorers_ScoresFromJudgeEndpoint()
     {
         await using var mock = await MockOpenAIServer.StartAsync(configure: o =>
