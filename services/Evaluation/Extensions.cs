@@ -57,15 +57,16 @@ public static class EvaluationExtensions
             {
                 var o = context.ServiceProvider.GetRequiredService<IOptions<ModelHttpOptions>>().Value;
                 pipeline.AddTimeout(TimeSpan.FromSeconds(o.TotalTimeoutSeconds));
-                pipeline.AddRetry(new HttpRetryStrategyOptions
-                {
-                    MaxRetryAttempts = o.MaxRetries,
-                    BackoffType = DelayBackoffType.Exponential,
-                    UseJitter = true,
-                    Delay = TimeSpan.FromSeconds(o.RetryBaseDelaySeconds),
-                    MaxDelay = TimeSpan.FromSeconds(o.RetryMaxDelaySeconds),
-                    ShouldRetryAfterHeader = true,
-                });
+                if (o.MaxRetries > 0) // Polly requires at least one attempt; 0 means no retry strategy at all
+                    pipeline.AddRetry(new HttpRetryStrategyOptions
+                    {
+                        MaxRetryAttempts = o.MaxRetries,
+                        BackoffType = DelayBackoffType.Exponential,
+                        UseJitter = true,
+                        Delay = TimeSpan.FromSeconds(o.RetryBaseDelaySeconds),
+                        MaxDelay = TimeSpan.FromSeconds(o.RetryMaxDelaySeconds),
+                        ShouldRetryAfterHeader = true,
+                    });
                 pipeline.AddCircuitBreaker(new HttpCircuitBreakerStrategyOptions
                 {
                     FailureRatio = o.CircuitFailureRatio,

@@ -68,7 +68,7 @@ public sealed class EvaluationHost : IAsyncDisposable
     }
 
     public async Task<ModelEndpointResponse> AddEndpointAsync(string id, string baseUrl, string model, string? apiKeySecret = null, int maxConcurrency = 4,
-        double inputPrice = 1, double outputPrice = 2)
+        double inputPrice = 1, double outputPrice = 2, int? requestsPerMinute = null)
     {
         var response = await Client.PostAsJsonAsync("/api/evaluation/models", new
         {
@@ -80,6 +80,7 @@ public sealed class EvaluationHost : IAsyncDisposable
             inputPricePerMillion = inputPrice,
             outputPricePerMillion = outputPrice,
             maxConcurrency,
+            requestsPerMinute,
         }, Json);
         await EnsureSuccess(response);
         return (await response.Content.ReadFromJsonAsync<ModelEndpointResponse>(Json))!;

@@ -177,6 +177,24 @@ public class RunTests
     }
 
     [Fact]
+    public async Task Run_EndpointWithRequestsPerMinute_CallsSpreadByTheLimit()
+    {
+        await using var mock = await MockOpenAIServer.StartAsync(configure: o => o.Fallback = "ok");
+        await using var host = EvaluationHost.Start();
+        await host.AddEndpointAsync("limited", mock.BaseUrl, "limited", maxConcurrency: 8, requestsPerMinute: 60);
+        await host.AddPromptAsync("q", "{{$input}}");
+        var dataset = await host.UploadDatasetAsync("three", EvaluationHost.Jsonl(new[] { "a", "b", "c" }.Select(i => new { input = i, expected = "ok" })));
+
+        var run = await host.WaitForRunAsync((await host.StartRunAsync(new { prompts = new[] { "q" }, modelEndpoints = new[] { "limited" }, dataset = dataset.Sha256 })).Id);
+
+        run.Status.Should().Be(RunStatus.Completed);
+        var arrivals = new[] { "a", "b", "c" }.SelectMany(i => mock.State.ArrivalsFor("limited", i)).Order().ToList();
+        arrivals.Should().HaveCount(3);
+        // 60 per minute is one per second: despite 8 allowed in flight, the third call waits for a second refill.
+        (arrivals[2] - arrivals[0]).Should().BeGreaterThanOrEqualTo(TimeSpan.FromMilliseconds(950));
+    }
+
+    [Fact]
     public async Task Run_FaultyEndpointsAndBadLine_CompletesWithClearPerItemErrors()
     {
         await using var mock = await MockOpenAIServer.StartAsync(configure: o =>
@@ -221,6 +239,29 @@ public class RunTests
         host.Published<EvaluationCompleted>().Should().ContainSingle(e => e.RunId == run.Id);
         // One retry per call on 500: two requests for each of the two valid items.
         mock.State.RequestsFor("down").Should().Be(4);
+    }
+
+    [Fact]
+    public async Task Run_EndpointFailingRepeatedly_CircuitOpensAndSparesTheEndpoint()
+    {
+        await using var mock = await MockOpenAIServer.StartAsync(configure: o => o.Models["broken"] = new MockModelBehavior { Status = 503, RetryAfterSeconds = 0 });
+        await using var host = EvaluationHost.Start(settings: new Dictionary<string, string?>
+        {
+            ["Evaluation:ModelHttp:MaxRetries"] = "0",
+            ["Evaluation:ModelHttp:CircuitMinimumThroughput"] = "4",
+            ["Evaluation:ModelHttp:CircuitBreakSeconds"] = "60",
+        });
+        await host.AddEndpointAsync("broken", mock.BaseUrl, "broken", maxConcurrency: 1);
+        await host.AddPromptAsync("q", "{{$input}}");
+        var dataset = await host.UploadDatasetAsync("twenty", EvaluationHost.Jsonl(Enumerable.Range(0, 20).Select(i => new { input = $"item {i}", expected = "x" })));
+
+        var run = await host.WaitForRunAsync((await host.StartRunAsync(new { prompts = new[] { "q" }, modelEndpoints = new[] { "broken" }, dataset = dataset.Sha256 })).Id);
+
+        run.Status.Should().Be(RunStatus.Completed);
+        run.Summaries!.Single().Errors.Should().Be(20);
+        mock.State.RequestsFor("broken").Should().BeLessThan(20);
+        var errors = (await host.ResultsAsync(run.Id)).Select(r => r.GetProperty("error").GetString()).ToList();
+        errors.Should().Contain(e => e!.Contains("HTTP 503")).And.Contain(e => e!.Contains("circuit is open"));
     }
 
     [Fact]
