@@ -90,10 +90,15 @@ internal sealed class FlatParameters : IDisposable
         }
     }
 
+    /// <summary>
+    /// Releases the buffers. Parameters keep their values (their storage is shared and stays alive), while the
+    /// gradient views are dropped so that a model served after training does not hold a model-sized gradient.
+    /// </summary>
     public void Dispose()
     {
         foreach (var g in Groups)
         {
+            foreach (var (_, p) in g.Members) p.grad = null;
             g.Data.Dispose();
             g.Grad.Dispose();
         }
