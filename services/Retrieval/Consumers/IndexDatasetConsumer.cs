@@ -17,11 +17,14 @@ namespace AspireTune.Retrieval.Consumers;
 public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbContext db, IArtifactStore artifacts, IOptions<RetrievalOptions> options, ILogger<IndexDatasetConsumer> logger)
     : IConsumer<IndexDataset>
 {
+    private const string RequestInbox = nameof(IndexDatasetConsumer) + ":request";
+
     public async Task Consume(ConsumeContext<IndexDataset> context)
     {
         var message = context.Message;
         var ct = context.CancellationToken;
-        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IndexDatasetConsumer), ct))
+        // A redelivery repeats the message id; a re-send by the workflow repeats the request id: both were done.
+        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IndexDatasetConsumer), ct) || await db.AlreadyProcessedAsync(message.RequestId, RequestInbox, ct))
         {
             logger.LogInformation("IndexDataset {RequestId} was already processed; redelivery ignored", message.RequestId);
             return;
@@ -33,7 +36,11 @@ public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbCo
         var examples = JsonlRecords.ParseDataset(message.Dataset.Id, Encoding.UTF8.GetString(bytes));
         if (examples.Count == 0)
             throw new RetrievalValidationException(message.Dataset.Id, $"Dataset '{message.Dataset.Id}' has no examples.");
-        var result = await service.WriteExamplesAsync(collection.Name, examples, d => d.MarkProcessed(context.MessageId, nameof(IndexDatasetConsumer)), ct);
+        var result = await service.WriteExamplesAsync(collection.Name, examples, d =>
+        {
+            d.MarkProcessed(context.MessageId, nameof(IndexDatasetConsumer));
+            d.MarkProcessed(message.RequestId, RequestInbox);
+        }, ct);
         await context.Publish(new CollectionIndexed
         {
             RequestId = message.RequestId,

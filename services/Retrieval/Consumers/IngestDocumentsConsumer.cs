@@ -18,11 +18,14 @@ namespace AspireTune.Retrieval.Consumers;
 public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalDbContext db, IArtifactStore artifacts, IOptions<RetrievalOptions> options, ILogger<IngestDocumentsConsumer> logger)
     : IConsumer<IngestDocuments>
 {
+    private const string RequestInbox = nameof(IngestDocumentsConsumer) + ":request";
+
     public async Task Consume(ConsumeContext<IngestDocuments> context)
     {
         var message = context.Message;
         var ct = context.CancellationToken;
-        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IngestDocumentsConsumer), ct))
+        // A redelivery repeats the message id; a re-send by the workflow repeats the request id: both were done.
+        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IngestDocumentsConsumer), ct) || await db.AlreadyProcessedAsync(message.RequestId, RequestInbox, ct))
         {
             logger.LogInformation("IngestDocuments {RequestId} was already processed; redelivery ignored", message.RequestId);
             return;
@@ -38,7 +41,11 @@ public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalD
             documents.Add(new DocumentInput { Id = Path.GetFileName(artifact.Id), Text = text, Format = FormatOf(artifact) });
         }
         var result = await service.IngestAsync(collection.Name, documents, message.ChunkTokens, message.ChunkOverlapTokens,
-            d => d.MarkProcessed(context.MessageId, nameof(IngestDocumentsConsumer)), ct);
+            d =>
+        {
+            d.MarkProcessed(context.MessageId, nameof(IngestDocumentsConsumer));
+            d.MarkProcessed(message.RequestId, RequestInbox);
+        }, ct);
         await context.Publish(new CollectionIndexed
         {
             RequestId = message.RequestId,
