@@ -48,6 +48,9 @@ public class ApiTests
                 first["id"]!.GetValue<string>().Should().NotBeEmpty();
                 first["score"]!.GetValue<double>().Should().BePositive();
                 first["label"].Should().BeNull();
+                // The shape the Evaluation service codes against, member for member.
+                first.AsObject().Select(p => p.Key).Should().Equal("id", "score", "text", "label", "metadata");
+                body.AsObject().Select(p => p.Key).Should().Equal("collection", "neighbors");
             }
         }
     }
