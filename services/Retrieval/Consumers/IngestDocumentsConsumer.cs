@@ -5,7 +5,6 @@ using AspireTune.Retrieval.Apis;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Ingestion;
 using AspireTune.ServiceDefaults.Artifacts;
-using AspireTune.ServiceDefaults.Data;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -18,14 +17,10 @@ namespace AspireTune.Retrieval.Consumers;
 public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalDbContext db, IArtifactStore artifacts, IOptions<RetrievalOptions> options, ILogger<IngestDocumentsConsumer> logger)
     : IConsumer<IngestDocuments>
 {
-    private const string RequestInbox = nameof(IngestDocumentsConsumer) + ":request";
-
     public async Task Consume(ConsumeContext<IngestDocuments> context)
     {
         var message = context.Message;
-        var ct = context.CancellationToken;
-        // A redelivery repeats the message id; a re-send by the workflow repeats the request id: both were done.
-        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IngestDocumentsConsumer), ct) || await db.AlreadyProcessedAsync(message.RequestId, RequestInbox, ct))
+        if (await IndexingRequests.AlreadyDoneAsync(db, context, message.RequestId, nameof(IngestDocumentsConsumer)))
         {
             logger.LogInformation("IngestDocuments {RequestId} was already processed; redelivery ignored", message.RequestId);
             return;
@@ -33,30 +28,16 @@ public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalD
         var total = message.Documents.Sum(d => d.Length);
         if (total > options.Value.MaxUploadBytes)
             throw new PayloadTooLargeException(total, options.Value.MaxUploadBytes, $"The {message.Documents.Count} documents");
-        var collection = await service.EnsureCollectionAsync(message.Collection, ct);
+        var collection = await service.EnsureCollectionAsync(message.Collection, context.CancellationToken);
         var documents = new List<DocumentInput>();
         foreach (var artifact in message.Documents)
         {
-            var text = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(artifact, ct));
+            var text = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(artifact, context.CancellationToken));
             documents.Add(new DocumentInput { Id = Path.GetFileName(artifact.Id), Text = text, Format = FormatOf(artifact) });
         }
         var result = await service.IngestAsync(collection.Name, documents, message.ChunkTokens, message.ChunkOverlapTokens,
-            d =>
-        {
-            d.MarkProcessed(context.MessageId, nameof(IngestDocumentsConsumer));
-            d.MarkProcessed(message.RequestId, RequestInbox);
-        }, ct);
-        await context.Publish(new CollectionIndexed
-        {
-            RequestId = message.RequestId,
-            ExperimentId = message.ExperimentId,
-            Collection = collection.Name,
-            Documents = message.Documents.Count,
-            Points = result.Points,
-            EmbeddingModel = collection.EmbeddingModel,
-            Dimensions = collection.Dimensions,
-            IndexedAt = DateTimeOffset.UtcNow,
-        }, ct);
+            IndexingRequests.MarkDone(context, message.RequestId, nameof(IngestDocumentsConsumer)), context.CancellationToken);
+        await IndexingRequests.PublishIndexedAsync(context, message.RequestId, message.ExperimentId, collection, message.Documents.Count, result.Points);
     }
 
     internal static DocumentFormat FormatOf(ArtifactRef artifact)
