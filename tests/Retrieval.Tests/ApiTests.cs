@@ -275,4 +275,22 @@ public class ApiTests
             document.Should().Contain($"/api/retrieval/collections/{{collection}}{path}");
         document.Should().Contain("tokenBudget").And.Contain("\"hybrid\"");
     }
+
+    [Fact]
+    public async Task Ingest_OnPostgreSql_StoresAndFindsLikeOnSqlite()
+    {
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string>
+        {
+            ["ConnectionStrings:retrievaldb"] = AspireTune.TestSupport.TestInfrastructure.PostgresDatabase("retrieval"),
+        });
+        var client = host.CreateClient();
+        await host.CreateCollectionAsync("kb");
+        await IngestPassagesAsync(client, "kb");
+        await IngestPassagesAsync(client, "kb"); // unchanged: skipped
+
+        var hybrid = await Json(await client.PostAsJsonAsync("/api/retrieval/collections/kb/neighbors", new { text = "byte pair encoding vocabulary", k = 1, mode = "hybrid" }, Ct));
+
+        hybrid["neighbors"]![0]!["metadata"]!["source"]!.GetValue<string>().Should().Be("tokenizer");
+        (await client.GetFromJsonAsync<JsonObject>("/api/retrieval/collections/kb", Ct))!["documents"]!.GetValue<int>().Should().Be(5);
+    }
 }
