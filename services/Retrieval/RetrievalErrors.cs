@@ -22,6 +22,13 @@ public sealed class CollectionConflictException(string message) : RetrievalExcep
     public override string Title => "The collection exists with other settings.";
 }
 
+public sealed class ConcurrentChangeException()
+    : RetrievalException("The collection was changed by another request at the same moment, so this request was not recorded. Repeat it; unchanged documents are skipped.")
+{
+    public override int StatusCode => StatusCodes.Status409Conflict;
+    public override string Title => "Concurrent change.";
+}
+
 /// <summary>Bad input with the member it concerns (e.g. <c>documents[2].text</c> or <c>line 14</c>).</summary>
 public sealed class RetrievalValidationException(string member, string message) : RetrievalException(message), IPermanentFailure
 {

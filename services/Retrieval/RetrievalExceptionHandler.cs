@@ -8,6 +8,9 @@ internal sealed class RetrievalExceptionHandler(IProblemDetailsService problemDe
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        // Two replicas writing one collection at once: the loser's write is refused whole and can simply be repeated.
+        if (exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException)
+            exception = new ConcurrentChangeException();
         if (exception is not RetrievalException error)
             return false;
         httpContext.Response.StatusCode = error.StatusCode;

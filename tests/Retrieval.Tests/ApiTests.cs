@@ -48,6 +48,9 @@ public class ApiTests
                 first["id"]!.GetValue<string>().Should().NotBeEmpty();
                 first["score"]!.GetValue<double>().Should().BePositive();
                 first["label"].Should().BeNull();
+                // The shape the Evaluation service codes against, member for member.
+                first.AsObject().Select(p => p.Key).Should().Equal("id", "score", "text", "label", "metadata");
+                body.AsObject().Select(p => p.Key).Should().Equal("collection", "neighbors");
             }
         }
     }
@@ -271,5 +274,23 @@ public class ApiTests
         foreach (var path in new[] { "/neighbors", "/prompt", "/classify", "/evaluate", "/documents", "/examples" })
             document.Should().Contain($"/api/retrieval/collections/{{collection}}{path}");
         document.Should().Contain("tokenBudget").And.Contain("\"hybrid\"");
+    }
+
+    [Fact]
+    public async Task Ingest_OnPostgreSql_StoresAndFindsLikeOnSqlite()
+    {
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string>
+        {
+            ["ConnectionStrings:retrievaldb"] = AspireTune.TestSupport.TestInfrastructure.PostgresDatabase("retrieval"),
+        });
+        var client = host.CreateClient();
+        await host.CreateCollectionAsync("kb");
+        await IngestPassagesAsync(client, "kb");
+        await IngestPassagesAsync(client, "kb"); // unchanged: skipped
+
+        var hybrid = await Json(await client.PostAsJsonAsync("/api/retrieval/collections/kb/neighbors", new { text = "byte pair encoding vocabulary", k = 1, mode = "hybrid" }, Ct));
+
+        hybrid["neighbors"]![0]!["metadata"]!["source"]!.GetValue<string>().Should().Be("tokenizer");
+        (await client.GetFromJsonAsync<JsonObject>("/api/retrieval/collections/kb", Ct))!["documents"]!.GetValue<int>().Should().Be(5);
     }
 }

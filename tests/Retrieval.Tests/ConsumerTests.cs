@@ -44,7 +44,7 @@ public class ConsumerTests
         await services.GetRequiredService<IArtifactStore>().PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(content)), "datasets", fileName, contentType, Ct);
 
     [Fact]
-    public async Task IndexDataset_DeliveredTwice_IndexesOnceAndPublishesOneEvent()
+    public async Task IndexDataset_RedeliveredAndResent_IndexesOnceAndPublishesOneEvent()
     {
         await using var host = new RetrievalHost();
         var services = host.Services;
@@ -59,7 +59,8 @@ public class ConsumerTests
         var messageId = NewId.NextGuid();
 
         await bus.Publish(command, ctx => ctx.MessageId = messageId, Ct);
-        await bus.Publish(command, ctx => ctx.MessageId = messageId, Ct);
+        await bus.Publish(command, ctx => ctx.MessageId = messageId, Ct); // a redelivery
+        await bus.Publish(command, Ct); // a re-send of the same request
         // One consumer at a time (its definition), in order: once the sentinel is indexed, the duplicate has been handled.
         var sentinel = command with { RequestId = Guid.NewGuid(), Collection = "sentinel" };
         await bus.Publish(sentinel, Ct);

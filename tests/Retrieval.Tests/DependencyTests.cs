@@ -141,4 +141,26 @@ public class DependencyTests
         var detail = await mismatch.Content.ReadAsStringAsync(Ct);
         detail.Should().Contain("64-dimensional").And.Contain("holds 32").And.NotContain("sk-test-123");
     }
+
+    [Fact]
+    public async Task Reingest_EmbeddingFails_OldVersionStaysSearchable()
+    {
+        await using var server = new FakeOpenAIEmbeddings(dimensions: 64, apiKey: "sk-x", refuseTextContaining: "FORBIDDEN");
+        await server.StartAsync();
+        await using var host = new RetrievalHost(settings: new Dictionary<string, string>
+        {
+            ["Retrieval:HostedEmbeddings:Endpoint"] = new Uri(server.Url, "/v1").ToString(),
+            ["Retrieval:HostedEmbeddings:ApiKey"] = "sk-x",
+        });
+        var client = host.CreateClient();
+        await host.CreateCollectionAsync("kb", new { embeddingModel = "text-embedding-3-small", dimensions = 64 });
+        (await client.PostAsJsonAsync("/api/retrieval/collections/kb/documents", new { documents = new[] { new { id = "menu", text = "Lentil soup is served on Mondays." } } }, Ct)).EnsureSuccessStatusCode();
+
+        var failed = await client.PostAsJsonAsync("/api/retrieval/collections/kb/documents", new { documents = new[] { new { id = "menu", text = "FORBIDDEN pumpkin curry on Fridays." } } }, Ct);
+
+        failed.StatusCode.Should().Be(HttpStatusCode.BadGateway);
+        (await failed.Content.ReadAsStringAsync(Ct)).Should().Contain("refused model 'text-embedding-3-small'").And.Contain("status 400");
+        var found = JsonNode.Parse(await (await client.PostAsJsonAsync("/api/retrieval/collections/kb/neighbors", new { text = "soup", k = 5 }, Ct)).Content.ReadAsStringAsync(Ct))!;
+        found["neighbors"]!.AsArray().Should().ContainSingle().Which!["text"]!.GetValue<string>().Should().Be("Lentil soup is served on Mondays.");
+    }
 }

@@ -163,9 +163,9 @@ internal sealed class FakeQdrant(string? apiKey = null) : LoopbackServer
 
 /// <summary>
 /// An OpenAI-compatible <c>/v1/embeddings</c> endpoint: hashing vectors of a chosen size, as floats or as base64
-/// little-endian float32 (the OpenAI client asks for base64). Checks the bearer key.
+/// little-endian float32 (the OpenAI client asks for base64). Checks the bearer key; can refuse inputs with a marker.
 /// </summary>
-internal sealed class FakeOpenAIEmbeddings(int dimensions, string apiKey) : LoopbackServer
+internal sealed class FakeOpenAIEmbeddings(int dimensions, string apiKey, string? refuseTextContaining = null) : LoopbackServer
 {
     private readonly HashingEmbeddingGenerator _generator = new(dimensions);
 
@@ -178,6 +178,8 @@ internal sealed class FakeOpenAIEmbeddings(int dimensions, string apiKey) : Loop
                 return Results.Json(new JsonObject { ["error"] = new JsonObject { ["message"] = "Incorrect API key provided.", ["type"] = "invalid_request_error" } }, statusCode: 401);
             var body = (await JsonNode.ParseAsync(request.Body))!;
             var inputs = body["input"] is JsonArray array ? array.Select(i => i!.GetValue<string>()).ToList() : [body["input"]!.GetValue<string>()];
+            if (refuseTextContaining is not null && inputs.Any(i => i.Contains(refuseTextContaining, StringComparison.Ordinal)))
+                return Results.Json(new JsonObject { ["error"] = new JsonObject { ["message"] = "This input was refused by the content filter.", ["type"] = "invalid_request_error" } }, statusCode: 400);
             var base64 = body["encoding_format"]?.GetValue<string>() == "base64";
             var data = new JsonArray();
             for (var i = 0; i < inputs.Count; i++)

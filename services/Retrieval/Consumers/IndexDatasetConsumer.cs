@@ -3,7 +3,6 @@ using AspireTune.Contracts.Retrieval;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Ingestion;
 using AspireTune.ServiceDefaults.Artifacts;
-using AspireTune.ServiceDefaults.Data;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -11,8 +10,8 @@ namespace AspireTune.Retrieval.Consumers;
 
 /// <summary>
 /// Indexes a dataset's examples (JSONL <c>input</c>/<c>expected</c>/<c>metadata</c>) for dynamic few-shot and kNN,
-/// then publishes <see cref="CollectionIndexed"/>. Idempotent twice over: the inbox skips a redelivered message, and
-/// points are upserted by the stable hash of their input, so even a new message for the same data adds nothing.
+/// then publishes <see cref="CollectionIndexed"/>. Idempotent twice over: the inbox skips a message or request seen
+/// before, and points are upserted by the stable hash of their input, so even new data for the same inputs adds nothing.
 /// </summary>
 public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbContext db, IArtifactStore artifacts, IOptions<RetrievalOptions> options, ILogger<IndexDatasetConsumer> logger)
     : IConsumer<IndexDataset>
@@ -20,31 +19,21 @@ public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbCo
     public async Task Consume(ConsumeContext<IndexDataset> context)
     {
         var message = context.Message;
-        var ct = context.CancellationToken;
-        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IndexDatasetConsumer), ct))
+        if (await IndexingRequests.AlreadyDoneAsync(db, context, message.RequestId, nameof(IndexDatasetConsumer)))
         {
             logger.LogInformation("IndexDataset {RequestId} was already processed; redelivery ignored", message.RequestId);
             return;
         }
         if (message.Dataset.Length > options.Value.MaxUploadBytes)
             throw new PayloadTooLargeException(message.Dataset.Length, options.Value.MaxUploadBytes, $"Dataset '{message.Dataset.Id}'");
-        var collection = await service.EnsureCollectionAsync(message.Collection, ct);
-        var bytes = await artifacts.ReadVerifiedAsync(message.Dataset, ct);
+        var collection = await service.EnsureCollectionAsync(message.Collection, context.CancellationToken);
+        var bytes = await artifacts.ReadVerifiedAsync(message.Dataset, context.CancellationToken);
         var examples = JsonlRecords.ParseDataset(message.Dataset.Id, Encoding.UTF8.GetString(bytes));
         if (examples.Count == 0)
             throw new RetrievalValidationException(message.Dataset.Id, $"Dataset '{message.Dataset.Id}' has no examples.");
-        var result = await service.WriteExamplesAsync(collection.Name, examples, d => d.MarkProcessed(context.MessageId, nameof(IndexDatasetConsumer)), ct);
-        await context.Publish(new CollectionIndexed
-        {
-            RequestId = message.RequestId,
-            ExperimentId = message.ExperimentId,
-            Collection = collection.Name,
-            Documents = examples.Count,
-            Points = result.Points,
-            EmbeddingModel = collection.EmbeddingModel,
-            Dimensions = collection.Dimensions,
-            IndexedAt = DateTimeOffset.UtcNow,
-        }, ct);
+        var result = await service.WriteExamplesAsync(collection.Name, examples,
+            IndexingRequests.MarkDone(context, message.RequestId, nameof(IndexDatasetConsumer)), context.CancellationToken);
+        await IndexingRequests.PublishIndexedAsync(context, message.RequestId, message.ExperimentId, collection, examples.Count, result.Points);
     }
 }
 

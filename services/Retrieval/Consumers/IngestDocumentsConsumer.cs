@@ -5,7 +5,6 @@ using AspireTune.Retrieval.Apis;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Ingestion;
 using AspireTune.ServiceDefaults.Artifacts;
-using AspireTune.ServiceDefaults.Data;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -21,8 +20,7 @@ public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalD
     public async Task Consume(ConsumeContext<IngestDocuments> context)
     {
         var message = context.Message;
-        var ct = context.CancellationToken;
-        if (await db.AlreadyProcessedAsync(context.MessageId, nameof(IngestDocumentsConsumer), ct))
+        if (await IndexingRequests.AlreadyDoneAsync(db, context, message.RequestId, nameof(IngestDocumentsConsumer)))
         {
             logger.LogInformation("IngestDocuments {RequestId} was already processed; redelivery ignored", message.RequestId);
             return;
@@ -30,26 +28,16 @@ public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalD
         var total = message.Documents.Sum(d => d.Length);
         if (total > options.Value.MaxUploadBytes)
             throw new PayloadTooLargeException(total, options.Value.MaxUploadBytes, $"The {message.Documents.Count} documents");
-        var collection = await service.EnsureCollectionAsync(message.Collection, ct);
+        var collection = await service.EnsureCollectionAsync(message.Collection, context.CancellationToken);
         var documents = new List<DocumentInput>();
         foreach (var artifact in message.Documents)
         {
-            var text = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(artifact, ct));
+            var text = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(artifact, context.CancellationToken));
             documents.Add(new DocumentInput { Id = Path.GetFileName(artifact.Id), Text = text, Format = FormatOf(artifact) });
         }
         var result = await service.IngestAsync(collection.Name, documents, message.ChunkTokens, message.ChunkOverlapTokens,
-            d => d.MarkProcessed(context.MessageId, nameof(IngestDocumentsConsumer)), ct);
-        await context.Publish(new CollectionIndexed
-        {
-            RequestId = message.RequestId,
-            ExperimentId = message.ExperimentId,
-            Collection = collection.Name,
-            Documents = message.Documents.Count,
-            Points = result.Points,
-            EmbeddingModel = collection.EmbeddingModel,
-            Dimensions = collection.Dimensions,
-            IndexedAt = DateTimeOffset.UtcNow,
-        }, ct);
+            IndexingRequests.MarkDone(context, message.RequestId, nameof(IngestDocumentsConsumer)), context.CancellationToken);
+        await IndexingRequests.PublishIndexedAsync(context, message.RequestId, message.ExperimentId, collection, message.Documents.Count, result.Points);
     }
 
     internal static DocumentFormat FormatOf(ArtifactRef artifact)

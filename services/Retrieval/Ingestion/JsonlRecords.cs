@@ -10,14 +10,8 @@ internal static class JsonlRecords
 {
     public static IEnumerable<PendingDocument> Parse(string sourceId, string content, Dictionary<string, JsonElement>? sourceMetadata, int chunkTokens, int overlapTokens)
     {
-        var lineNumber = 0;
-        foreach (var raw in content.Split('\n'))
+        foreach (var (lineNumber, record) in Records(sourceId, content))
         {
-            lineNumber++;
-            var line = raw.Trim();
-            if (line.Length == 0)
-                continue;
-            var record = ParseLine(sourceId, line, lineNumber);
             var metadata = new Dictionary<string, JsonElement>(sourceMetadata ?? [], StringComparer.Ordinal);
             if (record.TryGetProperty("metadata", out var m))
             {
@@ -46,14 +40,8 @@ internal static class JsonlRecords
     public static List<PendingDocument> ParseDataset(string sourceId, string content)
     {
         var examples = new List<PendingDocument>();
-        var lineNumber = 0;
-        foreach (var raw in content.Split('\n'))
+        foreach (var (lineNumber, record) in Records(sourceId, content))
         {
-            lineNumber++;
-            var line = raw.Trim();
-            if (line.Length == 0)
-                continue;
-            var record = ParseLine(sourceId, line, lineNumber);
             if (!record.TryGetProperty("input", out var input))
                 throw new RetrievalValidationException($"{sourceId} line {lineNumber}", $"Dataset '{sourceId}' line {lineNumber} has no 'input'.");
             var expected = record.TryGetProperty("expected", out var e) ? AsLabel(e) : null;
@@ -63,6 +51,15 @@ internal static class JsonlRecords
             examples.Add(RetrievalService.ExampleDocument(RequireString(sourceId, lineNumber, "input", input), expected, metadata));
         }
         return examples;
+    }
+
+    /// <summary>Each non-blank line as a JSON object, with its 1-based line number for error messages.</summary>
+    private static IEnumerable<(int Line, JsonElement Record)> Records(string sourceId, string content)
+    {
+        var lines = content.Split('\n');
+        for (var i = 0; i < lines.Length; i++)
+            if (lines[i].Trim() is { Length: > 0 } line)
+                yield return (i + 1, ParseLine(sourceId, line, i + 1));
     }
 
     private static JsonElement ParseLine(string sourceId, string line, int lineNumber)
