@@ -28,13 +28,22 @@ public static class ServiceDatabase
                 var sqlite = string.IsNullOrWhiteSpace(connectionString)
                     ? $"Data Source={Path.Combine(sp.GetRequiredService<DataRoot>().Path, connectionName + ".db")}"
                     : connectionString;
-                options.UseSqlite(sqlite).ReplaceService<IModelCustomizer, SqliteDateTimeOffsetModelCustomizer>();
+                options.UseServiceSqlite(sqlite);
             }
         });
         builder.Services.AddHostedService<SchemaInitializer<TContext>>();
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck<TContext>>(connectionName, tags: ["ready"]);
         return builder;
     }
+
+    /// <summary>SQLite as every service uses it (dates stored as sortable UTC ticks); for tools and tests that open a service's file.</summary>
+    public static DbContextOptionsBuilder UseServiceSqlite(this DbContextOptionsBuilder options, string connectionString) =>
+        options.UseSqlite(connectionString).ReplaceService<IModelCustomizer, SqliteDateTimeOffsetModelCustomizer>();
+
+    /// <inheritdoc cref="UseServiceSqlite(DbContextOptionsBuilder, string)"/>
+    public static DbContextOptionsBuilder<TContext> UseServiceSqlite<TContext>(this DbContextOptionsBuilder<TContext> options, string connectionString)
+        where TContext : DbContext =>
+        (DbContextOptionsBuilder<TContext>)UseServiceSqlite((DbContextOptionsBuilder)options, connectionString);
 
     private sealed class SchemaInitializer<TContext>(IServiceProvider services, ILogger<SchemaInitializer<TContext>> logger) : IHostedService
         where TContext : DbContext

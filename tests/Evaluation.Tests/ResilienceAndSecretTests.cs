@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Data;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -30,7 +31,7 @@ public class ResilienceAndSecretTests
         } // the host stops mid-run, as in a deployment or a crash after the last commit
 
         List<int> storedBeforeRestart;
-        await using (var db = new EvaluationDbContext(new DbContextOptionsBuilder<EvaluationDbContext>().UseSqlite($"Data Source={Path.Combine(dataFolder, "evaluationdb.db")}").Options))
+        await using (var db = new EvaluationDbContext(new DbContextOptionsBuilder<EvaluationDbContext>().UseServiceSqlite($"Data Source={Path.Combine(dataFolder, "evaluationdb.db")}").Options))
         {
             (await db.Runs.SingleAsync(r => r.Id == runId)).Status.Should().Be(RunStatus.Running);
             storedBeforeRestart = await db.ItemResults.Where(r => r.RunId == runId).Select(r => r.Item).ToListAsync();
