@@ -60,7 +60,41 @@ public static class ServiceDatabase
                 await db.Database.CloseConnectionAsync();
             }
             var created = await db.Database.EnsureCreatedAsync(cancellationToken);
-            logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name, created ? "created" : "ready", db.Database.ProviderName);
+            // EnsureCreated does nothing to a database that already has tables: add the tables and indexes a newer
+            // version introduced. Changed columns are not migrated (see the README).
+            var added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken);
+            logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name,
+                created ? "created" : added > 0 ? $"ready, {added} new table(s) or index(es) created" : "ready", db.Database.ProviderName);
+        }
+
+        private static async Task<int> AddMissingTablesAsync(TContext db, CancellationToken ct)
+        {
+            var statements = db.Database.GenerateCreateScript().ReplaceLineEndings("\n")
+                .Split(";\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(IfNotExists)
+                .OfType<string>()
+                .ToList();
+            var before = await CountSchemaObjectsAsync(db, ct);
+            foreach (var statement in statements)
+                await db.Database.ExecuteSqlRawAsync(statement, ct);
+            return await CountSchemaObjectsAsync(db, ct) - before;
+        }
+
+        /// <summary>The statement made idempotent; null for anything but a table or index (never re-run).</summary>
+        private static string? IfNotExists(string statement)
+        {
+            foreach (var prefix in new[] { "CREATE TABLE ", "CREATE UNIQUE INDEX ", "CREATE INDEX " })
+                if (statement.StartsWith(prefix, StringComparison.Ordinal))
+                    return prefix + "IF NOT EXISTS " + statement[prefix.Length..];
+            return null;
+        }
+
+        private static async Task<int> CountSchemaObjectsAsync(TContext db, CancellationToken ct)
+        {
+            var sql = db.Database.IsSqlite()
+                ? "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type IN ('table', 'index')"
+                : "SELECT (SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()) + (SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema()) AS \"Value\"";
+            return (int)await db.Database.SqlQueryRaw<long>(sql).SingleAsync(ct);
         }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
