@@ -85,7 +85,7 @@ public sealed class AnalysisTests
         var html = ReportWriter.ToHtml("demo & test", curation, result, DateTimeOffset.UnixEpoch);
 
         html.Should().Contain("<svg").And.Contain("Pareto").And.Contain("&lt;script&gt;").And.NotContain("<script>x");
-        html.Split("<svg").Length.Should().Be(4);
+        html.Split("<svg").Length.Should().Be(5);
         ReportWriter.ToJson("demo", curation, result).Should().Contain("\"winner\"");
     }
 }

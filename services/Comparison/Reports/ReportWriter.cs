@@ -39,8 +39,8 @@ public static class ReportWriter
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(E(experimentName)).Append(" - AspireTune decision report</title>");
-        sb.Append("<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;padding:0 16px;color:#222}table{border-collapse:collapse;margin:12px 0}");
-        sb.Append("td,th{border:1px solid #ddd;padding:5px 9px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}");
+        sb.Append("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}table{border-collapse:collapse;margin:12px 0}");
+        sb.Append("td,th{border:1px solid #ddd;padding:4px 7px;text-align:right;font-size:13px;white-space:nowrap}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}");
         sb.Append(".decision{background:#eef6ee;border-left:4px solid #55A868;padding:12px 16px}.warn{color:#8a5300}figure{margin:18px 0}</style></head><body>");
         sb.Append(c, $"<h1>{E(experimentName)}</h1><p>Generated {generatedAt:yyyy-MM-dd HH:mm} UTC by AspireTune.</p>");
         sb.Append(c, $"<h2>Decision</h2><p class=\"decision\"><strong>{E(result.Winner)}</strong>. {E(result.Decision)}</p>");
@@ -51,6 +51,9 @@ public static class ReportWriter
         sb.Append("</figure><figure>");
         sb.Append(Svg.Scatter("Accuracy against cost (Pareto front dashed)", "USD per 1,000 requests", "accuracy",
             result.Candidates.Select(s => (s.Name, s.CostPer1k, s.Accuracy, s.OnParetoFront)).ToList()));
+        sb.Append("</figure><figure>");
+        sb.Append(Svg.Scatter("Accuracy against p95 latency (Pareto front dashed)", "p95 latency per request (ms)", "accuracy",
+            result.Candidates.Select(s => (s.Name, s.LatencyP95 * 1000, s.Accuracy, s.OnParetoFront)).ToList()));
         sb.Append("</figure><figure>");
         sb.Append(Svg.GroupedBars("Latency per request", "ms", ["p50", "p95", "p99"],
             result.Candidates.Select(s => (s.Name, new[] { s.LatencyP50 * 1000, s.LatencyP95 * 1000, s.LatencyP99 * 1000 })).ToList()));

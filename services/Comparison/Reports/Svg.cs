@@ -14,7 +14,9 @@ public static class Svg
     /// <summary>Horizontal bars with 95% interval whiskers, values in [0, 1] shown as percentages.</summary>
     public static string BarsWithIntervals(string title, IReadOnlyList<(string Label, double Value, double Lower, double Upper)> bars)
     {
-        const int rowHeight = 34, left = 190, width = 720, plot = width - left - 60;
+        const int rowHeight = 34, width = 860;
+        var left = LabelWidth(bars.Select(b => b.Label));
+        var plot = width - left - 60;
         var height = 50 + bars.Count * rowHeight + 30;
         var sb = new StringBuilder();
         sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
@@ -59,12 +61,13 @@ public static class Svg
             var y = Py(t / 10.0);
             sb.Append($"<line x1=\"{left}\" y1=\"{F(y)}\" x2=\"{width - right}\" y2=\"{F(y)}\" stroke=\"#e5e5e5\"/><text x=\"{left - 8}\" y=\"{F(y + 4)}\" text-anchor=\"end\" fill=\"#555\">{t * 10}%</text>");
         }
-        for (var t = 0; t <= 4; t++)
+        var allZero = valid.All(p => p.X == 0);
+        for (var t = 0; t <= (allZero ? 0 : 4); t++)
         {
             var xv = maxX * t / 4;
             sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{xv.ToString(xv < 1 ? "0.####" : "0.##", CultureInfo.InvariantCulture)}</text>");
         }
-        sb.Append($"<text x=\"{(width + left) / 2}\" y=\"{height - 15}\" text-anchor=\"middle\">{E(xLabel)}</text>");
+        sb.Append($"<text x=\"{(width + left) / 2}\" y=\"{height - 15}\" text-anchor=\"middle\">{E(xLabel)}{(allZero ? " (every candidate is 0 here)" : "")}</text>");
         sb.Append($"<text transform=\"translate(18,{(height - bottom + top) / 2}) rotate(-90)\" text-anchor=\"middle\">{E(yLabel)}</text>");
         var front = valid.Where(p => p.Front).OrderBy(p => p.X).ToList();
         if (front.Count > 1)
@@ -81,7 +84,9 @@ public static class Svg
     /// <summary>Grouped horizontal bars (e.g. latency p50/p95/p99 per candidate) on a shared linear axis.</summary>
     public static string GroupedBars(string title, string unit, IReadOnlyList<string> series, IReadOnlyList<(string Label, double[] Values)> groups)
     {
-        const int left = 190, width = 720, plot = width - left - 80, barHeight = 11;
+        const int width = 860, barHeight = 11;
+        var left = LabelWidth(groups.Select(g => g.Label));
+        var plot = width - left - 80;
         var rowHeight = series.Count * barHeight + 14;
         var height = 70 + groups.Count * rowHeight + 20;
         var max = groups.SelectMany(g => g.Values).Where(double.IsFinite).DefaultIfEmpty(1).Max();
@@ -107,4 +112,7 @@ public static class Svg
     }
 
     private static double Clamp(double v) => double.IsNaN(v) ? 0 : Math.Clamp(v, 0, 1);
+
+    /// <summary>Room for the longest label (about 7 px a character at 13 px), so names are never clipped.</summary>
+    private static int LabelWidth(IEnumerable<string> labels) => Math.Clamp(labels.Select(l => l.Length).DefaultIfEmpty(10).Max() * 7 + 16, 120, 380);
 }
