@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using AspireTune.DataQuality;
+using AspireTune.Analysis;
 
 // Near-duplicate removal of the quality gate (MinHash + LSH, candidates confirmed by exact Jaccard) against
 // the exhaustive method it replaces (exact Jaccard of every pair), on a synthetic set with planted near

@@ -1,3 +1,4 @@
+using AspireTune.Analysis;
 using AspireTune.Comparison.Analysis;
 using AspireTune.Comparison.Reports;
 
@@ -22,8 +23,8 @@ public sealed class AnalysisTests
     public void Percentile_MatchesLinearInterpolation()
     {
         double[] values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-        Statistics.Percentile(values, 50).Should().BeApproximately(5.5, 1e-12);
-        Statistics.Percentile(values, 95).Should().BeApproximately(9.55, 1e-12);
+        Statistics.PercentileOfSorted(values, 50).Should().BeApproximately(5.5, 1e-12);
+        Statistics.PercentileOfSorted(values, 95).Should().BeApproximately(9.55, 1e-12);
     }
 
     [Fact]
@@ -32,12 +33,12 @@ public sealed class AnalysisTests
         var small = Enumerable.Range(0, 40).Select(i => i % 4 == 0 ? 0.0 : 1.0).ToList();
         var large = Enumerable.Range(0, 4000).Select(i => i % 4 == 0 ? 0.0 : 1.0).ToList();
 
-        var (lo1, hi1) = Statistics.BootstrapMean(small);
-        var (lo2, hi2) = Statistics.BootstrapMean(large);
+        var smallMean = Statistics.Mean("x", small, 2000, 17);
+        var largeMean = Statistics.Mean("x", large, 2000, 17);
 
-        lo1.Should().BeLessThan(0.75);
-        hi1.Should().BeGreaterThan(0.75);
-        (hi2 - lo2).Should().BeLessThan((hi1 - lo1) / 5);
+        smallMean.Lower.Should().BeLessThan(0.75);
+        smallMean.Upper.Should().BeGreaterThan(0.75);
+        (largeMean.Upper - largeMean.Lower)!.Value.Should().BeLessThan((smallMean.Upper!.Value - smallMean.Lower!.Value) / 5);
     }
 
     private static CandidateResults Candidate(string name, int correct, int total, double latency, double cost) =>

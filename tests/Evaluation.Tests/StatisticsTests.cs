@@ -1,3 +1,4 @@
+using AspireTune.Analysis;
 using AspireTune.Evaluation.Scoring;
 
 namespace AspireTune.Evaluation.Tests;

@@ -1,3 +1,4 @@
+using AspireTune.Analysis;
 using System.Globalization;
 using System.Text;
 
@@ -36,53 +37,39 @@ public static class Comparer
         };
     }
 
+    private const int Resamples = 2000;
+    private const int Seed = 17;
+
     private static CandidateSummary Summarize(CandidateResults c, IReadOnlyDictionary<string, string> expectedByItem)
     {
-        var correct = c.Items.Select(i => i.Correct ? 1.0 : 0.0).ToList();
-        var (lo, hi) = Statistics.BootstrapMean(correct);
-        var latencies = c.Items.Where(i => i.Error is null).Select(i => i.LatencySeconds).ToList();
+        var accuracy = Statistics.Mean("accuracy", c.Items.Select(i => i.Correct ? 1.0 : 0.0).ToList(), Resamples, Seed);
+        var latencies = c.Items.Where(i => i.Error is null && double.IsFinite(i.LatencySeconds)).Select(i => i.LatencySeconds).Order().ToArray();
         return new CandidateSummary
         {
             Name = c.Name,
             Kind = c.Kind,
             Items = c.Items.Count,
             Errors = c.Items.Count(i => i.Error is not null),
-            Accuracy = Statistics.Mean(correct),
-            AccuracyLower = lo,
-            AccuracyUpper = hi,
+            Accuracy = accuracy.Value,
+            AccuracyLower = accuracy.Lower ?? double.NaN,
+            AccuracyUpper = accuracy.Upper ?? double.NaN,
             MacroF1 = MacroF1(c, expectedByItem),
-            LatencyP50 = Statistics.Percentile(latencies, 50),
-            LatencyP95 = Statistics.Percentile(latencies, 95),
-            LatencyP99 = Statistics.Percentile(latencies, 99),
+            LatencyP50 = Statistics.PercentileOfSorted(latencies, 50),
+            LatencyP95 = Statistics.PercentileOfSorted(latencies, 95),
+            LatencyP99 = Statistics.PercentileOfSorted(latencies, 99),
             CostPer1k = c.Items.Count == 0 ? 0 : c.Items.Average(i => i.CostUsd) * 1000,
             OnParetoFront = false,
         };
     }
 
-    /// <summary>Macro-F1 over the expected labels, from the candidate's normalised outputs.</summary>
+    /// <summary>Macro-F1 over the expected labels; a wrong answer counts as its normalised output.</summary>
     private static double MacroF1(CandidateResults c, IReadOnlyDictionary<string, string> expectedByItem)
     {
-        var labels = expectedByItem.Values.Distinct().ToList();
-        if (labels.Count == 0)
-            return double.NaN;
-        var f1s = labels.Select(label =>
-        {
-            int tp = 0, fp = 0, fn = 0;
-            foreach (var item in c.Items)
-            {
-                if (!expectedByItem.TryGetValue(item.ItemId, out var expected))
-                    continue;
-                var predicted = item.Correct ? expected : Normalize(item.Output);
-                if (predicted == label && expected == label) tp++;
-                else if (predicted == label) fp++;
-                else if (expected == label) fn++;
-            }
-            return tp == 0 ? 0 : 2.0 * tp / (2 * tp + fp + fn);
-        });
-        return f1s.Average();
+        var pairs = c.Items.Where(i => expectedByItem.ContainsKey(i.ItemId))
+            .Select(i => (Expected: expectedByItem[i.ItemId], Predicted: i.Correct ? expectedByItem[i.ItemId] : (i.Output ?? "").Trim()))
+            .ToList();
+        return Statistics.MacroF1(i => pairs[i], pairs.Count);
     }
-
-    private static string Normalize(string? text) => (text ?? "").Trim();
 
     private static PairwiseTest Paired(CandidateResults a, CandidateResults b)
     {
@@ -91,14 +78,14 @@ public static class Comparer
         var aCorrect = shared.Select(i => i.Correct).ToList();
         var bCorrect = shared.Select(i => bById[i.ItemId].Correct).ToList();
         var (aOnly, bOnly, p) = Statistics.McNemar(aCorrect, bCorrect);
-        var (lo, hi) = Statistics.BootstrapPairedDifference(aCorrect.Select(x => x ? 1.0 : 0).ToList(), bCorrect.Select(x => x ? 1.0 : 0).ToList());
+        var difference = Statistics.Mean("difference", aCorrect.Zip(bCorrect, (x, y) => (x ? 1.0 : 0) - (y ? 1.0 : 0)).ToList(), Resamples, Seed);
         return new PairwiseTest
         {
             A = a.Name,
             B = b.Name,
             Difference = shared.Count == 0 ? 0 : (aOnly - bOnly) / (double)shared.Count,
-            DifferenceLower = lo,
-            DifferenceUpper = hi,
+            DifferenceLower = difference.Lower ?? double.NaN,
+            DifferenceUpper = difference.Upper ?? double.NaN,
             AOnlyCorrect = aOnly,
             BOnlyCorrect = bOnly,
             McNemarP = p,

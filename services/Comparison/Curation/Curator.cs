@@ -1,4 +1,4 @@
-using AspireTune.DataQuality;
+using AspireTune.Analysis;
 
 namespace AspireTune.Comparison.Curation;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AspireTune.Analysis;
 using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;

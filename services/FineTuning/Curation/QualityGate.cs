@@ -1,4 +1,4 @@
-using AspireTune.DataQuality;
+using AspireTune.Analysis;
 using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 

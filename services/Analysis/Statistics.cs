@@ -1,6 +1,6 @@
 using AspireTune.Contracts.Common;
 
-namespace AspireTune.Evaluation.Scoring;
+namespace AspireTune.Analysis;
 
 /// <summary>
 /// Point estimates with percentile-bootstrap 95% intervals. Resampling is seeded, so the same results give
@@ -125,6 +125,37 @@ public static class Statistics
             sum += 2 * t / (t + count + fp.GetValueOrDefault(label));
         }
         return sum / support.Count;
+    }
+
+    /// <summary>
+    /// Exact two-sided McNemar test on paired correctness: only the discordant items count (A right and B wrong,
+    /// and the reverse); under H0 each is Binomial(discordant, 1/2). Summed in log space to stay exact for large n.
+    /// </summary>
+    public static (int AOnly, int BOnly, double PValue) McNemar(IReadOnlyList<bool> a, IReadOnlyList<bool> b)
+    {
+        if (a.Count != b.Count)
+            throw new ArgumentException("Paired samples must have the same length.");
+        int aOnly = 0, bOnly = 0;
+        for (var i = 0; i < a.Count; i++)
+        {
+            if (a[i] && !b[i]) aOnly++;
+            else if (!a[i] && b[i]) bOnly++;
+        }
+        var n = aOnly + bOnly;
+        if (n == 0)
+            return (0, 0, 1.0);
+        double tail = 0;
+        for (var i = 0; i <= Math.Min(aOnly, bOnly); i++)
+            tail += Math.Exp(LogChoose(n, i) - n * Math.Log(2));
+        return (aOnly, bOnly, Math.Min(1.0, 2 * tail));
+    }
+
+    private static double LogChoose(int n, int k)
+    {
+        double result = 0;
+        for (var i = 1; i <= k; i++)
+            result += Math.Log(n - k + i) - Math.Log(i);
+        return result;
     }
 
     /// <summary>xorshift64*: fast, seedable, and good enough for resampling indices (System.Random with a seed is the slow legacy algorithm).</summary>

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace AspireTune.DataQuality;
+namespace AspireTune.Analysis;
 
 /// <summary>
 /// Near-duplicate detection by MinHash over word 3-shingles with locality-sensitive hashing: 128 hash
