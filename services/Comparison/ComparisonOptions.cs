@@ -16,12 +16,6 @@ public sealed class ComparisonOptions
     /// <summary>Base URL of the Fine-tuning service (its <c>/v1</c> serves the base model). Default <c>http://finetuning</c>.</summary>
     [Required] public string FineTuningBaseUrl { get; set; } = "http://finetuning";
 
-    /// <summary>
-    /// Configuration key holding the API key this service presents to the others when authentication is on
-    /// (e.g. <c>Comparison:Secrets:ServiceKey</c>); the key itself never appears in settings files or logs.
-    /// </summary>
-    public string? ServiceApiKeySecret { get; set; }
-
     /// <summary>Base model fine-tuned, and prompted when no hosted endpoint is named. Default <c>aspiretune-tiny</c>.</summary>
     [Required] public string DefaultBaseModel { get; set; } = "aspiretune-tiny";
 

@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Security;
 using AspireTune.Comparison.Apis;
 using AspireTune.Comparison.Data;
 using AspireTune.Comparison.Workflow;
@@ -17,8 +18,8 @@ public static class ComparisonExtensions
         builder.Services.AddOptions<ComparisonOptions>().BindConfiguration(ComparisonOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddScoped<ExperimentWorkflow>();
-        builder.Services.AddHttpClient<EvaluationSetupClient>();
-        builder.Services.AddHttpClient<KnnBaselineClient>();
+        builder.Services.AddHttpClient<EvaluationSetupClient>().AddServiceAccount();
+        builder.Services.AddHttpClient<KnnBaselineClient>().AddServiceAccount();
         builder.Services.AddHostedService<QueuedExperimentsRecovery>();
         builder.AddConsumers(bus => bus.AddConsumers(typeof(ComparisonExtensions).Assembly));
         return builder;

@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Security;
 using AspireTune.Evaluation.Apis;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Models;
@@ -37,7 +38,8 @@ public static class EvaluationExtensions
         services.AddHostedService<RunWorker>();
 
         services.AddHttpClient<RetrievalClient>((sp, http) =>
-            http.BaseAddress = new Uri(sp.GetRequiredService<IOptions<EvaluationOptions>>().Value.RetrievalBaseUrl.TrimEnd('/') + "/"));
+            http.BaseAddress = new Uri(sp.GetRequiredService<IOptions<EvaluationOptions>>().Value.RetrievalBaseUrl.TrimEnd('/') + "/"))
+            .AddServiceAccount();
         AddModelHttpClient(services);
         return builder;
     }

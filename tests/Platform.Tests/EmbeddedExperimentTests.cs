@@ -26,9 +26,9 @@ public sealed class EmbeddedExperimentTests
         return dir?.FullName ?? throw new InvalidOperationException("Run the tests from inside the repository.");
     }
 
-    internal static async Task<(WebApplication App, HttpClient Http)> StartEmbeddedAsync(string data)
+    internal static async Task<(WebApplication App, HttpClient Http)> StartEmbeddedAsync(string data, params string[] settings)
     {
-        var app = EmbeddedHost.Build(["--urls=http://127.0.0.1:0", $"--ASPIRETUNE_DATA={data}"]);
+        var app = EmbeddedHost.Build(["--urls=http://127.0.0.1:0", $"--ASPIRETUNE_DATA={data}", .. settings]);
         await app.StartAsync(TestContext.Current.CancellationToken);
         var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         EmbeddedHost.PointServicesAt(app, url);
@@ -94,5 +94,47 @@ public sealed class EmbeddedExperimentTests
         var prompted = report["candidates"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "prompted:mock-gpt")!;
         prompted["costPer1k"]!.GetValue<double>().Should().BeGreaterThan(0);
         (await http.GetStringAsync($"api/experiments/{id}/report", ct)).Should().Contain("<svg").And.Contain("Decision");
+    }
+
+    [Fact]
+    public async Task Experiment_WithAuthenticationOn_ServicesCallEachOtherWithTheServiceAccount()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        const string adminKey = "admin-key-for-the-test-0001";
+        const string serviceKey = "service-account-key-0002";
+        await using var model = await MockOpenAIServer.StartAsync(configure: o =>
+        {
+            o.Rules.Add(new MockRule { Pattern = @"Message:[\s\S]*\b(click|free|money|offer|unsubscribe|remove|order|\$)", Reply = "spam" });
+            o.Fallback = "ham";
+        }, ct: ct);
+        var (app, http) = await StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("embedded-auth"),
+            "--Authentication:ApiKeys:Accounts:0:Name=ops",
+            $"--Authentication:ApiKeys:Accounts:0:KeyHash={ServiceDefaults.Security.ApiKeyAuthenticationHandler.Hash(adminKey)}",
+            "--Authentication:ApiKeys:Accounts:0:Roles:0=admin",
+            "--Authentication:ApiKeys:Accounts:1:Name=aspiretune-services",
+            $"--Authentication:ApiKeys:Accounts:1:KeyHash={ServiceDefaults.Security.ApiKeyAuthenticationHandler.Hash(serviceKey)}",
+            "--Authentication:ApiKeys:Accounts:1:Roles:0=admin",
+            $"--Authentication:ServiceAccountKey={serviceKey}");
+        await using var _ = app;
+        (await http.GetAsync("api/experiments", ct)).StatusCode.Should().Be(HttpStatusCode.Unauthorized);
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", adminKey);
+
+        (await http.PutAsJsonAsync("api/evaluation/models/mock-gpt", new { id = "mock-gpt", kind = "OpenAICompatible", baseUrl = model.BaseUrl, model = "mock-gpt" }, ct)).EnsureSuccessStatusCode();
+        var response = await http.PostAsJsonAsync("api/experiments", new
+        {
+            name = "spam-auth",
+            dataset = await File.ReadAllTextAsync(SamplePath, ct),
+            candidates = new[] { "retrieval", "knn" },
+            modelEndpoints = new[] { "mock-gpt" },
+        }, ct);
+        var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+
+        var experiment = await WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(3));
+
+        experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
+        experiment["candidates"]!.AsArray().Should().OnlyContain(c => c!["status"]!.GetValue<string>() == "succeeded");
+        var report = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct))!;
+        // Retrieval filled the prompts through an authenticated call: the few-shot candidate answered without errors.
+        report["candidates"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "retrieval:mock-gpt")!["errors"]!.GetValue<int>().Should().Be(0);
     }
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -7,19 +6,10 @@ using System.Text.RegularExpressions;
 using AspireTune.Comparison.Analysis;
 using AspireTune.Contracts.Common;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Security;
 using Microsoft.Extensions.Options;
 
 namespace AspireTune.Comparison.Workflow;
-
-/// <summary>Adds the service account key (when one is configured) to calls between services.</summary>
-internal static class ServiceAuth
-{
-    public static void Apply(HttpClient http, IConfiguration configuration, ComparisonOptions options)
-    {
-        if (options.ServiceApiKeySecret is { Length: > 0 } key && configuration[key] is { Length: > 0 } secret)
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", secret);
-    }
-}
 
 /// <summary>The Evaluation service's HTTP API, for the set-up that precedes a run: prompt versions and endpoints.</summary>
 public sealed partial class EvaluationSetupClient
@@ -27,11 +17,10 @@ public sealed partial class EvaluationSetupClient
     private readonly HttpClient _http;
     private readonly ComparisonOptions _options;
 
-    public EvaluationSetupClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
+    public EvaluationSetupClient(HttpClient http, IOptions<ComparisonOptions> options)
     {
         _options = options.Value;
         http.BaseAddress = new Uri(_options.EvaluationBaseUrl.TrimEnd('/') + "/");
-        ServiceAuth.Apply(http, configuration, _options);
         _http = http;
     }
 
@@ -65,6 +54,8 @@ public sealed partial class EvaluationSetupClient
             kind = "OpenAICompatible",
             baseUrl,
             model,
+            // Evaluation resolves this name in its own configuration: the service account key every service shares.
+            apiKeySecret = ServiceAccountHandler.ConfigurationKey,
             inputPricePerMillion = 0.0,
             outputPricePerMillion = 0.0,
             maxConcurrency = 4,
@@ -90,10 +81,9 @@ public sealed class KnnBaselineClient
 {
     private readonly HttpClient _http;
 
-    public KnnBaselineClient(HttpClient http, IConfiguration configuration, IOptions<ComparisonOptions> options)
+    public KnnBaselineClient(HttpClient http, IOptions<ComparisonOptions> options)
     {
         http.BaseAddress = new Uri(options.Value.RetrievalBaseUrl.TrimEnd('/') + "/");
-        ServiceAuth.Apply(http, configuration, options.Value);
         _http = http;
     }
 
