@@ -48,7 +48,7 @@ public static class Svg
     /// <summary>Scatter of quality against a cost-like axis, with the Pareto front joined by a line.</summary>
     public static string Scatter(string title, string xLabel, string yLabel, IReadOnlyList<(string Label, double X, double Y, bool Front)> points)
     {
-        const int width = 720, height = 420, left = 70, right = 30, top = 40, bottom = 60;
+        const int width = 860, height = 420, left = 70, right = 30, top = 40, bottom = 60;
         var valid = points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
         var maxX = valid.Count == 0 ? 1 : Math.Max(valid.Max(p => p.X), 1e-9) * 1.15;
         double Px(double x) => left + x / maxX * (width - left - right);
@@ -65,7 +65,7 @@ public static class Svg
         for (var t = 0; t <= (allZero ? 0 : 4); t++)
         {
             var xv = maxX * t / 4;
-            sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{xv.ToString(xv < 1 ? "0.####" : "0.##", CultureInfo.InvariantCulture)}</text>");
+            sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{xv.ToString(xv < 1 ? "0.####" : xv < 10 ? "0.#" : "0", CultureInfo.InvariantCulture)}</text>");
         }
         sb.Append($"<text x=\"{(width + left) / 2}\" y=\"{height - 15}\" text-anchor=\"middle\">{E(xLabel)}{(allZero ? " (every candidate is 0 here)" : "")}</text>");
         sb.Append($"<text transform=\"translate(18,{(height - bottom + top) / 2}) rotate(-90)\" text-anchor=\"middle\">{E(yLabel)}</text>");
@@ -76,7 +76,9 @@ public static class Svg
         {
             var p = valid[i];
             sb.Append($"<circle cx=\"{F(Px(p.X))}\" cy=\"{F(Py(p.Y))}\" r=\"{(p.Front ? 8 : 6)}\" fill=\"{Palette[i % Palette.Length]}\" stroke=\"{(p.Front ? "#C44E52" : "none")}\" stroke-width=\"2\"><title>{E(p.Label)}</title></circle>");
-            sb.Append($"<text x=\"{F(Px(p.X) + 10)}\" y=\"{F(Py(p.Y) - 8)}\">{E(p.Label)}</text>");
+            // Labels of points in the right third go to their left, so they stay inside the chart.
+            var toLeft = Px(p.X) > left + (width - left - right) * 2 / 3.0;
+            sb.Append($"<text x=\"{F(Px(p.X) + (toLeft ? -10 : 10))}\" y=\"{F(Py(p.Y) - 8)}\" text-anchor=\"{(toLeft ? "end" : "start")}\">{E(p.Label)}</text>");
         }
         return sb.Append("</svg>").ToString();
     }
