@@ -137,4 +137,39 @@ public sealed class EmbeddedExperimentTests
         // Retrieval filled the prompts through an authenticated call: the few-shot candidate answered without errors.
         report["candidates"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "retrieval:mock-gpt")!["errors"]!.GetValue<int>().Should().Be(0);
     }
+
+    [Fact]
+    public async Task RunningExperiment_AfterRestart_GetsItsOutstandingCommandsAgainAndFinishes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var data = TestSupport.TestInfrastructure.TempDataFolder("embedded-restart");
+        Guid id;
+        {
+            var (app, http) = await StartEmbeddedAsync(data);
+            await using var _ = app;
+            var response = await http.PostAsJsonAsync("api/experiments", new { name = "restart", dataset = await File.ReadAllTextAsync(SamplePath, ct), candidates = new[] { "knn" } }, ct);
+            id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+            (await WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(2)))["status"]!.GetValue<string>().Should().Be("succeeded");
+        }
+        // Rewind to the moment before the index answered, as if the process had died with IndexDataset in flight.
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(data, "comparisondb.db")}"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = $"""
+                UPDATE experiments SET "Status" = 'Running', "Step" = 'candidates', "Winner" = NULL, "Decision" = NULL, "CompletedAt" = NULL, "ReportHtmlArtifactJson" = NULL WHERE "Id" = '{id.ToString().ToUpperInvariant()}';
+                UPDATE candidates SET "Status" = 'Pending', "OutcomesJson" = NULL;
+                """;
+            (await command.ExecuteNonQueryAsync(ct)).Should().Be(2);
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+
+        var (restarted, client) = await StartEmbeddedAsync(data);
+        await using var __ = restarted;
+        var experiment = await WaitForExperimentAsync(client, id, TimeSpan.FromMinutes(2));
+
+        experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
+        experiment["candidates"]!.AsArray().Single()!["status"]!.GetValue<string>().Should().Be("succeeded");
+        experiment["reportUrl"]!.GetValue<string>().Should().NotBeNull();
+    }
 }

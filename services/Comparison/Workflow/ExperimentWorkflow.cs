@@ -101,20 +101,9 @@ public sealed class ExperimentWorkflow(
         if (kinds.Contains("fine-tuned"))
         {
             experiment.FineTuningJobId = NewId.NextGuid();
-            var ftTrain = await PutChatSplitAsync(prefix, "ft-train.jsonl", splits.Train, context.CancellationToken);
-            var ftValidation = await PutChatSplitAsync(prefix, "ft-validation.jsonl", splits.Validation.Count > 0 ? splits.Validation : splits.Train, context.CancellationToken);
             var baseModel = command.BaseModel ?? Options.DefaultBaseModel;
             experiment.Candidates.Add(new Candidate { Name = $"fine-tuned:{baseModel}", Kind = "fine-tuned", Status = CandidateStatus.Tuning });
-            await SendAsync(context, StartFineTuningQueue, new StartFineTuning
-            {
-                JobId = experiment.FineTuningJobId.Value,
-                ExperimentId = experiment.Id,
-                BaseModel = baseModel,
-                TrainingFile = ftTrain,
-                ValidationFile = ftValidation,
-                Suffix = Slug(experiment),
-                Hyperparameters = Options.FineTuningHyperparameters,
-            }, context.CancellationToken);
+            await SendAsync(context, StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken), context.CancellationToken);
             Log(experiment, "fine-tuning", $"Fine-tuning {baseModel} on {splits.Train.Count} examples (job {experiment.FineTuningJobId}).");
         }
         if (experiment.Candidates.Count == 0)
@@ -346,6 +335,59 @@ public sealed class ExperimentWorkflow(
             ? await db.Experiments.Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == id, context.CancellationToken)
             : null;
 
+    /// <summary>
+    /// After a restart: sends again every command a running experiment still waits on. The commands keep their
+    /// ids (run ids, job id), and every receiving consumer is idempotent, so work already done is not repeated;
+    /// a command lost with an in-memory transport, or never sent before a crash, now arrives.
+    /// </summary>
+    public async Task<int> ResendOutstandingAsync(Guid experimentId, ISendEndpointProvider send, CancellationToken ct)
+    {
+        var experiment = await db.Experiments.AsNoTracking().Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == experimentId, ct);
+        if (experiment is not { Status: ExperimentStatus.Running } || experiment.TestArtifactJson is null)
+            return 0;
+        var sent = 0;
+        foreach (var c in experiment.Candidates)
+        {
+            if (c is { Kind: "prompted", Status: CandidateStatus.Tuning, TuningRunId: { } tuningRun })
+                await SendAsync(send, RunEvaluationQueue, Evaluate(experiment, tuningRun, c.Prompts!.Split(','), [c.ModelEndpoint!], Artifact(experiment.ValidationArtifactJson)), ct);
+            else if (c is { Status: CandidateStatus.Evaluating, TestRunId: { } testRun })
+                await SendAsync(send, RunEvaluationQueue, Evaluate(experiment, testRun, [c.Prompts!], [c.ModelEndpoint!], Artifact(experiment.TestArtifactJson)) with
+                {
+                    RetrievalCollection = c.Kind == "retrieval" ? experiment.Collection : null,
+                    RetrievalTopK = Options.RetrievalExamples,
+                }, ct);
+            else if (c is { Kind: "fine-tuned", Status: CandidateStatus.Tuning } && experiment.FineTuningJobId is not null)
+                await SendAsync(send, StartFineTuningQueue, await FineTuningCommandAsync(experiment, c.Name["fine-tuned:".Length..], ct), ct);
+            else
+                continue;
+            sent++;
+        }
+        if (experiment.Collection is not null && experiment.Candidates.Any(c => c.Kind is "retrieval" or "knn" && c.Status == CandidateStatus.Pending))
+        {
+            await SendAsync(send, IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = Artifact(experiment.TrainArtifactJson) }, ct);
+            sent++;
+        }
+        return sent;
+    }
+
+    /// <summary>The fine-tuning command, its files rebuilt from the stored splits (same bytes, same artifact ids).</summary>
+    private async Task<StartFineTuning> FineTuningCommandAsync(Experiment experiment, string baseModel, CancellationToken ct)
+    {
+        var prefix = $"experiments/{experiment.Id:N}";
+        async Task<ArtifactRef> ChatSplitAsync(string? split, string name) =>
+            await PutChatSplitAsync(prefix, name, DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(split), ct))).Examples, ct);
+        return new StartFineTuning
+        {
+            JobId = experiment.FineTuningJobId!.Value,
+            ExperimentId = experiment.Id,
+            BaseModel = baseModel,
+            TrainingFile = await ChatSplitAsync(experiment.TrainArtifactJson, "ft-train.jsonl"),
+            ValidationFile = await ChatSplitAsync(experiment.ValidationArtifactJson, "ft-validation.jsonl"),
+            Suffix = Slug(experiment),
+            Hyperparameters = Options.FineTuningHyperparameters,
+        };
+    }
+
     private RunEvaluation Evaluate(Experiment experiment, Guid runId, IReadOnlyList<string> prompts, IReadOnlyList<string> endpoints, ArtifactRef dataset) => new()
     {
         RunId = runId,
@@ -358,8 +400,8 @@ public sealed class ExperimentWorkflow(
         MaxTokens = 8,
     };
 
-    private static async Task SendAsync<T>(ConsumeContext context, Uri queue, T message, CancellationToken ct) where T : class =>
-        await (await context.GetSendEndpoint(queue)).Send(message, ct);
+    private static async Task SendAsync<T>(ISendEndpointProvider send, Uri queue, T message, CancellationToken ct) where T : class =>
+        await (await send.GetSendEndpoint(queue)).Send(message, ct);
 
     private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
     {
