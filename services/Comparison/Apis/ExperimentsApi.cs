@@ -184,13 +184,14 @@ public static class ExperimentsApi
         return TypedResults.Stream(artifacts.OpenRead(JsonSerializer.Deserialize<ArtifactRef>(json, Json)!), contentType);
     }
 
-    public static async Task<Results<Ok<ExperimentSummary>, NotFound, Conflict<ProblemDetailsLike>>> CancelAsync(Guid id, ComparisonDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<ExperimentSummary>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ComparisonDbContext db, CancellationToken ct)
     {
         var e = await db.Experiments.FirstOrDefaultAsync(x => x.Id == id, ct);
         if (e is null)
             return TypedResults.NotFound();
         if (e.Status is not (ExperimentStatus.Queued or ExperimentStatus.Running))
-            return TypedResults.Conflict(new ProblemDetailsLike("The experiment has already finished.", $"Experiment {id} is {e.Status.ToString().ToLowerInvariant()}; only queued or running experiments can be cancelled.", 409));
+            return TypedResults.Problem($"Experiment {id} is {e.Status.ToString().ToLowerInvariant()}; only queued or running experiments can be cancelled.",
+                statusCode: StatusCodes.Status409Conflict, title: "The experiment has already finished.");
         e.Status = ExperimentStatus.Cancelled;
         e.CompletedAt = DateTimeOffset.UtcNow;
         e.Touch(DateTimeOffset.UtcNow);
@@ -198,6 +199,3 @@ public static class ExperimentsApi
         return TypedResults.Ok(new ExperimentSummary(e.Id, e.Name, "cancelled", e.Step, e.CreatedAt, e.UpdatedAt, e.Winner));
     }
 }
-
-/// <summary>A ProblemDetails body for typed 409 results.</summary>
-public sealed record ProblemDetailsLike(string Title, string Detail, int Status);
