@@ -11,6 +11,13 @@ public sealed class EvaluationOptions
     [Required, Url]
     public string RetrievalBaseUrl { get; set; } = "http://retrieval";
 
+    /// <summary>
+    /// Seconds a worker holds a run it executes before another replica may take it over; renewed every third of
+    /// it. Default 60.
+    /// </summary>
+    [Range(5, 3600)]
+    public int LeaseSeconds { get; set; } = 60;
+
     /// <summary>Runs executed at the same time; further runs wait in the queue. Default 2.</summary>
     [Range(1, 64)]
     public int MaxConcurrentRuns { get; set; } = 2;

@@ -87,6 +87,12 @@ public sealed class RunEntity
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
+
+    /// <summary>The worker executing the run (host/process/instance), while its lease lasts.</summary>
+    public string? Owner { get; set; }
+
+    /// <summary>Until when <see cref="Owner"/> holds the run; renewed by its heartbeat, free once past.</summary>
+    public DateTimeOffset? LeaseUntil { get; set; }
 }
 
 /// <summary>The outcome of one call: item x repeat for one prompt x endpoint pair of a run.</summary>

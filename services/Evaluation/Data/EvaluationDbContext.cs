@@ -17,13 +17,6 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
     public DbSet<ItemResultEntity> ItemResults => Set<ItemResultEntity>();
     public DbSet<CachedResponseEntity> CachedResponses => Set<CachedResponseEntity>();
 
-    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
-    {
-        // SQLite cannot order or compare DateTimeOffset; stored as a sortable number there (PostgreSQL has a native type).
-        if (Database.IsSqlite())
-            configurationBuilder.Properties<DateTimeOffset>().HaveConversion<DateTimeOffsetToBinaryConverter>();
-    }
-
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.AddInbox();

@@ -38,6 +38,11 @@ public sealed class RunQueue
 public sealed class RunWorker(RunQueue queue, IServiceScopeFactory scopes, IHostApplicationLifetime lifetime, IOptions<EvaluationOptions> options, ILogger<RunWorker> logger)
     : BackgroundService
 {
+    /// <summary>This worker's name in run leases: host, process and instance.</summary>
+    private readonly string _owner = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
+
+    private TimeSpan Lease => TimeSpan.FromSeconds(options.Value.LeaseSeconds);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Events are published at the end of a run: wait until the bus (started after this service) is up.
@@ -66,6 +71,9 @@ public sealed class RunWorker(RunQueue queue, IServiceScopeFactory scopes, IHost
                 queue.Enqueue(id);
         }
 
+        // Runs another replica left behind (its lease lapsed) or queued without a worker: picked up here.
+        var sweep = SweepAsync(stoppingToken);
+
         using var slots = new SemaphoreSlim(options.Value.MaxConcurrentRuns);
         var executing = new List<Task>();
         try
@@ -92,6 +100,49 @@ public sealed class RunWorker(RunQueue queue, IServiceScopeFactory scopes, IHost
             // stopping: executing runs see the same token and stop where they are
         }
         await Task.WhenAll(executing);
+        await sweep;
+    }
+
+    private async Task SweepAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Lease);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<EvaluationDbContext>();
+                var now = DateTimeOffset.UtcNow;
+                var orphans = await db.Runs.Where(r => (r.Status == RunStatus.Queued || r.Status == RunStatus.Running) && (r.LeaseUntil == null || r.LeaseUntil < now))
+                    .Select(r => r.Id).ToListAsync(stoppingToken);
+                foreach (var id in orphans)
+                    queue.Enqueue(id);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Renews the run's lease while it executes, and stops it when a user cancelled it through another replica.</summary>
+    private async Task HeartbeatAsync(Guid runId, CancellationTokenSource cancel, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(Lease / 3);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<EvaluationDbContext>();
+                if (!await RunLease.RenewAsync(db, runId, _owner, Lease, stop))
+                    logger.LogWarning("Run {RunId}: lease lost to another worker", runId);
+                if (await db.Runs.AnyAsync(r => r.Id == runId && r.CancelledBy != null, stop))
+                    await cancel.CancelAsync();
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
     }
 
     private async Task ExecuteRunAsync(Guid runId, CancellationToken stoppingToken)
@@ -99,9 +150,17 @@ public sealed class RunWorker(RunQueue queue, IServiceScopeFactory scopes, IHost
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         if (!queue.TryBegin(runId, cancel))
             return; // already executing (queued twice)
+        using var heartbeatStop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        Task? heartbeat = null;
         try
         {
             await using var scope = scopes.CreateAsyncScope();
+            if (!await RunLease.TryClaimAsync(scope.ServiceProvider.GetRequiredService<EvaluationDbContext>(), runId, _owner, Lease, stoppingToken))
+            {
+                logger.LogDebug("Run {RunId} is executing in another replica", runId);
+                return;
+            }
+            heartbeat = HeartbeatAsync(runId, cancel, heartbeatStop.Token);
             var executor = scope.ServiceProvider.GetRequiredService<RunExecutor>();
             await executor.ExecuteAsync(runId, cancel.Token, stoppingToken);
         }
@@ -118,6 +177,21 @@ public sealed class RunWorker(RunQueue queue, IServiceScopeFactory scopes, IHost
         }
         finally
         {
+            await heartbeatStop.CancelAsync();
+            if (heartbeat is not null)
+            {
+                await heartbeat;
+                try
+                {
+                    await using var scope = scopes.CreateAsyncScope();
+                    await RunLease.ReleaseAsync(scope.ServiceProvider.GetRequiredService<EvaluationDbContext>(), runId, _owner, CancellationToken.None);
+                }
+                catch (Exception e) when (e is System.Data.Common.DbException or InvalidOperationException)
+                {
+                    // Unreleased, the lease simply lapses; another replica takes the run over then.
+                    logger.LogWarning(e, "Run {RunId}: could not release its lease", runId);
+                }
+            }
             queue.End(runId);
         }
     }
