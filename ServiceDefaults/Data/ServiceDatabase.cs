@@ -62,9 +62,9 @@ public static class ServiceDatabase
             var created = await db.Database.EnsureCreatedAsync(cancellationToken);
             // EnsureCreated does nothing to a database that already has tables: add the tables and indexes a newer
             // version introduced. Changed columns are not migrated (see the README).
-            var added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken);
+            var added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken) + await AddMissingColumnsAsync(db, logger, cancellationToken);
             logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name,
-                created ? "created" : added > 0 ? $"ready, {added} new table(s) or index(es) created" : "ready", db.Database.ProviderName);
+                created ? "created" : added > 0 ? $"ready, {added} new table(s), index(es) or column(s) added" : "ready", db.Database.ProviderName);
         }
 
         private static async Task<int> AddMissingTablesAsync(TContext db, CancellationToken ct)
@@ -78,6 +78,42 @@ public static class ServiceDatabase
             foreach (var statement in statements)
                 await db.Database.ExecuteSqlRawAsync(statement, ct);
             return await CountSchemaObjectsAsync(db, ct) - before;
+        }
+
+        /// <summary>
+        /// Nullable columns a newer version added to an existing table are added (existing rows get NULL, which is
+        /// what the code expects of them). A missing required column cannot be filled safely: it is reported.
+        /// </summary>
+        private static async Task<int> AddMissingColumnsAsync(TContext db, ILogger logger, CancellationToken ct)
+        {
+            var added = 0;
+            foreach (var entity in db.Model.GetEntityTypes().Where(e => e.GetTableName() is not null && e.GetViewName() is null))
+            {
+                var table = entity.GetTableName()!;
+                var store = Microsoft.EntityFrameworkCore.Metadata.StoreObjectIdentifier.Table(table, entity.GetSchema());
+                var sql = db.Database.IsSqlite()
+                    ? $"SELECT name AS \"Value\" FROM pragma_table_info('{table.Replace("'", "''")}')"
+                    : $"SELECT column_name AS \"Value\" FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{table.Replace("'", "''")}'";
+                var existing = (await db.Database.SqlQueryRaw<string>(sql).ToListAsync(ct)).ToHashSet(StringComparer.Ordinal);
+                if (existing.Count == 0)
+                    continue;
+                foreach (var property in entity.GetProperties())
+                {
+                    var column = property.GetColumnName(store);
+                    if (column is null || existing.Contains(column))
+                        continue;
+                    if (!property.IsColumnNullable(store))
+                    {
+                        logger.LogError("Table {Table} lacks the required column {Column}: migrate it by hand or start from a new database", table, column);
+                        continue;
+                    }
+                    // Table, column and type come from the model, never from input.
+                    var alter = $"ALTER TABLE \"{table}\" ADD COLUMN \"{column}\" {property.GetColumnType(store)} NULL";
+                    await db.Database.ExecuteSqlRawAsync(alter, ct);
+                    added++;
+                }
+            }
+            return added;
         }
 
         /// <summary>The statement made idempotent; null for anything but a table or index (never re-run).</summary>
