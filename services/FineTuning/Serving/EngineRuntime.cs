@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using AspireTune.FineTuning.Checkpoints;
+using AspireTune.Engine.Checkpoints;
 using AspireTune.FineTuning.Jobs;
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Tokenization;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Tokenization;
 using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning.Serving;

@@ -1,7 +1,7 @@
 using AspireTune.FineTuning.Data;
-using AspireTune.FineTuning.Generation;
+using AspireTune.Engine.Generation;
 using AspireTune.FineTuning.Jobs;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 using AspireTune.FineTuning.Registry;
 using Microsoft.Extensions.Options;
 

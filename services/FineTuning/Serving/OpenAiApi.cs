@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
-using AspireTune.FineTuning.Generation;
+using AspireTune.Engine.Generation;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;

@@ -1,8 +1,8 @@
 using System.Globalization;
 using AspireTune.Contracts.Common;
 using AspireTune.FineTuning.Jobs;
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Training;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Training;
 using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning.Workers;

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using AspireTune.FineTuning.Checkpoints;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Models;
 using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;

@@ -1,8 +1,8 @@
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Text.Json.Nodes;
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Tokenization;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Tokenization;
 using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;

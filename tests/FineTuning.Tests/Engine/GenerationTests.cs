@@ -1,5 +1,5 @@
-using AspireTune.FineTuning.Generation;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Generation;
+using AspireTune.Engine.Models;
 using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;

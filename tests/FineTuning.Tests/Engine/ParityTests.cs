@@ -1,6 +1,6 @@
-using AspireTune.FineTuning.Generation;
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Training;
+using AspireTune.Engine.Generation;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

@@ -1,5 +1,5 @@
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Tokenization;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Tokenization;
 
 namespace AspireTune.FineTuning.Tests.Engine;
 

@@ -1,5 +1,5 @@
-using AspireTune.FineTuning.Models;
-using AspireTune.FineTuning.Training;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Training;
 using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;

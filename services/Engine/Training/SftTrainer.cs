@@ -1,14 +1,14 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
-using AspireTune.FineTuning.Checkpoints;
-using AspireTune.FineTuning.Generation;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Generation;
+using AspireTune.Engine.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>
 /// Supervised fine-tuning of a <see cref="CausalLm"/> on prompt/completion pairs, watching the validation

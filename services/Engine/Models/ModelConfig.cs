@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>The decoder families the engine implements.</summary>
 public enum ModelArchitecture

@@ -1,4 +1,4 @@
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>Reported after every optimizer step.</summary>
 /// <param name="Step">Optimizer step, 1-based.</param>

@@ -1,4 +1,4 @@
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>
 /// A checkpoint, config or tokenizer file that the engine cannot use: the message names the file and,

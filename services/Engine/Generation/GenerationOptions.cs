@@ -1,4 +1,4 @@
-namespace AspireTune.FineTuning.Generation;
+namespace AspireTune.Engine.Generation;
 
 /// <summary>Sampling settings, named as in the OpenAI completions API.</summary>
 public sealed record GenerationOptions

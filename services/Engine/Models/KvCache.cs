@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>Keys and values of the positions already processed, one pair per layer, for incremental decoding.</summary>
 public sealed class KvCache : IDisposable

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>A decoder whose parameter names are the Hugging Face state-dict names of its family.</summary>
 internal abstract class DecoderNetwork : nn.Module<Tensor, Tensor>

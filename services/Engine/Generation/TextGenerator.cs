@@ -1,9 +1,9 @@
 using System.Runtime.CompilerServices;
 using System.Text;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Generation;
+namespace AspireTune.Engine.Generation;
 
 /// <summary>
 /// Autoregressive decoding with a KV cache: greedy, temperature, top-p, stop sequences, per-token logprobs,

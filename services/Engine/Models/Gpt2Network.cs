@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 internal sealed class Gpt2Attention : nn.Module<Tensor, Tensor>
 {

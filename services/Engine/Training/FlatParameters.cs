@@ -1,7 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>
 /// Trainable parameters as views of one contiguous fp32 buffer per weight-decay group, with gradients as

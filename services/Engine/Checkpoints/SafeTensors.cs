@@ -2,9 +2,9 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 
-namespace AspireTune.FineTuning.Checkpoints;
+namespace AspireTune.Engine.Checkpoints;
 
 /// <summary>Element types the engine reads and writes.</summary>
 public enum SafeTensorDType { F32, F16, BF16 }

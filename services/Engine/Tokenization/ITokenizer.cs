@@ -1,4 +1,4 @@
-namespace AspireTune.FineTuning.Tokenization;
+namespace AspireTune.Engine.Tokenization;
 
 /// <summary>Text to token ids and back, as the model's checkpoint defines it.</summary>
 public interface ITokenizer

@@ -1,11 +1,11 @@
 using System.Text.Json.Nodes;
-using AspireTune.FineTuning.Checkpoints;
-using AspireTune.FineTuning.Tokenization;
+using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Tokenization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>How <see cref="CausalLm.Save"/> writes weights.</summary>
 public sealed record SaveOptions

@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 /// <summary>Settings shared by every layer of one model while it runs.</summary>
 internal sealed class RunSettings

@@ -1,7 +1,7 @@
 using System.ComponentModel.DataAnnotations;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>Learning-rate schedule after warmup.</summary>
 public enum LearningRateSchedule { Constant, Linear, Cosine }

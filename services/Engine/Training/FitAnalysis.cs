@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>Reads over- and underfitting from the validation and training curves.</summary>
 public static class FitAnalysis

@@ -1,7 +1,7 @@
-using AspireTune.FineTuning.Tokenization;
+using AspireTune.Engine.Tokenization;
 using static TorchSharp.torch;
 
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 /// <summary>A tokenized example: the first <see cref="PromptLength"/> ids carry no loss.</summary>
 internal sealed record SftSequence(int[] Ids, int PromptLength, string Completion, int[] PromptIds);

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 
-namespace AspireTune.FineTuning.Checkpoints;
+namespace AspireTune.Engine.Checkpoints;
 
 /// <summary>Where one tensor of a (possibly sharded) Hugging Face checkpoint lives.</summary>
 public sealed record TensorLocation(string File, long DataStart, SafeTensorEntry Entry);

@@ -1,4 +1,4 @@
-namespace AspireTune.FineTuning.Training;
+namespace AspireTune.Engine.Training;
 
 internal static class Schedules
 {

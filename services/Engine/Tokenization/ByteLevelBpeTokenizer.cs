@@ -2,9 +2,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using AspireTune.FineTuning.Models;
+using AspireTune.Engine.Models;
 
-namespace AspireTune.FineTuning.Tokenization;
+namespace AspireTune.Engine.Tokenization;
 
 /// <summary>
 /// Byte-level BPE as GPT-2, Llama 3, Qwen2 and SmolLM use it: bytes mapped to printable characters,

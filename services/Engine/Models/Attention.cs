@@ -1,7 +1,7 @@
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace AspireTune.FineTuning.Models;
+namespace AspireTune.Engine.Models;
 
 internal static class Attention
 {
