@@ -36,3 +36,9 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problemDet
         });
     }
 }
+
+/// <summary>
+/// A request-body limit for one endpoint, so documented limits above the server's 30 MB default hold
+/// (<c>.WithMetadata(new RequestBodyLimit(bytes))</c>); a body over it is answered 413 with the limit in the detail.
+/// </summary>
+public sealed record RequestBodyLimit(long? MaxRequestBodySize) : Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata;

@@ -50,7 +50,14 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        builder.Services.Configure<JsonOptions>(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
+        builder.Services.Configure<JsonOptions>(o =>
+        {
+            // Enums by name only ("kind": 7 is a 400), null refused where a member is not nullable, a repeated member
+            // refused instead of the last one silently winning.
+            o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter(allowIntegerValues: false));
+            o.SerializerOptions.RespectNullableAnnotations = true;
+            o.SerializerOptions.AllowDuplicateProperties = false;
+        });
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer<BearerSecuritySchemeTransformer>());
 
         builder.AddDataRoot();
@@ -103,9 +110,21 @@ public static class ServiceDefaultsExtensions
         if (properties.ContainsKey(typeof(ServiceDefaultsExtensions).FullName!))
             return app;
         properties[typeof(ServiceDefaultsExtensions).FullName!] = true;
+        PlatformSecurity.Announce(app.Services);
 
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.Use((context, next) =>
+        {
+            if (context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>() is { } limit
+                && context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+            {
+                if (limit.MaxRequestBodySize is { } max && context.Request.ContentLength > max)
+                    throw new BadHttpRequestException($"The request body is {context.Request.ContentLength} bytes; this endpoint accepts at most {max}.", StatusCodes.Status413PayloadTooLarge);
+                feature.MaxRequestBodySize = limit.MaxRequestBodySize;
+            }
+            return next(context);
+        });
         app.UseAuthentication();
         app.UseAuthorization();
 

@@ -298,6 +298,9 @@ public sealed partial class RetrievalService(
             throw new RetrievalValidationException("template", "The template has no {{input}} placeholder.");
         if (request.TokenBudget is < 1 or > 1_000_000)
             throw new RetrievalValidationException("tokenBudget", $"tokenBudget must be between 1 and 1,000,000; {request.TokenBudget} was given.");
+        // Each placeholder copies its text: bound the filled size, not only the template's.
+        if (template.Length > Options.MaxQueryCharacters || Occurrences(template, "{{input}}") > MaxPlaceholderUses || Occurrences(template, "{{examples}}") > MaxPlaceholderUses || Occurrences(template, "{{context}}") > MaxPlaceholderUses)
+            throw new RetrievalValidationException("template", $"The template must be at most {Options.MaxQueryCharacters:N0} characters (Retrieval:MaxQueryCharacters) and use each placeholder at most {MaxPlaceholderUses} times.");
         var hits = await RankAsync(record, request.Input, request.K, request.Filter, request.Mode, request.Mmr, 0.5, ct);
 
         var examples = new List<Scored>();
@@ -309,6 +312,7 @@ public sealed partial class RetrievalService(
         var leftOut = 0;
         foreach (var hit in hits)
         {
+            ct.ThrowIfCancellationRequested();
             var target = hit.Payload.Label is null ? passages : examples;
             target.Add(hit);
             var candidate = FillTemplate(template, request.Input, examples, passages);
@@ -323,6 +327,16 @@ public sealed partial class RetrievalService(
             tokens = candidateTokens;
         }
         return new PromptResponse(collection, prompt, tokens, examples.Select(ToNeighbor).ToList(), passages.Select(ToNeighbor).ToList(), leftOut);
+    }
+
+    private const int MaxPlaceholderUses = 4;
+
+    private static int Occurrences(string text, string value)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(value, StringComparison.Ordinal); i >= 0; i = text.IndexOf(value, i + value.Length, StringComparison.Ordinal))
+            count++;
+        return count;
     }
 
     internal static string FillTemplate(string template, string input, IReadOnlyList<Scored> examples, IReadOnlyList<Scored> passages)
@@ -407,6 +421,8 @@ public sealed partial class RetrievalService(
     {
         if (string.IsNullOrWhiteSpace(text))
             throw new RetrievalValidationException("text", "The query text is empty.");
+        if (text.Length > Options.MaxQueryCharacters)
+            throw new RetrievalValidationException("text", $"The query text is {text.Length:N0} characters; the limit is {Options.MaxQueryCharacters:N0} (Retrieval:MaxQueryCharacters).");
         if (k < 1 || k > Options.MaxK)
             throw new RetrievalValidationException("k", $"k must be between 1 and {Options.MaxK} (Retrieval:MaxK); {k} was given.");
         if (lambda is < 0 or > 1)

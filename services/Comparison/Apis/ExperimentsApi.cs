@@ -5,6 +5,7 @@ using AspireTune.Comparison.Data;
 using AspireTune.Comparison.Workflow;
 using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Comparison;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Security;
@@ -58,7 +59,9 @@ public static class ExperimentsApi
     public static RouteGroupBuilder MapExperimentsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/experiments").WithTags("Comparison: experiments");
-        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator);
+        // Inline JSONL grows when escaped as a JSON string: room for twice Comparison:MaxDatasetBytes, checked again after reading.
+        var datasetLimit = app.ServiceProvider.GetRequiredService<IOptions<ComparisonOptions>>().Value.MaxDatasetBytes;
+        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator).WithMetadata(new RequestBodyLimit(2 * Math.Min(datasetLimit, long.MaxValue / 4) + 1024 * 1024));
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report", ReportHtmlAsync).RequireAuthorization(Policies.Reader);

@@ -35,6 +35,8 @@ public static class DatasetReader
 
     private static DatasetItem ParseLine(int index, int line, ReadOnlySpan<byte> raw)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(raw))
+            return new(index, line, null, null, null, $"line {line}: not valid UTF-8 (save the file as UTF-8)");
         JsonDocument document;
         try
         {

@@ -38,7 +38,8 @@ public static class OpenAiApi
 
     public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1").WithTags("OpenAI-compatible serving").RequireAuthorization(Policies.Reader);
+        var group = app.MapGroup("/v1").WithTags("OpenAI-compatible serving").RequireAuthorization(Policies.Reader)
+            .WithMetadata(new OpenAiAuthorizationFailure());
         group.MapGet("/models", ListModelsAsync);
         group.MapGet("/models/{id}", GetModelAsync);
         group.MapPost("/chat/completions", ChatAsync);
@@ -75,7 +76,7 @@ public static class OpenAiApi
     {
         try
         {
-            var body = await ReadBodyAsync(http.Request, ct);
+            var body = await ReadBodyAsync(http.Request, chat: true, ct);
             var model = await FindModelAsync(db, body, ct);
             var messages = ParseMessages(body);
             var settings = ParseSampling(body, DefaultChatMaxTokens, chat: true);
@@ -213,7 +214,7 @@ public static class OpenAiApi
     {
         try
         {
-            var body = await ReadBodyAsync(http.Request, ct);
+            var body = await ReadBodyAsync(http.Request, chat: false, ct);
             var model = await FindModelAsync(db, body, ct);
             var settings = ParseSampling(body, DefaultCompletionMaxTokens, chat: false);
             var echo = OptionalBool(body, "echo") ?? false;
@@ -426,16 +427,94 @@ public static class OpenAiApi
             throw new OpenAiException(400, $"The prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) exceeds this model's context of {context} tokens.", "max_tokens", "context_length_exceeded");
     }
 
-    private static async Task<JsonObject> ReadBodyAsync(HttpRequest request, CancellationToken ct)
+    /// <summary>Largest request body, in bytes (a prompt of a few hundred thousand words fits).</summary>
+    public const int MaxBodyBytes = 8 * 1024 * 1024;
+
+    private static async Task<JsonObject> ReadBodyAsync(HttpRequest request, bool chat, CancellationToken ct)
     {
+        byte[] bytes;
         try
         {
-            return await JsonNode.ParseAsync(request.Body, cancellationToken: ct) as JsonObject
+            if (request.ContentLength > MaxBodyBytes)
+                throw new OpenAiException(413, $"The request body is {request.ContentLength} bytes; the limit is {MaxBodyBytes}.", null, "request_too_large");
+            using var buffer = new MemoryStream();
+            var chunk = new byte[81920];
+            int read;
+            while ((read = await request.Body.ReadAsync(chunk, ct)) > 0)
+            {
+                if (buffer.Length + read > MaxBodyBytes)
+                    throw new OpenAiException(413, $"The request body exceeds the limit of {MaxBodyBytes} bytes.", null, "request_too_large");
+                buffer.Write(chunk, 0, read);
+            }
+            bytes = buffer.ToArray();
+        }
+        catch (BadHttpRequestException ex)
+        {
+            throw new OpenAiException(ex.StatusCode, $"The request body could not be read: {ex.Message}");
+        }
+        // Checked before parsing: the JSON reader accepts invalid UTF-8 inside strings and fails only when they are read.
+        if (System.Text.Unicode.Utf8.IsValid(bytes) is false)
+            throw new OpenAiException(400, $"The request body is not valid UTF-8 (first bad byte at offset {FirstInvalidUtf8(bytes)}).");
+        JsonObject body;
+        try
+        {
+            body = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 }) as JsonObject
                 ?? throw new OpenAiException(400, "The request body must be a JSON object.");
         }
         catch (JsonException ex)
         {
             throw new OpenAiException(400, $"The request body is not valid JSON: {ex.Message}");
+        }
+        RejectUnsupported(body, chat);
+        return body;
+    }
+
+    private static int FirstInvalidUtf8(byte[] bytes)
+    {
+        var valid = 0;
+        while (System.Text.Rune.DecodeFromUtf8(bytes.AsSpan(valid), out _, out var consumed) == System.Buffers.OperationStatus.Done)
+            valid += consumed;
+        return valid;
+    }
+
+    // What each endpoint reads; also what OpenAI clients send that changes nothing here (user, metadata, store, ...).
+    private static readonly HashSet<string> ChatParameters =
+    [
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options",
+        "logprobs", "top_logprobs", "user", "metadata", "store", "service_tier",
+        "tools", "tool_choice", "parallel_tool_calls", "response_format", "frequency_penalty", "presence_penalty", "logit_bias",
+    ];
+
+    private static readonly HashSet<string> CompletionParameters =
+    [
+        "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options", "echo", "logprobs", "user",
+        "best_of", "frequency_penalty", "presence_penalty", "logit_bias",
+    ];
+
+    /// <summary>
+    /// Parameters this server does not implement get a 400 naming them rather than being ignored; their neutral
+    /// values (no tools, <c>n</c> 1, text responses, zero penalties) are accepted, as clients send them by default.
+    /// </summary>
+    private static void RejectUnsupported(JsonObject body, bool chat)
+    {
+        var known = chat ? ChatParameters : CompletionParameters;
+        foreach (var (name, value) in body)
+        {
+            if (!known.Contains(name))
+                throw new OpenAiException(400, $"Unrecognized request argument supplied: {name}", name, "unsupported_parameter");
+            var neutral = value is null || value.GetValueKind() == JsonValueKind.Null || name switch
+            {
+                "tools" => value is JsonArray { Count: 0 },
+                "tool_choice" => value.GetValueKind() == JsonValueKind.String && value.GetValue<string>() == "none",
+                "parallel_tool_calls" => true,
+                "response_format" => value is JsonObject format && format["type"]?.GetValueKind() == JsonValueKind.String && format["type"]!.GetValue<string>() == "text",
+                "frequency_penalty" or "presence_penalty" => value.GetValueKind() == JsonValueKind.Number && value.GetValue<double>() == 0,
+                "logit_bias" => value is JsonObject { Count: 0 },
+                "best_of" or "n" when !chat => value.GetValueKind() == JsonValueKind.Number && value.AsValue().TryGetValue<int>(out var one) && one == 1,
+                _ => true,
+            };
+            if (!neutral)
+                throw new OpenAiException(400, $"'{name}' is not supported by this server{(name is "n" or "best_of" ? " (only 1)" : "")}.", name, "unsupported_parameter");
         }
     }
 
@@ -509,4 +588,15 @@ public static class OpenAiApi
         await http.Response.WriteAsync("data: " + new JsonObject { ["error"] = new JsonObject { ["message"] = ex.Message, ["type"] = ex.Type, ["param"] = ex.Param, ["code"] = ex.Code } }.ToJsonString() + "\n\n");
         return Results.Empty;
     }
+}
+
+/// <summary>401 and 403 on <c>/v1</c> in the OpenAI error shape that SDKs read (the status and <c>WWW-Authenticate</c> are the scheme's).</summary>
+internal sealed class OpenAiAuthorizationFailure : IAuthorizationFailureBody
+{
+    public Task WriteAsync(HttpContext context, int status) => context.Response.WriteAsJsonAsync(new JsonObject
+    {
+        ["error"] = status == StatusCodes.Status401Unauthorized
+            ? new JsonObject { ["message"] = "Missing or invalid API key: send 'Authorization: Bearer <key>'.", ["type"] = "invalid_request_error", ["param"] = null, ["code"] = "invalid_api_key" }
+            : new JsonObject { ["message"] = "The API key is valid but its role may not use this endpoint.", ["type"] = "invalid_request_error", ["param"] = null, ["code"] = "insufficient_permissions" },
+    });
 }
