@@ -4,6 +4,7 @@ using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
 using AspireTune.FineTuning.Serving;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -18,8 +19,9 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, IBus bus, ModelRegi
 {
     private string Owner => queue.Owner;
 
-    /// <summary>The model id a job registers: <c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id prefix&gt;</c>, as hosted APIs name them.</summary>
-    public static string FineTunedModelId(FineTuningJob job) => $"ft:{job.BaseModel}:{job.Suffix ?? "job"}:{job.Id.ToString("N")[..8]}";
+    /// <summary>The model id a job registers: <c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id&gt;</c>, as hosted APIs name them; the whole
+    /// job id (compact), never a prefix of it, which sequential ids share.</summary>
+    public static string FineTunedModelId(FineTuningJob job) => $"ft:{job.BaseModel}:{job.Suffix ?? "job"}:{CompactId.Encode(job.Id)}";
 
     public async Task CompleteAsync(FineTuningJob job, TrainingRun run, TrainingOutcome outcome, TimeSpan elapsed)
     {

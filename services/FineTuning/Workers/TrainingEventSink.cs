@@ -4,6 +4,7 @@ using AspireTune.Contracts.FineTuning;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
+using AspireTune.ServiceDefaults;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 
@@ -126,7 +127,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
-        var id = $"ftckpt-{job.Id.ToString("N")[..12]}-{checkpoint.Step}";
+        var id = $"ftckpt-{CompactId.Encode(job.Id)}-{checkpoint.Step}";
         if (await db.Checkpoints.AnyAsync(c => c.Id == id))
             return; // re-saved after a resume: the row already describes it
         db.Checkpoints.Add(new JobCheckpoint
