@@ -121,6 +121,15 @@ public static class ServiceDefaultsExtensions
         app.UseStatusCodePages();
         app.Use((context, next) =>
         {
+            // Error bodies are ProblemDetails, also where a handler returns NotFound<ProblemDetails> (written as plain
+            // JSON): label them so. Endpoints with an error shape of their own (the OpenAI one on /v1) keep theirs.
+            if (context.GetEndpoint()?.Metadata.GetMetadata<IAuthorizationFailureBody>() is null)
+                context.Response.OnStarting(() =>
+                {
+                    if (context.Response.StatusCode >= 400 && context.Response.ContentType?.StartsWith("application/json", StringComparison.Ordinal) == true)
+                        context.Response.ContentType = "application/problem+json; charset=utf-8";
+                    return Task.CompletedTask;
+                });
             if (context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>() is { } limit
                 && context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
             {

@@ -125,6 +125,8 @@ public sealed partial class RetrievalService(
         for (var i = 0; i < documents.Count; i++)
         {
             var doc = documents[i];
+            if (doc is null)
+                throw new RetrievalValidationException($"documents[{i}]", $"Document {i} is null.");
             if (string.IsNullOrWhiteSpace(doc.Id))
                 throw new RetrievalValidationException($"documents[{i}].id", $"Document {i} has no id.");
             if (string.IsNullOrWhiteSpace(doc.Text))
@@ -154,6 +156,8 @@ public sealed partial class RetrievalService(
         for (var i = 0; i < examples.Count; i++)
         {
             var example = examples[i];
+            if (example is null)
+                throw new RetrievalValidationException($"examples[{i}]", $"Example {i} is null.");
             if (string.IsNullOrWhiteSpace(example.Input))
                 throw new RetrievalValidationException($"examples[{i}].input", $"Example {i} has an empty input.");
             var p = ExampleDocument(example.Input, example.Expected, example.Metadata);
@@ -380,6 +384,8 @@ public sealed partial class RetrievalService(
         for (var q = 0; q < request.Queries.Count; q++)
         {
             var query = request.Queries[q];
+            if (query is null)
+                throw new RetrievalValidationException($"queries[{q}]", $"Query {q} is null.");
             if (query.RelevantIds is not { Count: > 0 } && string.IsNullOrEmpty(query.RelevantLabel))
                 throw new RetrievalValidationException($"queries[{q}]", $"Query {q} names neither relevantIds nor relevantLabel.");
             var hits = await RankAsync(record, query.Text, request.K, null, request.Mode, false, 0.5, ct);

@@ -78,9 +78,11 @@ public static class ExperimentsApi
         var name = request.Name?.Trim() ?? "";
         if (name.Length is 0 or > 200)
             errors["name"] = ["The name must be 1-200 characters."];
-        var candidates = (request.Candidates ?? CandidateKinds).Select(c => c.Trim().ToLowerInvariant()).Distinct().ToList();
+        var candidates = (request.Candidates ?? CandidateKinds).Select(c => c?.Trim().ToLowerInvariant() ?? "").Distinct().ToList();
         if (candidates.Count == 0 || candidates.Any(c => !CandidateKinds.Contains(c)))
             errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds)}."];
+        if (request.ModelEndpoints?.Any(e => string.IsNullOrWhiteSpace(e) || e.Length > 128) == true)
+            errors["modelEndpoints"] = ["Model endpoint ids are non-empty strings of at most 128 characters."];
         var testFraction = request.TestFraction ?? 0.2;
         if (testFraction is <= 0 or > 0.5)
             errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];

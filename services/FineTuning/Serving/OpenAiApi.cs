@@ -38,6 +38,9 @@ public static class OpenAiApi
 
     public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
     {
+        // Unknown /v1 routes answer in the OpenAI shape too, as SDKs read it.
+        app.MapFallback("/v1/{**path}", (string? path) => new OpenAiException(404, $"Unknown route /v1/{path}.", null, "unknown_route").ToResult())
+            .RequireAuthorization(Policies.Reader).WithMetadata(new OpenAiAuthorizationFailure()).ExcludeFromDescription();
         var group = app.MapGroup("/v1").WithTags("OpenAI-compatible serving").RequireAuthorization(Policies.Reader)
             .WithMetadata(new OpenAiAuthorizationFailure());
         group.MapGet("/models", ListModelsAsync);
@@ -460,13 +463,37 @@ public static class OpenAiApi
         {
             body = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 }) as JsonObject
                 ?? throw new OpenAiException(400, "The request body must be a JSON object.");
+            Materialize(body);
         }
         catch (JsonException ex)
         {
             throw new OpenAiException(400, $"The request body is not valid JSON: {ex.Message}");
         }
+        catch (InvalidOperationException)
+        {
+            throw new OpenAiException(400, "The request body holds a \\u escape that is not valid UTF-16 (a lone surrogate).");
+        }
         RejectUnsupported(body, chat);
         return body;
+    }
+
+    /// <summary>Reads every member name and string once, so text that cannot be decoded fails here and not in a handler.</summary>
+    private static void Materialize(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (_, value) in o)
+                    Materialize(value);
+                break;
+            case JsonArray a:
+                foreach (var item in a)
+                    Materialize(item);
+                break;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                v.GetValue<string>();
+                break;
+        }
     }
 
     private static int FirstInvalidUtf8(byte[] bytes)

@@ -1,0 +1,26 @@
+using AspireTune.TestSupport;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+
+namespace AspireTune.Comparison.Tests;
+
+/// <summary>Issue 12's sweep over every operation of the Comparison service's own host (see <see cref="BadInputSweep"/>).</summary>
+public sealed class BadInputSweepTests
+{
+    [Fact]
+    public async Task ComparisonHost_EveryOperationWithBadInput_AnswersWithoutServerErrorHangOrStateChange()
+    {
+        var data = TestInfrastructure.TempDataFolder("comparison-sweep");
+        await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("ASPIRETUNE_DATA", data);
+            b.UseSetting("ConnectionStrings:messaging", "");
+            b.UseSetting("ConnectionStrings:comparisondb", "");
+        });
+
+        var sweep = await BadInputSweep.RunAsync(factory.CreateClient(), "the Comparison host", (_, _) => null, TestContext.Current.CancellationToken);
+
+        TestContext.Current.TestOutputHelper?.WriteLine(sweep.Summary);
+        sweep.Failures.Should().BeEmpty(sweep.Summary);
+    }
+}
