@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
@@ -52,6 +53,14 @@ public static class ServiceDefaultsExtensions
             http.AddServiceDiscovery();
         });
 
+        // A time budget for every request (AspireTune:RequestTimeoutSeconds, default 300, 0 turns it off): when it runs out
+        // the request's cancellation token fires, which the handlers pass down to their loops, and the answer is 503.
+        var timeoutSeconds = builder.Configuration.GetValue("AspireTune:RequestTimeoutSeconds", 300);
+        builder.Services.AddRequestTimeouts(o =>
+        {
+            if (timeoutSeconds > 0)
+                o.DefaultPolicy = new Microsoft.AspNetCore.Http.Timeouts.RequestTimeoutPolicy { Timeout = TimeSpan.FromSeconds(timeoutSeconds), TimeoutStatusCode = StatusCodes.Status503ServiceUnavailable };
+        });
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -130,17 +139,18 @@ public static class ServiceDefaultsExtensions
                         context.Response.ContentType = "application/problem+json; charset=utf-8";
                     return Task.CompletedTask;
                 });
-            if (context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>() is { } limit
-                && context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+            if (context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>() is { } limit)
             {
                 if (limit.MaxRequestBodySize is { } max && context.Request.ContentLength > max)
                     throw new BadHttpRequestException($"The request body is {context.Request.ContentLength} bytes; this endpoint accepts at most {max}.", StatusCodes.Status413PayloadTooLarge);
-                feature.MaxRequestBodySize = limit.MaxRequestBodySize;
+                if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+                    feature.MaxRequestBodySize = limit.MaxRequestBodySize;
             }
             return next(context);
         });
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UseRequestTimeouts();
 
         app.MapHealthChecks(HealthPath).AllowAnonymous();
         app.MapHealthChecks(AlivePath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") }).AllowAnonymous();

@@ -24,3 +24,24 @@ public sealed class BadInputSweepTests
         sweep.Failures.Should().BeEmpty(sweep.Summary);
     }
 }
+
+public sealed class RequestLimitTests
+{
+    [Fact]
+    public async Task CreateExperiment_BodyOverTheLimit_Is413WithTheLimitInTheDetail()
+    {
+        await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("ASPIRETUNE_DATA", TestInfrastructure.TempDataFolder("comparison-limit"));
+            b.UseSetting("ConnectionStrings:messaging", "");
+            b.UseSetting("ConnectionStrings:comparisondb", "");
+            b.UseSetting("Comparison:MaxDatasetBytes", "1000");
+        });
+        var body = new StringContent("{\"name\":\"big\",\"dataset\":\"" + new string('x', 2 * 1024 * 1024) + "\"}", System.Text.Encoding.UTF8, "application/json");
+
+        var response = await factory.CreateClient().PostAsync("/api/experiments", body, TestContext.Current.CancellationToken);
+
+        response.StatusCode.Should().Be(System.Net.HttpStatusCode.RequestEntityTooLarge);
+        (await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).Should().Contain("at most 1050576");
+    }
+}

@@ -85,6 +85,36 @@ public sealed class SecurityRegressionTests
     }
 
     [Fact]
+    public async Task Request_OverItsTimeBudget_IsCancelledAndAnswered503()
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
+        builder.WebHost.UseTestServer();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ASPIRETUNE_DATA"] = TestSupport.TestInfrastructure.TempDataFolder(),
+            ["AspireTune:RequestTimeoutSeconds"] = "1",
+        });
+        builder.AddServiceDefaults();
+        await using var app = builder.Build();
+        app.MapDefaultEndpoints();
+        var cancelled = new TaskCompletionSource();
+        app.MapGet("/api/spin", async (CancellationToken ct) =>
+        {
+            // A loop on request data that honours the token, as the handlers' loops do.
+            while (!ct.IsCancellationRequested)
+                await Task.Delay(10, CancellationToken.None);
+            cancelled.SetResult();
+            ct.ThrowIfCancellationRequested();
+        });
+        await app.StartAsync(Ct);
+
+        var response = await app.GetTestClient().GetAsync("/api/spin", Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+
+        response.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable);
+        cancelled.Task.IsCompleted.Should().BeTrue();
+    }
+
+    [Fact]
     public void Resolve_NulCharacter_IsRefusedNotAnArgumentException()
     {
         var root = new DataRoot(TestSupport.TestInfrastructure.TempDataFolder());
