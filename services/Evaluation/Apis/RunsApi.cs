@@ -7,6 +7,7 @@ using AspireTune.Evaluation.Datasets;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Security;
+using AspireTune.ServiceDefaults.Work;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -60,7 +61,7 @@ public static class RunsApi
         return TypedResults.Ok(runs.Select(r => ToResponse(r, counts.GetValueOrDefault(r.Id), withSummaries: false)).ToList());
     }
 
-    public static async Task<Results<Accepted<RunResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(RunCreateRequest request, EvaluationDbContext db, RunFactory factory, RunQueue queue, CancellationToken ct)
+    public static async Task<Results<Accepted<RunResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(RunCreateRequest request, EvaluationDbContext db, RunFactory factory, WorkQueue<EvaluationDbContext, RunEntity> queue, CancellationToken ct)
     {
         ArtifactRef? dataset = request.DatasetArtifact;
         if (dataset is null && request.Dataset is { Length: > 0 } sha)
@@ -91,7 +92,7 @@ public static class RunsApi
         if (run is null)
             return TypedResults.ValidationProblem(errors, title: "The run is not valid.");
         await db.SaveChangesAsync(ct);
-        queue.Enqueue(run.Id);
+        queue.Nudge();
         return TypedResults.Accepted($"/api/evaluation/runs/{run.Id}", ToResponse(run, 0, withSummaries: true));
     }
 
@@ -128,7 +129,7 @@ public static class RunsApi
         return TypedResults.Empty;
     }
 
-    public static async Task<Results<Accepted<RunResponse>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ClaimsPrincipal user, EvaluationDbContext db, RunQueue queue, CancellationToken ct)
+    public static async Task<Results<Accepted<RunResponse>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ClaimsPrincipal user, EvaluationDbContext db, WorkQueue<EvaluationDbContext, RunEntity> queue, CancellationToken ct)
     {
         var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == id, ct);
         if (run is null)
@@ -138,8 +139,8 @@ public static class RunsApi
         run.CancelledBy = user.Identity?.Name ?? "anonymous";
         await db.SaveChangesAsync(ct);
         // Executing here: stop it now. Queued: the worker sees CancelledBy when it picks the run up.
-        if (!queue.Cancel(id))
-            queue.Enqueue(id);
+        if (!queue.CancelLocal(id))
+            queue.Nudge();
         var completed = await db.ItemResults.CountAsync(r => r.RunId == id, ct);
         return TypedResults.Accepted($"/api/evaluation/runs/{id}", ToResponse(run, completed, withSummaries: false));
     }

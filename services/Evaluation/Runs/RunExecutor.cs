@@ -10,6 +10,7 @@ using AspireTune.Evaluation.Prompts;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Scoring;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -32,8 +33,10 @@ public sealed class RunExecutor(
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
 {
-    public async Task ExecuteAsync(Guid runId, CancellationToken cancel, CancellationToken stopping)
+    public async Task ExecuteAsync(WorkLease lease, CancellationToken stopping)
     {
+        var runId = lease.Id;
+        var cancel = lease.Token;
         var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == runId, stopping);
         if (run is null || run.Status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled)
             return;
@@ -53,7 +56,7 @@ public sealed class RunExecutor(
             await db.SaveChangesAsync(stopping);
             await ExecuteCoreAsync(run, cancel, stopping);
         }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested && !stopping.IsCancellationRequested)
+        catch (OperationCanceledException) when (lease.Reason == WorkStop.CancelRequested && !stopping.IsCancellationRequested)
         {
             await writer.FlushAsync(stopping);
             await FinishCancelledAsync(run);
