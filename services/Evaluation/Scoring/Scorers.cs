@@ -66,8 +66,11 @@ public abstract class Scorer
             "json-schema" => new JsonSchemaScorer(argument ?? throw new ArgumentException("'json-schema' needs a schema: json-schema:{...}.")),
             "numeric" => new NumericScorer(argument),
             "judge" => new JudgeScorer(argument ?? throw new ArgumentException("'judge' needs an endpoint id: judge:ENDPOINT."), judge, rubric),
+            "token-f1" => new TokenF1Scorer(),
+            "rouge-l" => new RougeLScorer(),
+            "json-fields" => new JsonFieldsScorer(),
             "assert" => new AssertionScorer(argument, judge, embed),
-            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, assert[:judge=ENDPOINT,embedding=ENDPOINT]."),
+            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields, assert[:judge=ENDPOINT,embedding=ENDPOINT]."),
         };
     }
 
