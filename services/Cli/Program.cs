@@ -1,6 +1,7 @@
 using System.CommandLine;
 using AspireTune.Cli.Commands;
 using AspireTune.Cli.Infrastructure;
+using Spectre.Console;
 
 namespace AspireTune.Cli;
 

@@ -37,6 +37,9 @@ public sealed class CliIo
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
+    /// <summary>The same, one value a line (JSONL).</summary>
+    public static readonly JsonSerializerOptions JsonLines = new(Json) { WriteIndented = false };
+
     private readonly TextWriter _stdout;
 
     public CliIo(TextWriter stdout, TextWriter stderr, bool interactive)
@@ -58,7 +61,7 @@ public sealed class CliIo
     public void WriteJson<T>(T value) => _stdout.WriteLine(JsonSerializer.Serialize(value, Json));
 
     /// <summary>One line of JSON per value (JSONL), for results that stream.</summary>
-    public void WriteJsonLine<T>(T value) => _stdout.WriteLine(JsonSerializer.Serialize(value, Json with { WriteIndented = false }));
+    public void WriteJsonLine<T>(T value) => _stdout.WriteLine(JsonSerializer.Serialize(value, JsonLines));
 
     public void Write(IRenderable renderable) => Out.Write(renderable);
 

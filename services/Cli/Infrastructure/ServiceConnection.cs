@@ -79,9 +79,9 @@ public sealed class ServiceConnection : IAsyncDisposable
         {
             // stdout belongs to the command's output (tables, JSON): the hosts log warnings and errors to stderr.
             builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-            builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning
-                && category?.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal) != true
-                && (category != "MassTransit.ReceiveTransport" || level >= LogLevel.Error));
+            builder.Logging.AddFilter((category, level) => level >= LogLevel.Error
+                || (level == LogLevel.Warning && category?.StartsWith("AspireTune.", StringComparison.Ordinal) == true
+                    && !category.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal)));
         });
         await app.StartAsync(ct);
         var baseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

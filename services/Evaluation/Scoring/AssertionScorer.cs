@@ -17,7 +17,7 @@ public delegate Task<IReadOnlyList<float[]>> EmbedCall(string endpointId, IReadO
 /// <c>similarity</c> and <c>rubric</c> values. <c>llm-rubric</c> asks the judge endpoint, <c>similar</c> embeds
 /// with the embedding endpoint (default: the judge's).
 /// </summary>
-internal sealed class AssertionScorer : Scorer
+public sealed class AssertionScorer : Scorer
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string? _judge;
