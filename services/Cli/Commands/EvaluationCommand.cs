@@ -198,7 +198,7 @@ public static class EvaluationCommand
                 if (m is null)
                     return "";
                 var value = m.Value.ToString(format, CultureInfo.InvariantCulture);
-                return interval && m.Lower is { } lo && m.Upper is { } hi ? $"{value} [{lo.ToString(format, CultureInfo.InvariantCulture)}-{hi.ToString(format, CultureInfo.InvariantCulture)}]" : value;
+                return Markup.Escape(interval && m.Lower is { } lo && m.Upper is { } hi ? $"{value} [{lo.ToString(format, CultureInfo.InvariantCulture)}-{hi.ToString(format, CultureInfo.InvariantCulture)}]" : value);
             }
             table.AddRow([Markup.Escape(s.Prompt), Markup.Escape(s.ModelEndpoint), s.Items.ToString(CultureInfo.InvariantCulture),
                 .. scores.Select(n => Cell(n, "0.000", true)), Cell(calls[0], "0.000", false), Cell(calls[1], "0.####", false), s.Errors.ToString(CultureInfo.InvariantCulture)]);
