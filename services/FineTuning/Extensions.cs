@@ -7,7 +7,9 @@ using AspireTune.FineTuning.Serving;
 using AspireTune.FineTuning.Workers;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
+using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning;
 
@@ -31,6 +33,14 @@ public static class FineTuningExtensions
         builder.Services.AddSingleton<ServedEndpoint>();
         builder.Services.AddScoped<JobValidator>();
         builder.Services.AddHostedService<BuiltInModelSeeder>();
+        builder.Services.AddWorkQueue<FineTuningDbContext, FineTuningJob>("fine-tuning", TrainingWorker.Definition, sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<FineTuningOptions>>().Value;
+            return new WorkQueueTiming(TimeSpan.FromSeconds(o.LeaseSeconds), TimeSpan.FromSeconds(o.HeartbeatSeconds), TimeSpan.FromMilliseconds(o.PollIntervalMs), MaxConcurrency: 1);
+        });
+        builder.Services.AddSingleton<TrainingInputs>();
+        builder.Services.AddSingleton<JobOutcomes>();
+        builder.Services.AddHostedService<StaleValidationResender>();
         if (builder.Configuration.GetValue($"{FineTuningOptions.SectionName}:{nameof(FineTuningOptions.WorkerEnabled)}", true))
             builder.Services.AddHostedService<TrainingWorker>();
         return builder;

@@ -66,9 +66,9 @@ public sealed class EmbeddedHostFixture : IAsyncLifetime
     /// <summary>Registers the mock model as an Evaluation endpoint (the API's own shape: id, kind, baseUrl, model).</summary>
     public async Task RegisterModelAsync(string id)
     {
-        (await Http.PutAsJsonAsync($"api/evaluation/models/{id}", new AspireTune.Evaluation.Apis.ModelEndpointRequest
+        (await Http.PutAsJsonAsync($"api/evaluation/models/{id}", new AspireTune.Contracts.Evaluation.ModelEndpointRequest
         {
-            Id = id, Kind = AspireTune.Evaluation.Data.EndpointKind.OpenAICompatible, BaseUrl = Model.BaseUrl, Model = id,
+            Id = id, Kind = AspireTune.Contracts.Evaluation.EndpointKind.OpenAICompatible, BaseUrl = Model.BaseUrl, Model = id,
         }, CliIo.Json)).EnsureSuccessStatusCode();
     }
 

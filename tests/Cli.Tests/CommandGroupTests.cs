@@ -2,6 +2,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using AspireTune.Cli.Infrastructure;
 using AspireTune.Comparison.Apis;
+using AspireTune.Contracts.Comparison;
+using AspireTune.Contracts.Retrieval;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Apis;
 using AspireTune.Evaluation.Data;
@@ -73,7 +75,7 @@ public sealed class CommandGroupTests(EmbeddedHostFixture host) : IClassFixture<
     public async Task Evaluation_RunListShowResults_JsonParsesWithScores()
     {
         await host.RegisterModelAsync("large");
-        (await host.Http.PostAsJsonAsync("api/evaluation/prompts", new PromptVersionRequest("cli-qa", "Question: {{$input}}"), CliIo.Json, TestContext.Current.CancellationToken)).EnsureSuccessStatusCode();
+        (await host.Http.PostAsJsonAsync("api/evaluation/prompts", new PromptVersionRequest { Name = "cli-qa", Template = "Question: {{$input}}" }, CliIo.Json, TestContext.Current.CancellationToken)).EnsureSuccessStatusCode();
         var dataset = Path.Combine(TestInfrastructure.TempDataFolder("eval"), "qa.jsonl");
         File.WriteAllText(dataset, """
             {"input": "What is the capital of France?", "expected": "Paris"}

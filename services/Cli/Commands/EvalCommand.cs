@@ -113,7 +113,13 @@ public static class EvalCommand
         foreach (var prompt in suite.Prompts)
         {
             var version = await c.PostAsync<PromptVersionRequest, PromptVersionResponse>("api/evaluation/prompts",
-                new PromptVersionRequest($"promptfoo-{Hash(prompt.User + "\u0000" + prompt.System)}", "{{$input}}", prompt.System, $"{prompt.Label} (from {suite.Path})"), ct);
+                new PromptVersionRequest
+                {
+                    Name = $"promptfoo-{Hash(prompt.User + "\u0000" + prompt.System)}",
+                    Template = "{{$input}}",
+                    System = prompt.System,
+                    Description = $"{prompt.Label} (from {suite.Path})",
+                }, ct);
             var dataset = await EvaluationCommand.UploadDatasetAsync(c, $"{name}-{version.Name}", Dataset(prompt, suite.Tests), ct);
             // Temperature and max_tokens are per run in the Evaluation service: providers that differ get their own run.
             foreach (var group in suite.Providers.GroupBy(p => (p.Temperature, p.MaxTokens)))

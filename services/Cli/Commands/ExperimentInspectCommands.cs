@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using AspireTune.Cli.Infrastructure;
 using AspireTune.Comparison.Apis;
+using AspireTune.Contracts.Comparison;
 using Spectre.Console;
 
 namespace AspireTune.Cli.Commands;
@@ -58,7 +59,7 @@ public static class ExperimentInspectCommands
             io.Out.MarkupLineInterpolated($"Experiment [bold]{e.Name}[/] ({e.Id}): {e.Status}, step {e.Step}");
             var candidates = CliIo.Table("candidate", "kind", "status", "model endpoint", "error");
             foreach (var k in e.Candidates)
-                candidates.AddRow(Markup.Escape(k.Name), Markup.Escape(k.Kind), k.Status, Markup.Escape(k.ModelEndpoint ?? ""), Markup.Escape(k.Error ?? ""));
+                candidates.AddRow(Markup.Escape(k.Name), k.Kind.ToString(), k.Status, Markup.Escape(k.ModelEndpoint ?? ""), Markup.Escape(k.Error ?? ""));
             io.Write(candidates);
             if (e.Winner is not null)
                 io.Out.MarkupLineInterpolated($"[green bold]Decision: {e.Winner}[/] {e.Decision}");

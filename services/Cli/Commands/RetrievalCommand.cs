@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using AspireTune.Cli.Infrastructure;
+using AspireTune.Contracts.Retrieval;
 using AspireTune.Retrieval.Apis;
 using AspireTune.Retrieval.Ingestion;
 using Spectre.Console;

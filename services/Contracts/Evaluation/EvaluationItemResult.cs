@@ -1,8 +1,12 @@
+using System.Text.Json;
+using AspireTune.Contracts.Common;
+
 namespace AspireTune.Contracts.Evaluation;
 
 /// <summary>
 /// One line of a run's per-item results (the artifact <see cref="EvaluationCompleted.Results"/> points to, and
 /// <c>GET /api/evaluation/runs/{id}/results</c>): one call, i.e. one prompt x endpoint x item x repeat.
+/// Read and written only through <see cref="EvaluationResultsJsonl"/>.
 /// </summary>
 public sealed record EvaluationItemResult
 {
@@ -56,4 +60,42 @@ public sealed record EvaluationItemResult
 
     /// <summary>Scorers that could not score the answer, and why.</summary>
     public string? ScoreErrors { get; init; }
+}
+
+/// <summary>The one reader and writer of per-item evaluation results (JSONL, one <see cref="EvaluationItemResult"/> a line).</summary>
+public static class EvaluationResultsJsonl
+{
+    /// <summary>Appends one result as a line (with its newline).</summary>
+    public static void WriteLine(Stream stream, EvaluationItemResult result)
+    {
+        JsonSerializer.Serialize(stream, result, ContractJson.Options);
+        stream.WriteByte((byte)'\n');
+    }
+
+    /// <summary>Appends one result as a line (with its newline).</summary>
+    public static async Task WriteLineAsync(Stream stream, EvaluationItemResult result, CancellationToken ct)
+    {
+        await JsonSerializer.SerializeAsync(stream, result, ContractJson.Options, ct);
+        await stream.WriteAsync("\n"u8.ToArray(), ct);
+    }
+
+    /// <summary>Reads every non-blank line; a line that is not a result throws a <see cref="FormatException"/> naming the line.</summary>
+    public static List<EvaluationItemResult> Read(ReadOnlySpan<byte> content)
+    {
+        var results = new List<EvaluationItemResult>();
+        var reader = new JsonlLines(content);
+        while (reader.TryNext(out var number, out var raw))
+        {
+            try
+            {
+                results.Add(JsonSerializer.Deserialize<EvaluationItemResult>(raw, ContractJson.Options)
+                    ?? throw new FormatException($"Evaluation results line {number}: null is not a result."));
+            }
+            catch (JsonException e)
+            {
+                throw new FormatException($"Evaluation results line {number}: {e.Message}", e);
+            }
+        }
+        return results;
+    }
 }

@@ -59,7 +59,7 @@ public sealed class AssertionScorer : Scorer
         AssertedItemMetadata? metadata;
         try
         {
-            metadata = input.MetadataJson is null ? null : JsonSerializer.Deserialize<AssertedItemMetadata>(input.MetadataJson, Json);
+            metadata = input.Metadata is null ? null : JsonSerializer.SerializeToElement(input.Metadata).Deserialize<AssertedItemMetadata>(Json);
         }
         catch (JsonException e)
         {

@@ -9,8 +9,8 @@ namespace AspireTune.Evaluation.Scoring;
 /// <summary>What a scorer sees of one call.</summary>
 public sealed record ScoreInput(string Input, string? Expected, string Output)
 {
-    /// <summary>The item's metadata (JSON object text), when it has some.</summary>
-    public string? MetadataJson { get; init; }
+    /// <summary>The item's metadata, when it has some.</summary>
+    public IReadOnlyDictionary<string, JsonElement>? Metadata { get; init; }
 
     /// <summary>Latency of the call in seconds.</summary>
     public double LatencyS { get; init; }

@@ -1,3 +1,5 @@
+using AspireTune.ServiceDefaults.Work;
+
 namespace AspireTune.FineTuning.Data;
 
 /// <summary>Job statuses, spelled as the hosted fine-tuning APIs spell them.</summary>
@@ -26,7 +28,7 @@ public sealed class DataFile
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
 }
 
-public sealed class FineTuningJob
+public sealed class FineTuningJob : ILeasedWork
 {
     public required Guid Id { get; init; }
     public Guid? ExperimentId { get; set; }
