@@ -18,7 +18,7 @@ namespace AspireTune.Cli.Commands;
 /// </summary>
 public static class ExperimentCommand
 {
-    public static Command Create()
+    public static Command Create(Infrastructure.CliIo io, Infrastructure.ConnectionOptions connection)
     {
         var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line.", Required = true };
         var name = new Option<string?>("--name") { Description = "Experiment name (default: the file name)." };
@@ -33,7 +33,9 @@ public static class ExperimentCommand
         };
         run.SetAction((parse, ct) => RunAsync(parse.GetValue(dataset)!, parse.GetValue(name), parse.GetValue(candidates)!, parse.GetValue(baseModel),
             parse.GetValue(endpoints), parse.GetValue(data), TimeSpan.FromMinutes(parse.GetValue(timeout)), ct));
-        return new Command("experiment", "Run and inspect experiments.") { run };
+        var experiment = new Command("experiment", "Run and inspect experiments.") { run };
+        ExperimentInspectCommands.AddTo(experiment, io, connection);
+        return experiment;
     }
 
     private static async Task<int> RunAsync(FileInfo dataset, string? name, string candidates, string? baseModel, string? endpoints, string? data, TimeSpan timeout, CancellationToken ct)

@@ -91,14 +91,15 @@ public sealed class RunExecutor(
             var (version, problem) = await PromptResolver.ResolveAsync(db, reference, stopping);
             prompts.Add(PromptTemplates.Compile(version ?? throw new RunFailedException(problem!)));
         }
-        var endpointIds = spec.ModelEndpoints.Concat(spec.Scorers.Select(s => Scorer.Parse(s).JudgeEndpoint).OfType<string>()).Distinct().ToList();
+        var endpointIds = spec.ModelEndpoints.Concat(spec.Scorers.SelectMany(s => Scorer.Parse(s).Endpoints)).Distinct().ToList();
         var endpoints = await db.ModelEndpoints.AsNoTracking().Where(e => endpointIds.Contains(e.Id)).ToDictionaryAsync(e => e.Id, stopping);
         foreach (var missing in endpointIds.Where(id => !endpoints.ContainsKey(id)))
             throw new RunFailedException($"Model endpoint '{missing}' was deleted after the run was created.");
 
         JudgeCall judge = async (endpointId, system, user, ct) =>
             (await gateway.CompleteAsync(endpoints[endpointId], new ModelCall(system, user, 0, 16), 0, ct)).Output;
-        var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric)).ToList();
+        EmbedCall embed = (endpointId, texts, ct) => gateway.EmbedAsync(endpoints[endpointId], texts, ct);
+        var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric, embed)).ToList();
         foreach (var label in scorers.OfType<LabelScorer>())
             label.SetLabels(items.Where(i => i.Expected is not null).Select(i => i.Expected!));
 
@@ -184,7 +185,8 @@ public sealed class RunExecutor(
             var scores = new ScoreResult();
             foreach (var scorer in run.Scorers)
                 if (!scorer.NeedsExpected || item.Expected is not null)
-                    await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output), scores, ct);
+                    await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output)
+                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd }, scores, ct);
             result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
