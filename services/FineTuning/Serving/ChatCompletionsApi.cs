@@ -28,71 +28,90 @@ public static class ChatCompletionsApi
             var model = await FindModelAsync(db, body, ct);
             var messages = ParseMessages(body);
             var settings = ParseSampling(body, DefaultMaxTokens, chat: true);
-            if (settings.N != 1)
-                throw new OpenAiException(400, "Only n = 1 is supported.", "n");
+            var structured = StructuredOutput.Parse(body);
             var stream = OptionalBool(body, "stream") ?? false;
+            if (stream && settings.N > 1)
+                throw new OpenAiException(400, "Streaming returns one choice here; use n = 1 with stream, or n > 1 without.", "n");
             var includeUsage = body["stream_options"] is JsonObject so && so["include_usage"]?.GetValueKind() == JsonValueKind.True;
             if (!model.HasTokenizer)
                 throw new OpenAiException(400, $"The model '{model.Id}' has no tokenizer, so chat messages cannot be encoded; use /v1/completions with a token-id prompt.", "model", "model_without_tokenizer");
 
+            var prompt = ChatTemplate.RenderPrompt(messages, structured.Tools);
             using var activity = FineTuningTelemetry.ActivitySource.StartActivity("chat completion");
             activity?.SetTag("gen_ai.request.model", model.Id);
             if (env.IsDevelopment())
-                activity?.SetTag("gen_ai.prompt", ChatTemplate.RenderPrompt(messages));
+                activity?.SetTag("gen_ai.prompt", prompt);
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
-            var promptIds = lease.Generator.EncodePrompt(ChatTemplate.RenderPrompt(messages));
+            var promptIds = lease.Generator.EncodePrompt(prompt);
             CheckContext(lease, promptIds.Count, settings.MaxTokens, "messages");
-            var options = settings.ToOptions();
+            CheckLogitBias(settings, lease.Model.Config.VocabSize);
+            var constraint = structured.ConstraintFor(lease.Model);
             var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
             var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-            if (stream)
+            // A tool call is known only once generated: with tools, a stream carries the finished message.
+            if (stream && !structured.CallsTools)
             {
                 await StartSseAsync(http);
                 await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null), ct);
                 var count = 0;
-                var finish = FinishReasons.Length;
-                await foreach (var token in lease.Generator.StreamAsync(promptIds, options, ct))
+                await foreach (var token in lease.Generator.StreamAsync(promptIds, settings.ToOptions() with { Constraint = constraint }, ct))
                 {
                     count++;
                     if (token.Text.Length > 0)
                         await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject { ["content"] = token.Text },
                             settings.Logprobs ? ChatLogprobs(lease, [token]) : null, null), ct);
                 }
-                finish = count < settings.MaxTokens && count < lease.Model.Config.MaxPositions - promptIds.Count ? FinishReasons.Stop : FinishReasons.Length;
+                var finish = count < settings.MaxTokens && count < lease.Model.Config.MaxPositions - promptIds.Count ? FinishReasons.Stop : FinishReasons.Length;
                 await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, finish), ct);
-                if (includeUsage)
-                {
-                    var usageChunk = ChatChunk(id, created, model.Id, null, null, null);
-                    usageChunk["choices"] = new JsonArray();
-                    usageChunk["usage"] = Usage(promptIds.Count, count);
-                    await WriteSseAsync(http, usageChunk, ct);
-                }
-                await http.Response.WriteAsync("data: [DONE]\n\n", ct);
+                await EndStreamAsync(http, id, created, model.Id, includeUsage, promptIds.Count, count, ct);
                 Record(clock, promptIds.Count, count);
                 return Results.Empty;
             }
 
-            var result = lease.Generator.Generate(promptIds, options, ct);
-            Record(clock, promptIds.Count, result.Tokens.Count);
-            if (env.IsDevelopment())
-                activity?.SetTag("gen_ai.completion", result.Text);
-            var choice = new JsonObject
+            var choices = new JsonArray();
+            var completionTokens = 0;
+            for (var n = 0; n < settings.N; n++)
             {
-                ["index"] = 0,
-                ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = result.Text, ["refusal"] = null },
-                ["logprobs"] = settings.Logprobs ? ChatLogprobs(lease, result.Tokens) : null,
-                ["finish_reason"] = result.FinishReason,
-            };
+                var result = lease.Generator.Generate(promptIds, settings.ToOptions(n) with { Constraint = constraint }, ct);
+                completionTokens += result.Tokens.Count;
+                if (env.IsDevelopment())
+                    activity?.SetTag($"gen_ai.completion.{n}", result.Text);
+                var (message, finish) = structured.ToMessage(result.Text, result.FinishReason);
+                choices.Add(new JsonObject
+                {
+                    ["index"] = n,
+                    ["message"] = message,
+                    ["logprobs"] = settings.Logprobs ? ChatLogprobs(lease, result.Tokens) : null,
+                    ["finish_reason"] = finish,
+                });
+            }
+            Record(clock, promptIds.Count, completionTokens);
+            if (stream)
+            {
+                var choice = choices[0]!.AsObject();
+                var message = choice["message"]!.AsObject();
+                var delta = new JsonObject { ["role"] = "assistant", ["content"] = message["content"]?.DeepClone() };
+                if (message["tool_calls"] is JsonArray calls)
+                    delta["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)new JsonObject
+                    {
+                        ["index"] = 0, ["id"] = c!["id"]!.DeepClone(), ["type"] = "function", ["function"] = c["function"]!.DeepClone(),
+                    }).ToArray());
+                await StartSseAsync(http);
+                await WriteSseAsync(http, ChatChunk(id, created, model.Id, delta, null, null), ct);
+                await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, choice["finish_reason"]!.GetValue<string>()), ct);
+                await EndStreamAsync(http, id, created, model.Id, includeUsage, promptIds.Count, completionTokens, ct);
+                return Results.Empty;
+            }
             return Results.Json(new JsonObject
             {
                 ["id"] = id,
                 ["object"] = "chat.completion",
                 ["created"] = created,
                 ["model"] = model.Id,
-                ["choices"] = new JsonArray(choice),
-                ["usage"] = Usage(promptIds.Count, result.Tokens.Count),
+                ["choices"] = choices,
+                ["usage"] = Usage(promptIds.Count, completionTokens),
                 ["system_fingerprint"] = "aspiretune",
             });
         }
@@ -100,6 +119,18 @@ public static class ChatCompletionsApi
         {
             return await ErrorAsync(http, ex);
         }
+    }
+
+    private static async Task EndStreamAsync(HttpContext http, string id, long created, string model, bool includeUsage, int promptTokens, int completionTokens, CancellationToken ct)
+    {
+        if (includeUsage)
+        {
+            var usageChunk = ChatChunk(id, created, model, null, null, null);
+            usageChunk["choices"] = new JsonArray();
+            usageChunk["usage"] = Usage(promptTokens, completionTokens);
+            await WriteSseAsync(http, usageChunk, ct);
+        }
+        await http.Response.WriteAsync("data: [DONE]\n\n", ct);
     }
 
     private static JsonObject ChatChunk(string id, long created, string model, JsonObject? delta, JsonNode? logprobs, string? finish)
@@ -140,8 +171,8 @@ public static class ChatCompletionsApi
             var role = message["role"]?.GetValueKind() == JsonValueKind.String ? message["role"]!.GetValue<string>() : null;
             // developer is the newer name of system in the OpenAI API.
             role = role == "developer" ? "system" : role;
-            if (role is not ("system" or "user" or "assistant"))
-                throw new OpenAiException(400, $"messages[{i}].role must be system, developer, user or assistant.", $"messages[{i}].role");
+            if (role is not ("system" or "user" or "assistant" or "tool"))
+                throw new OpenAiException(400, $"messages[{i}].role must be system, developer, user, assistant or tool.", $"messages[{i}].role");
             var content = message["content"] switch
             {
                 JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
@@ -151,8 +182,26 @@ public static class ChatCompletionsApi
                 null when role == "assistant" => "",
                 _ => throw new OpenAiException(400, $"messages[{i}].content must be a string or an array of text parts.", $"messages[{i}].content"),
             };
+            // A past tool call is shown to the model as it would have written it.
+            if (role == "assistant" && message["tool_calls"] is JsonArray calls)
+                content += string.Concat(calls.Select((c, j) => c?["function"] is JsonObject f && f["name"]?.GetValueKind() == JsonValueKind.String
+                        && f["arguments"]?.GetValueKind() == JsonValueKind.String && TryParse(f["arguments"]!.GetValue<string>()) is JsonObject args
+                    ? StructuredOutput.ToolCallTrigger + new JsonObject { ["name"] = f["name"]!.GetValue<string>(), ["arguments"] = args }.ToJsonString()
+                    : throw new OpenAiException(400, $"messages[{i}].tool_calls[{j}] must be {{\"type\":\"function\",\"function\":{{\"name\",\"arguments\": a JSON object as a string}}}}.", $"messages[{i}].tool_calls")));
             list.Add(new ChatMessage(role, content));
         }
         return list;
+    }
+
+    private static JsonNode? TryParse(string json)
+    {
+        try
+        {
+            return JsonNode.Parse(json);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 }

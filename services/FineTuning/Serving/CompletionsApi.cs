@@ -32,6 +32,8 @@ public static class CompletionsApi
             var prompts = ParsePrompts(body, model.HasTokenizer);
             if (stream && (prompts.Count > 1 || echo))
                 throw new OpenAiException(400, "Streaming supports one prompt without echo.", "stream");
+            if (stream && settings.BestOf > 1)
+                throw new OpenAiException(400, "Streaming returns one choice here; use n = 1 and best_of = 1 with stream.", settings.N > 1 ? "n" : "best_of");
 
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
@@ -46,6 +48,7 @@ public static class CompletionsApi
                     throw new OpenAiException(400, $"Token id {bad} is outside the model's vocabulary of {lease.Model.Config.VocabSize}.", "prompt");
                 CheckContext(lease, ids.Count, settings.MaxTokens, "prompt");
             }
+            CheckLogitBias(settings, lease.Model.Config.VocabSize);
             var options = settings.ToOptions();
 
             if (stream)
@@ -78,37 +81,15 @@ public static class CompletionsApi
             {
                 var ids = encoded[p];
                 promptTokens += ids.Count;
-                var result = settings.MaxTokens == 0 ? null : lease.Generator.Generate(ids, options, ct);
-                var generated = result?.Tokens ?? [];
-                completionTokens += generated.Count;
-                var text = new StringBuilder();
-                var logprobs = settings.CompletionLogprobs is { } top ? new CompletionLogprobs() : null;
-                if (echo)
-                {
-                    var promptText = prompts[p].Text ?? (model.HasTokenizer ? lease.Model.Tokenizer!.Decode(ids) : "");
-                    if (logprobs is not null)
-                    {
-                        var scores = lease.Generator.Score(ids);
-                        for (var i = 0; i < ids.Count; i++)
-                            logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, text.Length + logprobs.TextLength(i, lease, ids));
-                    }
-                    text.Append(promptText);
-                }
-                var offset = text.Length;
-                foreach (var token in generated)
-                {
-                    logprobs?.Add(TokenText(lease, token.Id), token.Logprob, token.TopLogprobs?.ToDictionary(a => TokenText(lease, a.Id), a => a.Logprob, StringComparer.Ordinal), offset);
-                    text.Append(token.Text);
-                    offset += token.Text.Length;
-                }
-                choices.Add(new JsonObject
-                {
-                    ["index"] = p,
-                    ["text"] = text.ToString(),
-                    ["logprobs"] = logprobs?.ToJson(),
-                    ["finish_reason"] = result?.FinishReason ?? FinishReasons.Length,
-                    ["token_ids"] = new JsonArray(generated.Select(t => (JsonNode)t.Id).ToArray()),
-                });
+                // best_of candidates, of which the n with the highest mean token logprob are returned, in generation order.
+                var candidates = Enumerable.Range(0, settings.BestOf)
+                    .Select(k => settings.MaxTokens == 0 ? null : lease.Generator.Generate(ids, settings.ToOptions(k), ct)).ToList();
+                completionTokens += candidates.Sum(c => c?.Tokens.Count ?? 0);
+                var kept = candidates.Select((c, k) => (Result: c, Order: k))
+                    .OrderByDescending(c => c.Result is { Tokens.Count: > 0 } r ? r.Tokens.Average(t => t.Logprob) : 0).Take(settings.N).OrderBy(c => c.Order)
+                    .Select(c => c.Result).ToList();
+                for (var j = 0; j < kept.Count; j++)
+                    choices.Add(Choice(lease, model, prompts[p], ids, kept[j], p * settings.N + j, echo, settings));
             }
             Record(clock, promptTokens, completionTokens);
             return Results.Json(new JsonObject
@@ -126,6 +107,39 @@ public static class CompletionsApi
         {
             return await ErrorAsync(http, ex);
         }
+    }
+
+    private static JsonObject Choice(ModelHost.Lease lease, RegisteredModel model, Prompt prompt, IReadOnlyList<int> ids, GenerationResult? result, int index, bool echo, Sampling settings)
+    {
+        var generated = result?.Tokens ?? [];
+        var text = new StringBuilder();
+        var logprobs = settings.CompletionLogprobs is not null ? new CompletionLogprobs() : null;
+        if (echo)
+        {
+            var promptText = prompt.Text ?? (model.HasTokenizer ? lease.Model.Tokenizer!.Decode(ids) : "");
+            if (logprobs is not null)
+            {
+                var scores = lease.Generator.Score(ids);
+                for (var i = 0; i < ids.Count; i++)
+                    logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, text.Length + logprobs.TextLength(i, lease, ids));
+            }
+            text.Append(promptText);
+        }
+        var offset = text.Length;
+        foreach (var token in generated)
+        {
+            logprobs?.Add(TokenText(lease, token.Id), token.Logprob, token.TopLogprobs?.ToDictionary(a => TokenText(lease, a.Id), a => a.Logprob, StringComparer.Ordinal), offset);
+            text.Append(token.Text);
+            offset += token.Text.Length;
+        }
+        return new JsonObject
+        {
+            ["index"] = index,
+            ["text"] = text.ToString(),
+            ["logprobs"] = logprobs?.ToJson(),
+            ["finish_reason"] = result?.FinishReason ?? FinishReasons.Length,
+            ["token_ids"] = new JsonArray(generated.Select(t => (JsonNode)t.Id).ToArray()),
+        };
     }
 
     /// <summary>The legacy completions <c>logprobs</c> object: parallel arrays per token.</summary>

@@ -10,13 +10,21 @@ internal static class OpenAiSampling
 {
     internal sealed record Sampling(int MaxTokens, double Temperature, double TopP, IReadOnlyList<string> Stop, long? Seed, int N, bool Logprobs, int TopLogprobs, int? CompletionLogprobs)
     {
-        public GenerationOptions ToOptions() => new()
+        /// <summary><c>logit_bias</c>: token id to a bias in [-100, 100].</summary>
+        public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
+
+        /// <summary><c>best_of</c> (completions): candidates generated per prompt, of which the <see cref="N"/> best are returned.</summary>
+        public int BestOf { get; init; } = 1;
+
+        /// <summary>Options for choice <paramref name="index"/>: each choice of a seeded request gets its own seed, so n choices differ yet repeat.</summary>
+        public GenerationOptions ToOptions(int index = 0) => new()
         {
+            LogitBias = LogitBias,
             MaxTokens = MaxTokens,
             Temperature = Temperature,
             TopP = TopP,
             Stop = Stop,
-            Seed = Seed,
+            Seed = Seed is { } seed ? seed + index : null,
             TopLogprobs = CompletionLogprobs ?? TopLogprobs,
         };
     }
@@ -55,6 +63,38 @@ internal static class OpenAiSampling
         }
         else
             completionLogprobs = OptionalInt(body, "logprobs", 0, 20);
-        return new Sampling(maxTokens, temperature, topP, stop, seed, n, logprobs, topLogprobs, completionLogprobs);
+        var bestOf = chat ? 1 : OptionalInt(body, "best_of", 1, 20) ?? n;
+        if (!chat && bestOf < n)
+            throw new OpenAiException(400, $"best_of ({bestOf}) must be at least n ({n}).", "best_of");
+        return new Sampling(maxTokens, temperature, topP, stop, seed, n, logprobs, topLogprobs, completionLogprobs)
+        {
+            LogitBias = ParseLogitBias(body),
+            BestOf = bestOf,
+        };
+    }
+
+    private static Dictionary<int, double>? ParseLogitBias(JsonObject body)
+    {
+        if (body["logit_bias"] is null || body["logit_bias"]!.GetValueKind() == JsonValueKind.Null)
+            return null;
+        if (body["logit_bias"] is not JsonObject map)
+            throw new OpenAiException(400, "'logit_bias' must be an object of token id (as a string) to a bias between -100 and 100.", "logit_bias");
+        var bias = new Dictionary<int, double>();
+        foreach (var (key, value) in map)
+        {
+            if (!int.TryParse(key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id))
+                throw new OpenAiException(400, $"logit_bias key '{key}' is not a token id.", "logit_bias");
+            if (value is not JsonValue v || !v.TryGetValue<double>(out var b) || b is < -100 or > 100)
+                throw new OpenAiException(400, $"logit_bias[{key}] must be a number between -100 and 100.", "logit_bias");
+            bias[id] = b;
+        }
+        return bias;
+    }
+
+    /// <summary>Checks <c>logit_bias</c> ids against the model's vocabulary once it is known.</summary>
+    internal static void CheckLogitBias(Sampling settings, int vocabularySize)
+    {
+        if (settings.LogitBias?.Keys.FirstOrDefault(id => id >= vocabularySize) is { } bad && bad >= vocabularySize)
+            throw new OpenAiException(400, $"logit_bias names token {bad}, outside this model's vocabulary of {vocabularySize}.", "logit_bias");
     }
 }
