@@ -8,7 +8,8 @@ namespace AspireTune.FineTuning.Tests;
 
 /// <summary>
 /// Real worker processes (the service's own executable) on one PostgreSQL database: the first is killed
-/// with SIGKILL mid-training, the second takes the job over when the lease lapses and resumes it.
+/// with SIGKILL mid-training, the second, started on the same data folder, has the same worker identity and
+/// takes the job back at once (the lease lasts ten minutes, longer than the test waits) and resumes it.
 /// </summary>
 [Collection(TrainingCollection.Name)]
 public sealed class WorkerKillTests
@@ -64,6 +65,9 @@ public sealed class WorkerKillTests
         var models = await Api.GetJsonAsync(http2, "/api/models");
         models.GetProperty("data").EnumerateArray().Count(m => m.GetProperty("lineage").GetProperty("job_id").GetString() == jobId).Should().Be(1);
         second.Output.Should().Contain("resume from").And.Contain("checkpoint-");
+        // Every console log entry starts with its UTC ISO 8601 time.
+        var entries = second.Output.Split('\n').Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"\b(info|warn|fail|crit|dbug|trce): ")).ToList();
+        entries.Should().NotBeEmpty().And.OnlyContain(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (info|warn|fail|crit|dbug|trce): "));
     }
 
     private sealed class WorkerProcess : IAsyncDisposable
@@ -110,7 +114,7 @@ public sealed class WorkerKillTests
             info.Environment["FineTuning__BuiltIn__Hidden"] = "128";
             info.Environment["FineTuning__BuiltIn__Heads"] = "4";
             info.Environment["FineTuning__ExactMatchExamples"] = "0";
-            info.Environment["FineTuning__LeaseSeconds"] = "3";
+            info.Environment["FineTuning__LeaseSeconds"] = "600";
             var process = new Process { StartInfo = info };
             var worker = new WorkerProcess(process, new Uri($"http://127.0.0.1:{port}"));
             process.OutputDataReceived += (_, e) => worker.Append(e.Data);
