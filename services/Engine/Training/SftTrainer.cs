@@ -52,7 +52,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         var device = Model.Device;
         var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
-        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
+        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Model.Kernels);
 
         var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
         var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
@@ -101,9 +101,9 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 lossSum?.Dispose();
                 lossSum = running;
             }
-            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
+            using var gradNormTensor = flat.GradNorm();
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
-            optimizer.Step(lr);
+            optimizer.Step(lr, gradNormTensor, Options.MaxGradNorm);
             flat.ZeroGrad();
             // One host synchronisation per step, after the optimizer's kernels are queued.
             var gradNorm = (double)gradNormTensor.item<float>();
