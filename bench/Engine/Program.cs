@@ -47,8 +47,11 @@ switch (mode)
     case "sft":
         Sft(args[1], args[2]);
         break;
+    case "dp-parity" or "dp-launch" or "dp-rank":
+        DataParallelBench.Run(mode, Arg);
+        break;
     default:
-        throw new ArgumentException("mode: train | generate | savecheck");
+        throw new ArgumentException("mode: train | generate | savecheck | sft | dp-parity | dp-launch | dp-rank");
 }
 
 void Train()
