@@ -61,8 +61,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
         using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
         // Every rank starts from rank 0's weights (LoRA adapters and any other random initialisation included).
-        foreach (var group in DataParallel is null ? [] : flat.Groups)
-            DataParallel!.Broadcast(group.Data);
+        DataParallel?.Broadcast(flat.Data);
 
         var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
         var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
@@ -117,17 +116,16 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             if (DataParallel is { } parallel)
             {
                 // Each rank's loss was divided by the global target count: the sum over ranks is the whole step's gradient.
-                foreach (var group in flat.Groups)
-                    parallel.AllReduceSum(group.Grad);
+                parallel.AllReduceSum(flat.Grad); // one buffer: one collective for the whole model
                 using var totals = tensor(new[] { lossSum is null ? 0f : lossSum.item<float>(), tokens }, device: device);
                 parallel.AllReduceSum(totals);
                 lossSum?.Dispose();
                 lossSum = totals[0].clone();
                 tokens = (int)totals[1].item<float>();
             }
-            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
+            using var gradNormTensor = flat.GradNorm();
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
-            optimizer.Step(lr);
+            optimizer.Step(lr, gradNormTensor, Options.MaxGradNorm);
             flat.ZeroGrad();
             // One host synchronisation per step, after the optimizer's kernels are queued.
             var gradNorm = (double)gradNormTensor.item<float>();
@@ -136,9 +134,10 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             var trainLoss = lossValue / Math.Max(1, stepTargets);
             state.Step = step;
             state.TrainLosses.Add(trainLoss);
+            state.TrainedTokens += tokens;
             var epochProgress = (double)step / stepsPerEpoch;
             observer?.OnProgress(new TrainingProgress(step, totalSteps, epochProgress, trainLoss, lr, gradNorm,
-                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds)));
+                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds), state.TrainedTokens));
 
             if (step % Options.EvalEverySteps == 0 || step == totalSteps)
             {

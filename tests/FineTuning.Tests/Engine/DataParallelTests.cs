@@ -63,15 +63,18 @@ public sealed class DataParallelTests
         var group = new ThreadGroup(2);
         var results = new TrainingResult[2];
         var weights = new float[2][];
+        // Rank 1 starts from other random weights: the broadcast must replace them with rank 0's. (Made here, one after
+        // the other: initialisation draws from torch's one global generator.)
+        var models = new[] { EngineFixtures.TinyGpt2(seed: 7), EngineFixtures.TinyGpt2(seed: 99) };
         var ranks = Enumerable.Range(0, 2).Select(rank => new Thread(() =>
         {
-            // Rank 1 starts from other random weights: the broadcast must replace them with rank 0's.
-            using var model = EngineFixtures.TinyGpt2(seed: rank == 0 ? 7 : 99);
-            results[rank] = new SftTrainer(model, Options) { DataParallel = group.Rank(rank) }.Train(train, validation, EngineFixtures.TempDirectory());
-            weights[rank] = [.. model.NamedParameters().SelectMany(p => p.Parameter.detach().cpu().flatten().data<float>().ToArray())];
+            results[rank] = new SftTrainer(models[rank], Options) { DataParallel = group.Rank(rank) }.Train(train, validation, EngineFixtures.TempDirectory());
+            weights[rank] = [.. models[rank].NamedParameters().SelectMany(p => p.Parameter.detach().cpu().flatten().data<float>().ToArray())];
         })).ToList();
         ranks.ForEach(t => t.Start());
         ranks.ForEach(t => t.Join());
+        foreach (var model in models)
+            model.Dispose();
 
         results[0].TrainLosses.Should().HaveCount(single.TrainLosses.Count);
         for (var i = 0; i < single.TrainLosses.Count; i++)
