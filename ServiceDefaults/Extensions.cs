@@ -132,7 +132,7 @@ public static class ServiceDefaultsExtensions
         {
             // Error bodies are ProblemDetails, also where a handler returns NotFound<ProblemDetails> (written as plain
             // JSON): label them so. Endpoints with an error shape of their own (the OpenAI one on /v1) keep theirs.
-            if (context.GetEndpoint()?.Metadata.GetMetadata<IAuthorizationFailureBody>() is null)
+            if (context.GetEndpoint()?.Metadata.GetMetadata<OwnErrorShape>() is null)
                 context.Response.OnStarting(() =>
                 {
                     if (context.Response.StatusCode >= 400 && context.Response.ContentType?.StartsWith("application/json", StringComparison.Ordinal) == true)

@@ -35,7 +35,6 @@ public static class PlatformSecurity
                 $"Configure API keys under '{ApiKeyOptions.SectionName}:Accounts' or a JWT issuer under '{JwtSection}', or listen on 127.0.0.1 only.");
 
         builder.Services.AddSingleton(mode);
-        builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, AuthorizationFailureWriter>();
         builder.Services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
 
         var auth = builder.Services.AddAuthentication(ForwardingScheme)

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.MockOpenAI;
 using Microsoft.Extensions.DependencyInjection;

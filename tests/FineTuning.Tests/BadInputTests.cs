@@ -113,11 +113,10 @@ public sealed class BadInputTests : IAsyncLifetime
 
     [Theory]
     [InlineData("/v1/chat/completions", """{"model":"aspiretune-tiny","messages":[{"role":"user","content":"x"}],"model":"other"}""", "")]
-    [InlineData("/v1/chat/completions", """{"model":"aspiretune-tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools")]
-    [InlineData("/v1/chat/completions", """{"model":"aspiretune-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}""", "response_format")]
+    [InlineData("/v1/chat/completions", """{"model":"aspiretune-tiny","messages":[{"role":"user","content":"x"}],"frequency_penalty":0.5}""", "frequency_penalty")]
     [InlineData("/v1/chat/completions", """{"model":"aspiretune-tiny","messages":[{"role":"user","content":"x"}],"top_k":5}""", "top_k")]
-    [InlineData("/v1/completions", """{"model":"aspiretune-tiny","prompt":"x","n":2}""", "n")]
-    [InlineData("/v1/completions", """{"model":"aspiretune-tiny","prompt":"x","best_of":3}""", "best_of")]
+    [InlineData("/v1/completions", """{"model":"aspiretune-tiny","prompt":"x","suffix":"tail"}""", "suffix")]
+    [InlineData("/v1/completions", """{"model":"aspiretune-tiny","prompt":"x","functions":[]}""", "functions")]
     public async Task V1_DuplicateOrUnsupportedParameter_Returns400OpenAiError(string path, string json, string param)
     {
         var response = await _http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"), Ct);

@@ -48,6 +48,9 @@ public sealed class FineTuningJob : ILeasedWork
     public string? TestFileId { get; set; }
     public string? Suffix { get; set; }
 
+    /// <summary>Caller-defined key-value pairs (JSON object of strings), as the hosted APIs' <c>metadata</c>.</summary>
+    public string? MetadataJson { get; set; }
+
     /// <summary>The hyperparameters as requested (name to text, "auto" allowed).</summary>
     public required string HyperparametersJson { get; set; }
 
