@@ -47,6 +47,7 @@ public static class RetrievalExtensions
     {
         app.UseRetrievalUploadLimit();
         app.MapCollectionsApi();
+        app.MapEmbeddingsApi();
         return app;
     }
 }
