@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
 using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Distributed;
 using AspireTune.Engine.Generation;
 using AspireTune.Engine.Models;
 using TorchSharp;
@@ -24,6 +25,12 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
 
     public CausalLm Model { get; } = model;
     public SftOptions Options { get; } = options;
+
+    /// <summary>
+    /// Data parallelism across processes (one per GPU): each rank trains on its share of every batch and the gradients
+    /// are summed over the ranks before clipping, so every rank takes the same step. Checkpoints are written by rank 0.
+    /// </summary>
+    public IDataParallel? DataParallel { get; init; }
 
     /// <summary>
     /// Trains until the step budget, early stopping or cancellation (which throws
@@ -53,6 +60,8 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
         using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Model.Kernels);
+        // Every rank starts from rank 0's weights (LoRA adapters and any other random initialisation included).
+        DataParallel?.Broadcast(flat.Data);
 
         // What a batch is made of: one example per row, or (packing) rows of several examples.
         List<List<SftSequence>> units = Options.Packing ? SftData.Pack(trainSeqs, maxLen) : [.. trainSeqs.Select(s => new List<SftSequence> { s })];
@@ -94,16 +103,19 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 // Dropout draws depend only on (seed, step, micro-batch): a resumed run repeats them exactly.
                 Reseed(Options.Seed * 1_000_003 + step * 131L + m, device);
                 using var scope = NewDisposeScope();
+                var shard = DataParallel is { WorldSize: > 1 } dp ? micro[m].Where((_, i) => i % dp.WorldSize == dp.Rank).ToList() : micro[m];
+                if (shard.Count == 0)
+                    continue; // a last batch smaller than the world: this rank adds nothing but still joins the sum below
                 Tensor loss;
                 if (Options.Packing)
                 {
-                    var (ids, targets, positions, mask, n, _) = SftData.CollatePacked(micro[m], padId, device);
+                    var (ids, targets, positions, mask, n, _) = SftData.CollatePacked(shard, padId, device);
                     tokens += n;
                     loss = Model.LossSum(ids, targets, positions, mask);
                 }
                 else
                 {
-                    var (ids, targets, n, _) = SftData.Collate([.. micro[m].Select(u => u[0])], padId, device);
+                    var (ids, targets, n, _) = SftData.Collate([.. shard.Select(u => u[0])], padId, device);
                     tokens += n;
                     loss = Model.LossSum(ids, targets);
                 }
@@ -112,6 +124,16 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 var running = scope.MoveToOuter(lossSum is null ? detached : lossSum + detached);
                 lossSum?.Dispose();
                 lossSum = running;
+            }
+            if (DataParallel is { } parallel)
+            {
+                // Each rank's loss was divided by the global target count: the sum over ranks is the whole step's gradient.
+                parallel.AllReduceSum(flat.Grad); // one buffer: one collective for the whole model
+                using var totals = tensor(new[] { lossSum is null ? 0f : lossSum.item<float>(), tokens }, device: device);
+                parallel.AllReduceSum(totals);
+                lossSum?.Dispose();
+                lossSum = totals[0].clone();
+                tokens = (int)totals[1].item<float>();
             }
             using var gradNormTensor = flat.GradNorm();
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
@@ -161,7 +183,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 if (Options.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= Options.EarlyStoppingPatience)
                     stoppedEarly = true;
             }
-            if ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly)
+            if (DataParallel is not { Rank: > 0 } && ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly))
                 SaveCheckpoint(checkpointDirectory, state, flat, optimizer, trainLoss);
             if (stoppedEarly) break;
         }
