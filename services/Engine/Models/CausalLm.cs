@@ -109,6 +109,9 @@ public sealed class CausalLm : IDisposable
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.Count} tokens but the config's vocab_size is {config.VocabSize}");
         manual_seed(seed);
+        // The CPU seed does not reach the CUDA generators here: without this a model made on the GPU differs every time.
+        if ((device ?? CPU).type == DeviceType.CUDA)
+            cuda.manual_seed_all(seed);
         var model = new CausalLm(config, tokenizer, device ?? CPU);
         model.Network.InitializeWeights();
         return model;
