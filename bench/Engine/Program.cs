@@ -62,8 +62,11 @@ switch (mode)
     case "sftspeed":
         SftSpeed(args[1]);
         break;
+    case "dp-parity" or "dp-launch" or "dp-rank":
+        DataParallelBench.Run(mode, Arg);
+        break;
     default:
-        throw new ArgumentException("mode: train | generate | savecheck | sft | parity");
+        throw new ArgumentException("mode: train | generate | savecheck | sft | parity | sftspeed | dp-parity | dp-launch | dp-rank");
 }
 
 void Train()
