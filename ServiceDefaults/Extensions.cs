@@ -11,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
@@ -26,6 +27,7 @@ public static class ServiceDefaultsExtensions
 {
     private const string HealthPath = "/health";
     private const string AlivePath = "/alive";
+    private const string ConsoleTimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -37,6 +39,9 @@ public static class ServiceDefaultsExtensions
         // Per-command SQL at Information drowns what operators look for; warnings and errors still show.
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Console lines say when, in UTC ISO 8601, so the logs of several processes can be read side by side.
+        builder.Logging.AddSimpleConsole(o => { o.TimestampFormat = ConsoleTimestampFormat; o.UseUtcTimestamp = true; });
+        builder.Services.Configure<JsonConsoleFormatterOptions>(o => { o.TimestampFormat = ConsoleTimestampFormat; o.UseUtcTimestamp = true; });
         builder.ConfigureOpenTelemetry();
         builder.AddDefaultHealthChecks();
 

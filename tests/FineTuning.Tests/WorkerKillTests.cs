@@ -64,6 +64,9 @@ public sealed class WorkerKillTests
         var models = await Api.GetJsonAsync(http2, "/api/models");
         models.GetProperty("data").EnumerateArray().Count(m => m.GetProperty("lineage").GetProperty("job_id").GetString() == jobId).Should().Be(1);
         second.Output.Should().Contain("resume from").And.Contain("checkpoint-");
+        // Every console log entry starts with its UTC ISO 8601 time.
+        var entries = second.Output.Split('\n').Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"\b(info|warn|fail|crit|dbug|trce): ")).ToList();
+        entries.Should().NotBeEmpty().And.OnlyContain(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (info|warn|fail|crit|dbug|trce): "));
     }
 
     private sealed class WorkerProcess : IAsyncDisposable

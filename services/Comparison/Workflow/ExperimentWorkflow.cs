@@ -9,6 +9,7 @@ using AspireTune.Contracts.Comparison;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.Contracts.Retrieval;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -439,7 +440,9 @@ public sealed class ExperimentWorkflow(
     private static double PrimaryScore(EvaluationSummary s) =>
         s.Metrics.FirstOrDefault(m => m.Name is "label_accuracy" or "accuracy" or "label")?.Value ?? s.Metrics.FirstOrDefault()?.Value ?? 0;
 
-    private static string Slug(Experiment e) => $"exp-{e.Id.ToString("N")[..12]}";
+    // The whole id, compact: sequential ids share their leading digits, so a prefix would name every experiment of a
+    // few minutes alike (one collection, one set of prompts, one fine-tuned model for all of them).
+    private static string Slug(Experiment e) => $"exp-{CompactId.Encode(e.Id)}";
 
     private static ArtifactRef Artifact(string? json) => JsonSerializer.Deserialize<ArtifactRef>(json ?? throw new InvalidOperationException("The experiment has no such split yet."), Json)!;
 

@@ -45,9 +45,9 @@ public sealed partial class EvaluationSetupClient
     /// <summary>Registers (or updates) an OpenAI-compatible endpoint for a served model; returns its endpoint id.</summary>
     public async Task<string> EnsureServedEndpointAsync(string model, string baseUrl, CancellationToken ct)
     {
-        var id = "aspiretune-" + InvalidIdChars().Replace(model, "-").Trim('-');
-        if (id.Length > 128)
-            id = id[..128];
+        var name = InvalidIdChars().Replace(model, "-").Trim('-');
+        // Ids are at most 128 characters; a long name keeps its end, where a fine-tuned model's unique job id is.
+        var id = "aspiretune-" + (name.Length > 117 ? name[^117..].TrimStart('-', '.', '_') : name);
         using var response = await _http.PutAsJsonAsync($"api/evaluation/models/{id}", new
         {
             id,

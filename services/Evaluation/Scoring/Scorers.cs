@@ -53,7 +53,10 @@ public abstract class Scorer
             "json-schema" => new JsonSchemaScorer(argument ?? throw new ArgumentException("'json-schema' needs a schema: json-schema:{...}.")),
             "numeric" => new NumericScorer(argument),
             "judge" => new JudgeScorer(argument ?? throw new ArgumentException("'judge' needs an endpoint id: judge:ENDPOINT."), judge, rubric),
-            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT."),
+            "token-f1" => new TokenF1Scorer(),
+            "rouge-l" => new RougeLScorer(),
+            "json-fields" => new JsonFieldsScorer(),
+            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields."),
         };
     }
 

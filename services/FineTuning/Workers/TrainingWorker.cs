@@ -8,6 +8,7 @@ using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
 using AspireTune.FineTuning.Serving;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Data;
 using MassTransit;
@@ -261,8 +262,9 @@ public sealed class TrainingWorker(
         return new PromptCompletion(prompt, completion);
     }
 
-    /// <summary>The model id a job registers: <c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id prefix&gt;</c>, as hosted APIs name them.</summary>
-    public static string FineTunedModelId(FineTuningJob job) => $"ft:{job.BaseModel}:{job.Suffix ?? "job"}:{job.Id.ToString("N")[..8]}";
+    /// <summary>The model id a job registers: <c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id&gt;</c>, as hosted APIs name them; the whole
+    /// job id (compact), never a prefix of it, which sequential ids share.</summary>
+    public static string FineTunedModelId(FineTuningJob job) => $"ft:{job.BaseModel}:{job.Suffix ?? "job"}:{CompactId.Encode(job.Id)}";
 
     private async Task CompleteAsync(FineTuningJob job, RegisteredModel baseModel, TrainingRun run, TrainingOutcome outcome, TimeSpan elapsed)
     {
@@ -489,7 +491,7 @@ public sealed class TrainingWorker(
         {
             await using var scope = worker.Scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
-            var id = $"ftckpt-{job.Id.ToString("N")[..12]}-{checkpoint.Step}";
+            var id = $"ftckpt-{CompactId.Encode(job.Id)}-{checkpoint.Step}";
             if (await db.Checkpoints.AnyAsync(c => c.Id == id))
                 return; // re-saved after a resume: the row already describes it
             db.Checkpoints.Add(new JobCheckpoint
