@@ -8,6 +8,8 @@ var infrastructure = Infrastructure.Add(builder);
 
 // Services call each other with this key (ServiceDefaults/Security); operators use it too (reader, operator and admin).
 var serviceKey = builder.AddParameter("service-account-key", new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true, persist: true);
+if (builder.ExecutionContext.IsPublishMode)
+    builder.AddParameter(ServiceResources.KeyHashParameter, secret: true);
 // Shared claim-check store: every service (and every replica) must see the same artifacts folder.
 var data = Infrastructure.LocalDataPath(builder);
 var artifacts = builder.AddParameter("artifacts-path", Path.Combine(data, "artifacts"));

@@ -19,9 +19,16 @@ public static class ServiceResources
             .WithHttpEndpoint()
             .WithHttpHealthCheck("/health")
             .WithReference(infrastructure.Messaging).WaitFor(infrastructure.Messaging)
-            .WithEnvironment("ASPIRETUNE_DATA", Path.Combine(data, name))
+            .WithEnvironment(context =>
+            {
+                // A folder of this machine when run here; a deployment keeps each service's default (./data).
+                if (context.ExecutionContext.IsRunMode)
+                    context.EnvironmentVariables["ASPIRETUNE_DATA"] = Path.Combine(data, name);
+            })
             .WithEnvironment("Artifacts__Path", artifacts)
             .WithServiceAccount(serviceKey)
+            // Prompt and completion text on gen_ai spans: only when the AppHost is told so (and the services run in Development).
+            .WithEnvironment("Telemetry__SensitiveData", builder.Configuration.GetValue<bool>("Telemetry:SensitiveData") ? "true" : "false")
             .WithUrlForEndpoint("http", url => url.DisplayLocation = UrlDisplayLocation.DetailsOnly)
             .WithUrlForEndpoint("http", url => new() { Url = "/scalar/v1", DisplayText = "API reference" })
             .WithUrlForEndpoint("http", url => new() { Url = "/openapi/v1.json", DisplayText = "OpenAPI document", DisplayLocation = UrlDisplayLocation.DetailsOnly });
@@ -41,9 +48,19 @@ public static class ServiceResources
             .WithEnvironment("Authentication__ApiKeys__Accounts__0__Roles__0", "admin")
             .WithEnvironment(async context =>
             {
+                // Published, the key is the deployment's own: its hash becomes an input (service-account-key-hash) too.
+                if (context.ExecutionContext.IsPublishMode)
+                {
+                    context.EnvironmentVariables["Authentication__ApiKeys__Accounts__0__KeyHash"] =
+                        service.ApplicationBuilder.Resources.OfType<ParameterResource>().Single(p => p.Name == KeyHashParameter);
+                    return;
+                }
                 var value = await key.Resource.GetValueAsync(context.CancellationToken) ?? "";
                 context.EnvironmentVariables["Authentication__ApiKeys__Accounts__0__KeyHash"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
             });
+
+    /// <summary>Name of the parameter that holds the service account key's SHA-256 in a published deployment.</summary>
+    public const string KeyHashParameter = "service-account-key-hash";
 
     /// <summary>
     /// Keys of hosted models, declared only when set: each <c>Parameters:model-key-&lt;name&gt;</c> in the AppHost's configuration

@@ -25,7 +25,7 @@ public sealed class LocalModeTests
         var serviceKey = "apphost-test-key-" + Guid.NewGuid().ToString("N");
         int amqp = TestInfrastructure.FreePort(), management = TestInfrastructure.FreePort(), epmd = TestInfrastructure.FreePort(),
             distribution = TestInfrastructure.FreePort(), postgres = TestInfrastructure.FreePort();
-        await using var otlp = await OtlpTraceReceiver.StartAsync(ct);
+        await using var otlp = await OtlpReceiver.StartAsync(ct);
 
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AspireTune_AppHost>(
         [
@@ -42,6 +42,8 @@ public sealed class LocalModeTests
                 context.EnvironmentVariables["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.Endpoint;
                 context.EnvironmentVariables["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
                 context.EnvironmentVariables["OTEL_BSP_SCHEDULE_DELAY"] = "1000";
+                context.EnvironmentVariables["OTEL_BLRP_SCHEDULE_DELAY"] = "1000";
+                context.EnvironmentVariables["OTEL_METRIC_EXPORT_INTERVAL"] = "2000";
                 // A small model and one short epoch: the fine-tuned candidate finishes in seconds on CPU.
                 context.EnvironmentVariables["FineTuning__BuiltIn__Layers"] = "1";
                 context.EnvironmentVariables["FineTuning__BuiltIn__Hidden"] = "32";
@@ -78,14 +80,31 @@ public sealed class LocalModeTests
             experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
             experiment["candidates"]!.AsArray().Should().OnlyContain(c => c!["status"]!.GetValue<string>() == "succeeded", experiment.ToJsonString());
             (await http.GetStringAsync($"api/experiments/{id}/report", ct)).Should().Contain("Decision");
+            (await http.GetStringAsync("api/experiments/latest/report", ct)).Should().Contain("apphost-local", "the dashboard's 'Latest report' link shows this experiment");
 
             // One trace, begun by the POST above, reaches every service process.
             var trace = await WaitForAsync(() => otlp.Spans.GroupBy(s => s.TraceId)
-                .FirstOrDefault(t => Services.All(service => t.Any(s => s.Service == service))), TimeSpan.FromSeconds(30), ct);
+                .FirstOrDefault(t => Services.All(service => t.Any(s => s.Service == service)) && t.Any(s => s.Name == "fine-tuning train")), TimeSpan.FromSeconds(30), ct);
             trace.Should().NotBeNull("one trace should span {0}; traces seen: {1}", string.Join(", ", Services),
                 string.Join("; ", otlp.Spans.GroupBy(s => s.TraceId).Select(t => string.Join(",", t.Select(s => s.Service).Distinct()))));
             trace!.Should().Contain(s => s.Service == "comparison" && s.Name.StartsWith("POST", StringComparison.Ordinal));
             trace.Should().Contain(s => s.Scope == "MassTransit" && s.Service == "finetuning", "the fine-tuning command is consumed in the same trace");
+            trace.Should().Contain(s => s.Service == "finetuning" && s.Name == "fine-tuning train", "training continues the experiment's trace");
+            trace.Should().Contain(s => s.Service == "evaluation" && s.Name == "evaluation.run", "the evaluation run continues the experiment's trace");
+            trace.Should().Contain(s => s.Scope == "Npgsql", "database calls are spans of the trace");
+            // Model calls are gen_ai spans; without sensitive telemetry they carry no prompt or completion text.
+            var modelCalls = trace.Where(s => s.Service == "evaluation" && s.AttributeKeys.Any(k => k.StartsWith("gen_ai.", StringComparison.Ordinal))).ToList();
+            modelCalls.Should().NotBeEmpty();
+            otlp.Spans.Should().NotContain(s => s.EventNames.Any(e => e.StartsWith("gen_ai.content", StringComparison.Ordinal)) || s.AttributeKeys.Contains("gen_ai.prompt"));
+
+            // Logs carry the experiment and job ids; training reports loss, throughput and step as metrics.
+            var experimentId = id.ToString();
+            (await WaitForAsync(() => otlp.Logs.FirstOrDefault(l => l.Service == "finetuning" && l.Attributes.GetValueOrDefault("ExperimentId") == experimentId && l.Attributes.ContainsKey("JobId")),
+                TimeSpan.FromSeconds(10), ct)).Should().NotBeNull("the training worker logs in a scope with the job and experiment ids");
+            otlp.Logs.Should().Contain(l => l.Service == "evaluation" && l.Attributes.GetValueOrDefault("ExperimentId") == experimentId);
+            var metrics = await WaitForAsync(() => otlp.Metrics.Where(m => m.Service == "finetuning").Select(m => m.Name).ToHashSet(),
+                TimeSpan.FromSeconds(10), ct, accept: names => names.Contains("aspiretune.training.step"));
+            metrics.Should().Contain(["aspiretune.training.loss", "aspiretune.training.tokens_per_second", "aspiretune.training.step"]);
         }
         finally
         {

@@ -210,6 +210,7 @@ public static class JobsApi
         {
             Id = Guid.NewGuid(),
             ExperimentId = request.ExperimentId,
+            TraceParent = System.Diagnostics.Activity.Current?.Id,
             BaseModel = request.Model!,
             Status = JobStatus.ValidatingFiles,
             TrainingFileId = training.Id,

@@ -116,8 +116,6 @@ public sealed class TrainingWorker(
 
     private async Task RunAsync(Guid jobId, CancellationToken stoppingToken)
     {
-        using var activity = FineTuningTelemetry.ActivitySource.StartActivity("fine-tuning train");
-        activity?.SetTag("aspiretune.job_id", jobId);
         FineTuningJob job;
         RegisteredModel baseModel;
         await using (var scope = scopes.CreateAsyncScope())
@@ -126,6 +124,11 @@ public sealed class TrainingWorker(
             job = await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == jobId, stoppingToken);
             baseModel = await db.Models.AsNoTracking().FirstAsync(m => m.Id == job.BaseModel, stoppingToken);
         }
+        // Part of the trace that created the job (an experiment's, under Aspire), though a poll loop picked it up.
+        using var activity = FineTuningTelemetry.ActivitySource.StartActivity("fine-tuning train", ActivityKind.Internal, job.TraceParent);
+        activity?.SetTag("aspiretune.job_id", jobId);
+        activity?.SetTag("aspiretune.experiment_id", job.ExperimentId);
+        using var logScope = logger.BeginScope(new Dictionary<string, object?> { ["JobId"] = jobId, ["ExperimentId"] = job.ExperimentId });
 
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var stopReason = StopReason.None;
@@ -422,8 +425,10 @@ public sealed class TrainingWorker(
         public void OnStep(StepReport step)
         {
             LastStep = step.Step;
-            FineTuningTelemetry.TrainingLoss.Record(step.TrainLoss);
-            FineTuningTelemetry.TokensPerSecond.Record(step.TokensPerSecond);
+            var jobTag = new KeyValuePair<string, object?>("aspiretune.job_id", job.Id);
+            FineTuningTelemetry.TrainingLoss.Record(step.TrainLoss, jobTag);
+            FineTuningTelemetry.TokensPerSecond.Record(step.TokensPerSecond, jobTag);
+            FineTuningTelemetry.TrainingStep.Record(step.Step, jobTag);
             lock (_lossesSinceEvent)
                 _lossesSinceEvent.Add(step.TrainLoss);
             var now = Stopwatch.GetTimestamp();
