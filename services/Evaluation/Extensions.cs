@@ -30,6 +30,7 @@ public static class EvaluationExtensions
         services.AddScoped<RunExecutor>();
         services.AddSingleton<RunQueue>();
         services.AddSingleton<ModelGateway>();
+        services.AddSingleton<TokenCounter>();
         // Hosted services stop in reverse order: the worker stops its runs before the writer drains their results.
         services.AddSingleton<ResultWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<ResultWriter>());

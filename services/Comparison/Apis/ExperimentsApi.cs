@@ -34,6 +34,8 @@ public sealed record CreateExperimentRequest
     public double? TestFraction { get; init; }
     /// <summary>Seed for splits. Default 42.</summary>
     public int? Seed { get; init; }
+    /// <summary>Non-inferiority margin in accuracy points as a fraction, in [0, 0.5] (0.02 = 2 points). Default <c>Comparison:NonInferiorityMargin</c>.</summary>
+    public double? NonInferiorityMargin { get; init; }
 }
 
 public sealed record ExperimentAccepted(Guid Id, string Name, string Status, string Location);
@@ -81,6 +83,8 @@ public static class ExperimentsApi
         var testFraction = request.TestFraction ?? 0.2;
         if (testFraction is <= 0 or > 0.5)
             errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];
+        if (request.NonInferiorityMargin is < 0 or > 0.5 || request.NonInferiorityMargin is double m && !double.IsFinite(m))
+            errors["nonInferiorityMargin"] = ["The non-inferiority margin is a fraction of accuracy in [0, 0.5] (0.02 = 2 points)."];
 
         string? jsonl = null;
         if ((request.Dataset is null) == (request.DatasetPath is null))
@@ -134,6 +138,7 @@ public static class ExperimentsApi
             BaseModel = request.BaseModel,
             TestFraction = testFraction,
             Seed = request.Seed ?? 42,
+            NonInferiorityMargin = request.NonInferiorityMargin,
         };
         var now = DateTimeOffset.UtcNow;
         // Recorded before the command leaves: if the process dies in between, start-up sends it again.

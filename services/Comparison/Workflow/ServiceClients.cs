@@ -112,13 +112,20 @@ public static class EvaluationResults
                 continue; // the comparison scores the first answer; repeats measure consistency in the Evaluation report
             var index = r["item"]!.GetValue<int>();
             var error = r["error"]?.GetValue<string>();
+            var predicted = r["predicted"]?.GetValue<string>();
+            // The label scorer reads an answer that names no label as "(other)": invalid, and kept as written.
+            var invalid = error is null && predicted == "(other)";
             outcomes.Add(new ItemOutcome(
                 index < itemIds.Count ? itemIds[index] : $"item-{index}",
                 error is null && Correct(r["scores"]),
                 r["latencyS"]?.GetValue<double>() ?? double.NaN,
                 r["costUsd"]?.GetValue<double>() ?? 0,
-                r["predicted"]?.GetValue<string>() ?? r["output"]?.GetValue<string>(),
-                error));
+                invalid ? r["output"]?.GetValue<string>() : predicted ?? r["output"]?.GetValue<string>(),
+                error,
+                invalid,
+                r["examplesShown"]?.GetValue<int>(),
+                r["examplesRetrieved"]?.GetValue<int>(),
+                r["inputTruncated"]?.GetValue<bool>() ?? false));
         }
         return outcomes;
     }

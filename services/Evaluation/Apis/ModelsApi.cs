@@ -28,6 +28,8 @@ public sealed record ModelEndpointRequest
     public int MaxConcurrency { get; init; } = 4;
     /// <summary>Requests per minute at most; unlimited when null.</summary>
     public int? RequestsPerMinute { get; init; }
+    /// <summary>Context window in tokens; when null, the served model's (asked through its tokenize route), else a known default for the model family, else 8,192.</summary>
+    public int? ContextLength { get; init; }
 
     /// <summary>Any other member; a raw key here is refused.</summary>
     [JsonExtensionData]
@@ -36,7 +38,7 @@ public sealed record ModelEndpointRequest
 
 /// <summary>A model endpoint as the API returns it: the key's configuration name and whether it is set, never the key.</summary>
 public sealed record ModelEndpointResponse(string Id, EndpointKind Kind, string BaseUrl, string Model, string? ApiKeySecret, bool ApiKeyConfigured,
-    double InputPricePerMillion, double OutputPricePerMillion, int MaxConcurrency, int? RequestsPerMinute, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    double InputPricePerMillion, double OutputPricePerMillion, int MaxConcurrency, int? RequestsPerMinute, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, int? ContextLength = null);
 
 public static partial class ModelsApi
 {
@@ -107,6 +109,7 @@ public static partial class ModelsApi
         entity.OutputPricePerMillion = request.OutputPricePerMillion;
         entity.MaxConcurrency = request.MaxConcurrency;
         entity.RequestsPerMinute = request.RequestsPerMinute;
+        entity.ContextLength = request.ContextLength;
         entity.UpdatedAt = DateTimeOffset.UtcNow;
     }
 
@@ -136,6 +139,8 @@ public static partial class ModelsApi
             errors["maxConcurrency"] = ["maxConcurrency must be between 1 and 1024."];
         if (request.RequestsPerMinute is < 1)
             errors["requestsPerMinute"] = ["requestsPerMinute must be at least 1 (leave it out for no limit)."];
+        if (request.ContextLength is < 16)
+            errors["contextLength"] = ["contextLength must be at least 16 tokens (leave it out for the model's own or a known default)."];
         return errors;
     }
 
@@ -144,5 +149,5 @@ public static partial class ModelsApi
 
     private static ModelEndpointResponse ToResponse(ModelEndpointEntity e, IConfiguration configuration) =>
         new(e.Id, e.Kind, e.BaseUrl, e.Model, e.ApiKeySecret, e.ApiKeySecret is not null && !string.IsNullOrEmpty(configuration[e.ApiKeySecret]),
-            e.InputPricePerMillion, e.OutputPricePerMillion, e.MaxConcurrency, e.RequestsPerMinute, e.CreatedAt, e.UpdatedAt);
+            e.InputPricePerMillion, e.OutputPricePerMillion, e.MaxConcurrency, e.RequestsPerMinute, e.CreatedAt, e.UpdatedAt, e.ContextLength);
 }

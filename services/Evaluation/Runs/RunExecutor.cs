@@ -28,6 +28,7 @@ public sealed class RunExecutor(
     ResultWriter writer,
     RetrievalClient retrieval,
     ResponseCache cache,
+    TokenCounter tokens,
     IBus bus,
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
@@ -129,13 +130,13 @@ public sealed class RunExecutor(
             {
                 try
                 {
-                    w.Rendered = await PromptTemplates.RenderAsync(run.Prompts[w.Prompt], w.Item.Input!, null, null, cancel);
+                    w.Fitted = await FitAsync(run.Spec, endpoint, run.Prompts[w.Prompt], w.Item.Input!, null, cancel);
                 }
-                catch (KernelException)
+                catch (Exception e) when (e is KernelException or ModelCallException or PromptTooLongException)
                 {
                     continue; // rendered again when the item is processed, where the error becomes the item's result
                 }
-                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Rendered.Value), Variant(run.Spec, w.Repeat)));
+                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Fitted), Variant(run.Spec, w.Repeat)));
             }
             await cache.PrefetchAsync(keys, cancel);
         }
@@ -145,7 +146,18 @@ public sealed class RunExecutor(
             writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w, ct)));
     }
 
-    private static ModelCall Call(RunSpec spec, (string? System, string User) rendered) => new(rendered.System, rendered.User, spec.Temperature, spec.MaxTokens);
+    private static ModelCall Call(RunSpec spec, FittedPrompt prompt) => new(prompt.System, prompt.User, spec.Temperature, spec.MaxTokens);
+
+    /// <summary>Output budget assumed when a run sets no max_tokens (the served models' chat default).</summary>
+    private const int DefaultOutputBudget = 256;
+
+    /// <summary>The prompt rendered to fit the endpoint's context minus the run's output budget.</summary>
+    private async Task<FittedPrompt> FitAsync(RunSpec spec, ModelEndpointEntity endpoint, CompiledPrompt prompt, string input, RetrievedContext? retrieved, CancellationToken ct)
+    {
+        var window = await tokens.WindowAsync(endpoint, ct);
+        var budget = window.ContextLength - (spec.MaxTokens ?? DefaultOutputBudget);
+        return await PromptFitter.FitAsync(prompt, input, retrieved, budget, (system, user, c) => new ValueTask<int>(tokens.CountAsync(endpoint, window, system, user, c)), ct);
+    }
 
     // Repeats must reach the model each time (consistency measures their disagreement), so each repeat has its own key.
     private static int Variant(RunSpec spec, int repeat) => spec.Repeats > 1 ? repeat : 0;
@@ -161,16 +173,19 @@ public sealed class RunExecutor(
         }
         try
         {
-            var rendered = work.Rendered;
-            if (rendered is null)
+            var fitted = work.Fitted;
+            if (fitted is null)
             {
                 RetrievedContext? retrieved = null;
                 if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
                     retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
                         () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
-                rendered = await PromptTemplates.RenderAsync(prompt, item.Input!, retrieved?.Examples, retrieved?.Passages, ct);
+                fitted = await FitAsync(run.Spec, endpoint, prompt, item.Input!, retrieved, ct);
             }
-            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, rendered.Value), Variant(run.Spec, repeat), ct);
+            result.ExamplesShown = fitted.ExamplesShown;
+            result.ExamplesRetrieved = fitted.ExamplesRetrieved;
+            result.InputTruncated = fitted.InputTruncated ? true : null;
+            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, fitted), Variant(run.Spec, repeat), ct);
             result.Output = answer.Output;
             result.LatencyMs = answer.LatencyMs;
             result.InputTokens = answer.InputTokens;
@@ -186,7 +201,7 @@ public sealed class RunExecutor(
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
         }
-        catch (Exception e) when (e is ModelCallException or RetrievalException or KernelException)
+        catch (Exception e) when (e is ModelCallException or RetrievalException or KernelException or PromptTooLongException)
         {
             // The item's outcome is this error: recorded in its result and counted in the summary.
             result.Error = e.Message;
@@ -274,6 +289,12 @@ public sealed class RunExecutor(
         json.WriteBoolean("cached", r.Cached);
         json.WriteString("error", r.Error);
         json.WriteString("scoreErrors", r.ScoreErrors);
+        if (r.ExamplesShown is { } shown)
+            json.WriteNumber("examplesShown", shown);
+        if (r.ExamplesRetrieved is { } offered)
+            json.WriteNumber("examplesRetrieved", offered);
+        if (r.InputTruncated is true)
+            json.WriteBoolean("inputTruncated", true);
         json.WriteEndObject();
     }
 
@@ -325,7 +346,7 @@ public sealed class RunExecutor(
         public int Prompt { get; } = prompt;
         public DatasetItem Item { get; } = item;
         public int Repeat { get; } = repeat;
-        public (string? System, string User)? Rendered { get; set; }
+        public FittedPrompt? Fitted { get; set; }
     }
 
     private sealed class RunFailedException(string message) : Exception(message);

@@ -43,6 +43,7 @@ public static class OpenAiApi
         group.MapGet("/models/{id}", GetModelAsync);
         group.MapPost("/chat/completions", ChatAsync);
         group.MapPost("/completions", CompletionsAsync);
+        group.MapPost("/tokenize", TokenizeAsync);
         return app;
     }
 
@@ -92,7 +93,7 @@ public static class OpenAiApi
                 activity?.SetTag("gen_ai.prompt", ChatTemplate.RenderPrompt(messages));
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
-            var promptIds = lease.Generator.EncodePrompt(ChatTemplate.RenderPrompt(messages));
+            var promptIds = ChatPromptIds(lease, messages);
             CheckContext(lease, promptIds.Count, settings.MaxTokens, "messages");
             var options = settings.ToOptions();
             var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
@@ -205,6 +206,47 @@ public static class OpenAiApi
             list.Add(new ChatMessage(role, content));
         }
         return list;
+    }
+
+    /// <summary>The token ids a chat request's messages become: the one place chat prompts are encoded (chat and tokenize).</summary>
+    private static IReadOnlyList<int> ChatPromptIds(ModelHost.Lease lease, IEnumerable<ChatMessage> messages) =>
+        lease.Generator.EncodePrompt(ChatTemplate.RenderPrompt(messages));
+
+    // ---------------------------------------------------------------- tokenize
+
+    /// <summary>
+    /// <c>POST /v1/tokenize</c> in the shape of vLLM's route: <c>{"model", "messages"}</c> (encoded exactly as a chat
+    /// completion would be) or <c>{"model", "prompt", "add_special_tokens"?}</c> -> <c>{"count", "max_model_len",
+    /// "tokens", "eos_token_id"}</c>. Callers size prompts to the context with it, and build token-id prompts for scoring.
+    /// </summary>
+    public static async Task<IResult> TokenizeAsync(HttpContext http, FineTuningDbContext db, ModelHost host, CancellationToken ct)
+    {
+        try
+        {
+            var body = await ReadBodyAsync(http.Request, ct);
+            var model = await FindModelAsync(db, body, ct);
+            if (!model.HasTokenizer)
+                throw new OpenAiException(400, $"The model '{model.Id}' has no tokenizer.", "model", "model_without_tokenizer");
+            var messages = body.ContainsKey("messages") ? ParseMessages(body) : null;
+            var prompt = messages is null
+                ? body["prompt"] is JsonValue p && p.GetValueKind() == JsonValueKind.String ? p.GetValue<string>() : throw new OpenAiException(400, "Send 'messages' (as for chat) or 'prompt' (a string).", "prompt")
+                : null;
+            var special = OptionalBool(body, "add_special_tokens") ?? true;
+            using var lease = await host.AcquireAsync(model, ct);
+            var tokenizer = lease.Model.Tokenizer!;
+            IReadOnlyList<int> ids = messages is not null ? ChatPromptIds(lease, messages) : special ? lease.Generator.EncodePrompt(prompt!) : tokenizer.Encode(prompt!);
+            return Results.Json(new JsonObject
+            {
+                ["count"] = ids.Count,
+                ["max_model_len"] = lease.Model.Config.MaxPositions,
+                ["tokens"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()),
+                ["eos_token_id"] = tokenizer.EosTokenId,
+            });
+        }
+        catch (OpenAiException ex)
+        {
+            return ex.ToResult();
+        }
     }
 
     // ---------------------------------------------------------------- completions
