@@ -18,6 +18,10 @@ public sealed class EvaluationOptions
     [Range(5, 3600)]
     public int LeaseSeconds { get; set; } = 60;
 
+    /// <summary>How often an idle worker looks for queued runs and runs whose lease lapsed, in milliseconds. Default 2000.</summary>
+    [Range(50, 600_000)]
+    public int PollIntervalMs { get; set; } = 2000;
+
     /// <summary>Runs executed at the same time; further runs wait in the queue. Default 2.</summary>
     [Range(1, 64)]
     public int MaxConcurrentRuns { get; set; } = 2;

@@ -6,6 +6,7 @@ using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
@@ -28,7 +29,11 @@ public static class EvaluationExtensions
 
         services.AddScoped<RunFactory>();
         services.AddScoped<RunExecutor>();
-        services.AddSingleton<RunQueue>();
+        services.AddWorkQueue<EvaluationDbContext, RunEntity>("evaluation", RunWorker.Definition, sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<EvaluationOptions>>().Value;
+            return new WorkQueueTiming(TimeSpan.FromSeconds(o.LeaseSeconds), TimeSpan.FromSeconds(o.LeaseSeconds) / 3, TimeSpan.FromMilliseconds(o.PollIntervalMs), o.MaxConcurrentRuns);
+        });
         services.AddSingleton<ModelGateway>();
         services.AddSingleton<TokenCounter>();
         // Hosted services stop in reverse order: the worker stops its runs before the writer drains their results.

@@ -7,7 +7,9 @@ using AspireTune.FineTuning.Serving;
 using AspireTune.FineTuning.Workers;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
+using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning;
 
@@ -30,19 +32,30 @@ public static class FineTuningExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<ServedEndpoint>();
         builder.Services.AddScoped<JobValidator>();
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, OpenAiAuthorizationResultHandler>();
         builder.Services.AddHostedService<BuiltInModelSeeder>();
+        builder.Services.AddWorkQueue<FineTuningDbContext, FineTuningJob>("fine-tuning", TrainingWorker.Definition, sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<FineTuningOptions>>().Value;
+            return new WorkQueueTiming(TimeSpan.FromSeconds(o.LeaseSeconds), TimeSpan.FromSeconds(o.HeartbeatSeconds), TimeSpan.FromMilliseconds(o.PollIntervalMs), MaxConcurrency: 1);
+        });
+        builder.Services.AddSingleton<TrainingInputs>();
+        builder.Services.AddSingleton<JobOutcomes>();
+        builder.Services.AddHostedService<StaleValidationResender>();
         if (builder.Configuration.GetValue($"{FineTuningOptions.SectionName}:{nameof(FineTuningOptions.WorkerEnabled)}", true))
             builder.Services.AddHostedService<TrainingWorker>();
         return builder;
     }
 
-    /// <summary>Maps the FineTuning service's HTTP APIs: files, jobs, the model registry and the OpenAI-compatible <c>/v1</c>.</summary>
+    /// <summary>Maps the FineTuning service's HTTP APIs: files, jobs, the model registry and the OpenAI-compatible <c>/v1</c> (serving, files, fine-tuning jobs).</summary>
     public static WebApplication MapFineTuning(this WebApplication app)
     {
         app.MapFilesApi();
         app.MapJobsApi();
         app.MapModelsApi();
         app.MapOpenAiApi();
+        app.MapOpenAiFilesApi();
+        app.MapOpenAiFineTuningApi();
         return app;
     }
 }

@@ -1,13 +1,14 @@
 using AspireTune.Analysis;
 using AspireTune.Comparison.Analysis;
 using AspireTune.Comparison.Reports;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Tests;
 
 /// <summary>The decision past accuracy: non-inferiority, total cost of ownership, invalid answers, confusion matrices.</summary>
 public sealed class DecisionTests
 {
-    private static CandidateResults Candidate(string name, string kind, int correct, double cost, double trainingHours = 0) =>
+    private static CandidateResults Candidate(string name, CandidateKind kind, int correct, double cost, double trainingHours = 0) =>
         new(name, kind, Enumerable.Range(0, 100).Select(i => new ItemOutcome($"item-{i}", i < correct, 0.1, cost, i < correct ? "spam" : "ham")).ToList(), trainingHours);
 
     private static readonly Dictionary<string, string> Spam = Enumerable.Range(0, 100).ToDictionary(i => $"item-{i}", _ => "spam");
@@ -21,7 +22,7 @@ public sealed class DecisionTests
     public void Compare_WithMarginAndPrices_GivesVerdictsCostsAndBreakEvenWorkedByHand()
     {
         var result = Comparer.Compare(
-            [Candidate("hosted", "prompted", 90, 0.002), Candidate("fine-tuned", "fine-tuned", 89, 0, trainingHours: 2), Candidate("knn", "knn", 60, 0)],
+            [Candidate("hosted", CandidateKind.Prompted, 90, 0.002), Candidate("fine-tuned", CandidateKind.FineTuned, 89, 0, trainingHours: 2), Candidate("knn", CandidateKind.Knn, 60, 0)],
             Spam, Prices);
 
         // fine-tuned vs hosted: one item of 100 lost; mean -0.01, SE sqrt(0.99 / 99 / 100) = 0.01, bound -0.01 - 1.6449 * 0.01.
@@ -56,14 +57,14 @@ public sealed class DecisionTests
     public void Compare_AnswersNamingNoLabel_AreCountedInvalidApartFromWrongLabels()
     {
         var expected = new Dictionary<string, string> { ["a"] = "fiction", ["b"] = "fiction", ["c"] = "news", ["d"] = "news" };
-        var model = new CandidateResults("fine-tuned", "fine-tuned",
+        var model = new CandidateResults("fine-tuned", CandidateKind.FineTuned,
         [
             new ItemOutcome("a", true, 0.1, 0, "fiction"),
             new ItemOutcome("b", false, 0.1, 0, "fion", Invalid: true),
             new ItemOutcome("c", false, 0.1, 0, "fiction"),
             new ItemOutcome("d", false, double.NaN, 0, null, Error: "timeout"),
         ]);
-        var knn = new CandidateResults("knn", "knn", expected.Select(e => new ItemOutcome(e.Key, true, 0.01, 0, e.Value)).ToList());
+        var knn = new CandidateResults("knn", CandidateKind.Knn, expected.Select(e => new ItemOutcome(e.Key, true, 0.01, 0, e.Value)).ToList());
 
         var result = Comparer.Compare([model, knn], expected);
 
@@ -85,5 +86,5 @@ public sealed class DecisionTests
         Comparer.FormatP(1).Should().Be("1.000");
     }
 
-    private static Curation.CurationReport EmptyCuration() => Curation.Curator.Curate("{\"input\":\"a b c\",\"expected\":\"spam\"}", 0, 0, 1).Report;
+    private static CurationReport EmptyCuration() => AspireTune.Comparison.Curation.Curator.Curate("{\"input\":\"a b c\",\"expected\":\"spam\"}", 0, 0, 1).Report;
 }

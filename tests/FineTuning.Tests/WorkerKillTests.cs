@@ -8,7 +8,8 @@ namespace AspireTune.FineTuning.Tests;
 
 /// <summary>
 /// Real worker processes (the service's own executable) on one PostgreSQL database: the first is killed
-/// with SIGKILL mid-training, the second takes the job over when the lease lapses and resumes it.
+/// with SIGKILL mid-training, the second, started on the same data folder, has the same worker identity and
+/// takes the job back at once (the lease lasts ten minutes, longer than the test waits) and resumes it.
 /// </summary>
 [Collection(TrainingCollection.Name)]
 public sealed class WorkerKillTests
@@ -113,7 +114,7 @@ public sealed class WorkerKillTests
             info.Environment["FineTuning__BuiltIn__Hidden"] = "128";
             info.Environment["FineTuning__BuiltIn__Heads"] = "4";
             info.Environment["FineTuning__ExactMatchExamples"] = "0";
-            info.Environment["FineTuning__LeaseSeconds"] = "3";
+            info.Environment["FineTuning__LeaseSeconds"] = "600";
             var process = new Process { StartInfo = info };
             var worker = new WorkerProcess(process, new Uri($"http://127.0.0.1:{port}"));
             process.OutputDataReceived += (_, e) => worker.Append(e.Data);

@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Net.Http.Json;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Comparison;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.ServiceDefaults.Data;
 using MassTransit;
@@ -17,7 +18,7 @@ namespace AspireTune.Cli.Commands;
 /// </summary>
 public static class ExperimentCommand
 {
-    public static Command Create()
+    public static Command Create(Infrastructure.CliIo io, Infrastructure.ConnectionOptions connection)
     {
         var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line.", Required = true };
         var name = new Option<string?>("--name") { Description = "Experiment name (default: the file name)." };
@@ -32,7 +33,9 @@ public static class ExperimentCommand
         };
         run.SetAction((parse, ct) => RunAsync(parse.GetValue(dataset)!, parse.GetValue(name), parse.GetValue(candidates)!, parse.GetValue(baseModel),
             parse.GetValue(endpoints), parse.GetValue(data), TimeSpan.FromMinutes(parse.GetValue(timeout)), ct));
-        return new Command("experiment", "Run and inspect experiments.") { run };
+        var experiment = new Command("experiment", "Run and inspect experiments.") { run };
+        ExperimentInspectCommands.AddTo(experiment, io, connection);
+        return experiment;
     }
 
     private static async Task<int> RunAsync(FileInfo dataset, string? name, string candidates, string? baseModel, string? endpoints, string? data, TimeSpan timeout, CancellationToken ct)
@@ -63,22 +66,22 @@ public static class ExperimentCommand
         await handle.Ready;
         try
         {
-            var request = new
+            var request = new CreateExperimentRequest
             {
-                name = name ?? Path.GetFileNameWithoutExtension(dataset.Name),
-                dataset = await File.ReadAllTextAsync(dataset.FullName, ct),
-                candidates = candidates.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                modelEndpoints = endpoints?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                baseModel,
+                Name = name ?? Path.GetFileNameWithoutExtension(dataset.Name),
+                Dataset = await File.ReadAllTextAsync(dataset.FullName, ct),
+                Candidates = candidates.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                ModelEndpoints = endpoints?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                BaseModel = baseModel,
             };
-            using var response = await http.PostAsJsonAsync("api/experiments", request, ct);
+            using var response = await http.PostAsJsonAsync("api/experiments", request, ContractJson.Options, ct);
             if (!response.IsSuccessStatusCode)
             {
                 AnsiConsole.MarkupLineInterpolated($"[red]The experiment was refused ({(int)response.StatusCode}):[/]");
                 AnsiConsole.WriteLine(await response.Content.ReadAsStringAsync(ct));
                 return 2;
             }
-            var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+            var id = (await response.Content.ReadFromJsonAsync<ExperimentAccepted>(ContractJson.Options, ct))!.Id;
             AnsiConsole.MarkupLineInterpolated($"Experiment [bold]{id}[/] on [bold]{dataset.Name}[/] (embedded host at {baseUrl}, data in {app.Services.GetRequiredService<DataRoot>().Path})");
 
             var final = await FollowAsync(http, id, training, timeout, ct);
@@ -92,19 +95,17 @@ public static class ExperimentCommand
     }
 
     /// <summary>Polls the experiment, printing each new log line and the training progress, until it settles.</summary>
-    private static async Task<JsonObject> FollowAsync(HttpClient http, Guid id, TrainingProgressView training, TimeSpan timeout, CancellationToken ct)
+    private static async Task<ExperimentView> FollowAsync(HttpClient http, Guid id, TrainingProgressView training, TimeSpan timeout, CancellationToken ct)
     {
         var deadline = DateTimeOffset.UtcNow + timeout;
         var printed = 0;
         while (true)
         {
-            var experiment = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}", ct))!;
-            var log = experiment["log"]!.AsArray();
-            for (; printed < log.Count; printed++)
-                AnsiConsole.MarkupLineInterpolated($"[grey]{log[printed]!["at"]!.GetValue<DateTimeOffset>():HH:mm:ss}[/] [blue]{log[printed]!["step"]!.GetValue<string>(),-11}[/] {log[printed]!["message"]!.GetValue<string>()}");
+            var experiment = (await http.GetFromJsonAsync<ExperimentView>($"api/experiments/{id}", ContractJson.Options, ct))!;
+            for (; printed < experiment.Log.Count; printed++)
+                AnsiConsole.MarkupLineInterpolated($"[grey]{experiment.Log[printed].At:HH:mm:ss}[/] [blue]{experiment.Log[printed].Step,-11}[/] {experiment.Log[printed].Message}");
             training.PrintIfChanged();
-            var status = experiment["status"]!.GetValue<string>();
-            if (status is "succeeded" or "failed" or "cancelled")
+            if (experiment.Status is "succeeded" or "failed" or "cancelled")
                 return experiment;
             if (DateTimeOffset.UtcNow > deadline)
                 throw new TimeoutException($"The experiment did not finish within {timeout}. It is still recorded: run 'aspiretune serve' to let it finish.");
@@ -112,27 +113,28 @@ public static class ExperimentCommand
         }
     }
 
-    private static async Task<int> ReportAsync(HttpClient http, DataRoot data, Guid id, JsonObject experiment, CancellationToken ct)
+    private static async Task<int> ReportAsync(HttpClient http, DataRoot data, Guid id, ExperimentView experiment, CancellationToken ct)
     {
-        if (experiment["status"]!.GetValue<string>() != "succeeded")
+        if (experiment.Status != "succeeded")
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]Experiment {experiment["status"]}: {experiment["error"]?.GetValue<string>()}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]Experiment {experiment.Status}: {experiment.Error}[/]");
             return 1;
         }
-        var report = await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct);
+        var reportJson = await http.GetByteArrayAsync($"api/experiments/{id}/report.json", ct);
+        var report = JsonSerializer.Deserialize<ExperimentReport>(reportJson, ContractJson.Options)!;
         var table = new Table().AddColumns("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
-        static string N(JsonNode? node, string format, double scale = 1) => node is null ? "n/a" : (node.GetValue<double>() * scale).ToString(format, System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var c in report!["candidates"]!.AsArray())
-            table.AddRow(c!["name"]!.GetValue<string>(), N(c["accuracy"], "P1"), $"{N(c["accuracyLower"], "P1")}-{N(c["accuracyUpper"], "P1")}", N(c["macroF1"], "0.000"),
-                N(c["latencyP95"], "0.0", 1000), N(c["costPer1k"], "0.####"), c["onParetoFront"]!.GetValue<bool>() ? "yes" : "");
+        static string N(double value, string format, double scale = 1) => double.IsFinite(value) ? (value * scale).ToString(format, System.Globalization.CultureInfo.InvariantCulture) : "n/a";
+        foreach (var c in report.Candidates)
+            table.AddRow(c.Name, N(c.Accuracy, "P1"), $"{N(c.AccuracyLower, "P1")}-{N(c.AccuracyUpper, "P1")}", N(c.MacroF1, "0.000"),
+                N(c.LatencyP95, "0.0", 1000), N(c.CostPer1k, "0.####"), c.OnParetoFront ? "yes" : "");
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLineInterpolated($"[green bold]Decision: {experiment["winner"]}[/]");
-        AnsiConsole.WriteLine(experiment["decision"]!.GetValue<string>());
+        AnsiConsole.MarkupLineInterpolated($"[green bold]Decision: {experiment.Winner}[/]");
+        AnsiConsole.WriteLine(experiment.Decision ?? "");
 
         var folder = data.Folder("reports");
         var html = Path.Combine(folder, $"{id}.html");
         await File.WriteAllBytesAsync(html, await http.GetByteArrayAsync($"api/experiments/{id}/report", ct), ct);
-        await File.WriteAllTextAsync(Path.Combine(folder, $"{id}.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), ct);
+        await File.WriteAllBytesAsync(Path.Combine(folder, $"{id}.json"), reportJson, ct);
         AnsiConsole.MarkupLineInterpolated($"Report: [link]{html}[/]");
         return 0;
     }

@@ -1,3 +1,5 @@
+using AspireTune.Contracts.Comparison;
+
 namespace AspireTune.Comparison.Analysis;
 
 /// <summary>
@@ -9,48 +11,9 @@ public sealed record ItemOutcome(string ItemId, bool Correct, double LatencySeco
     bool Invalid = false, int? ExamplesShown = null, int? ExamplesRetrieved = null, bool InputTruncated = false);
 
 /// <summary>A candidate's results on the shared test split; <paramref name="TrainingGpuHours"/> what training it took.</summary>
-public sealed record CandidateResults(string Name, string Kind, IReadOnlyList<ItemOutcome> Items, double TrainingGpuHours = 0);
+public sealed record CandidateResults(string Name, CandidateKind Kind, IReadOnlyList<ItemOutcome> Items, double TrainingGpuHours = 0);
 
-public sealed record CandidateSummary
-{
-    public required string Name { get; init; }
-    public required string Kind { get; init; }
-    public required int Items { get; init; }
-    public required int Errors { get; init; }
-    /// <summary>Answers that name no label (counted as wrong, and apart from wrong labels).</summary>
-    public int Invalid { get; init; }
-    /// <summary>Mean examples shown per prompt after fitting the context; null for candidates whose prompt shows none.</summary>
-    public double? ExamplesShownMean { get; init; }
-    /// <summary>Mean examples retrieval offered per prompt; null as above.</summary>
-    public double? ExamplesRetrievedMean { get; init; }
-    /// <summary>Items whose input had to be cut to fit the model's context.</summary>
-    public int InputsTruncated { get; init; }
-    public required double Accuracy { get; init; }
-    public required double AccuracyLower { get; init; }
-    public required double AccuracyUpper { get; init; }
-    public required double MacroF1 { get; init; }
-    public required double LatencyP50 { get; init; }
-    public required double LatencyP95 { get; init; }
-    public required double LatencyP99 { get; init; }
-    /// <summary>Mean cost of one request times 1,000, in USD.</summary>
-    public required double CostPer1k { get; init; }
-    public required bool OnParetoFront { get; init; }
-}
-
-public sealed record PairwiseTest
-{
-    public required string A { get; init; }
-    public required string B { get; init; }
-    /// <summary>Accuracy of A minus accuracy of B, on the items both answered.</summary>
-    public required double Difference { get; init; }
-    public required double DifferenceLower { get; init; }
-    public required double DifferenceUpper { get; init; }
-    public required int AOnlyCorrect { get; init; }
-    public required int BOnlyCorrect { get; init; }
-    public required double McNemarP { get; init; }
-    public bool Significant => McNemarP < 0.05;
-}
-
+/// <summary>The comparison of every candidate that produced results.</summary>
 public sealed record ComparisonResult
 {
     public required IReadOnlyList<CandidateSummary> Candidates { get; init; }
@@ -70,12 +33,6 @@ public sealed record ComparisonResult
     /// <summary>Per candidate: expected label by row, answered label, invalid or error by column.</summary>
     public IReadOnlyList<ConfusionMatrix> Confusion { get; init; } = [];
 }
-
-/// <summary>"<see cref="Candidate"/> is not worse than <see cref="Reference"/> by more than <see cref="Margin"/>" (accuracy as fractions).</summary>
-public sealed record NonInferiorityVerdict(string Candidate, string Reference, int Items, double Difference, double LowerBound, double Margin, double Confidence, bool NonInferior);
-
-/// <summary>Counts of answers by expected label (rows) and answered label (columns, then <c>(invalid)</c> and <c>(error)</c>).</summary>
-public sealed record ConfusionMatrix(string Candidate, IReadOnlyList<string> Labels, IReadOnlyList<string> Columns, IReadOnlyList<IReadOnlyList<int>> Counts);
 
 /// <summary>
 /// What the decision weighs besides accuracy (USD): the non-inferiority margin, and the prices of owning a candidate.

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using AspireTune.Analysis;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Analysis;
 
@@ -17,7 +18,11 @@ public static class Ownership
         var r = AspireTune.Analysis.NonInferiority.Test(
             shared.Select(i => i.Correct ? 1.0 : 0).ToList(), shared.Select(i => byId[i.ItemId].Correct ? 1.0 : 0).ToList(),
             settings.NonInferiorityMargin, settings.Confidence);
-        return new NonInferiorityVerdict(candidate.Name, reference.Name, r.Items, r.Difference, r.LowerBound, r.Margin, r.Confidence, r.NonInferior);
+        return new NonInferiorityVerdict
+        {
+            Candidate = candidate.Name, Reference = reference.Name, Items = r.Items, Difference = r.Difference,
+            LowerBound = r.LowerBound, Margin = r.Margin, Confidence = r.Confidence, NonInferior = r.NonInferior,
+        };
     }
 
     /// <summary>
@@ -28,7 +33,7 @@ public static class Ownership
     public static CandidateCost Cost(CandidateResults c, DecisionSettings settings)
     {
         var perRequest = c.Items.Count == 0 ? 0 : c.Items.Average(i => i.CostUsd);
-        var perDay = c.Kind == "knn" ? settings.KnnHourPrice * 24 : perRequest == 0 ? settings.SelfServedHourPrice * 24 : 0;
+        var perDay = c.Kind == CandidateKind.Knn ? settings.KnnHourPrice * 24 : perRequest == 0 ? settings.SelfServedHourPrice * 24 : 0;
         return new CandidateCost(c.Name, c.TrainingGpuHours * settings.GpuHourPrice, perDay, perRequest);
     }
 

@@ -3,38 +3,34 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using AspireTune.Comparison.Analysis;
-using AspireTune.Comparison.Curation;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Reports;
 
 /// <summary>The decision report: one self-contained HTML page with charts, and the same facts as JSON.</summary>
 public static class ReportWriter
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, Converters = { new FiniteOrNullConverter() } };
-
-    /// <summary>An undefined statistic (no successful call, so no latency) is written as null, never as NaN.</summary>
-    public sealed class FiniteOrNullConverter : System.Text.Json.Serialization.JsonConverter<double>
-    {
-        public override bool HandleNull => true;
-
-        public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
-
-        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
-        {
-            if (double.IsFinite(value))
-                writer.WriteNumberValue(value);
-            else
-                writer.WriteNullValue();
-        }
-    }
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     public static string ToJson(string experimentName, CurationReport curation, ComparisonResult result) =>
-        JsonSerializer.Serialize(new
+        JsonSerializer.Serialize(new ExperimentReport
         {
-            experiment = experimentName, curation, result.Winner, result.Decision, result.Candidates, result.Pairwise,
-            result.NonInferiority, result.CostHorizonDays, result.Costs, result.CheapestByVolume, result.CheapestAcceptableByVolume, result.Confusion,
+            Experiment = experimentName,
+            Curation = curation,
+            Winner = result.Winner,
+            Decision = result.Decision,
+            Candidates = result.Candidates,
+            Pairwise = result.Pairwise,
+            NonInferiority = result.NonInferiority,
+            CostHorizonDays = result.CostHorizonDays,
+            Costs = result.Costs.Select(x => new OwnershipCost { Candidate = x.Candidate, OneOffUsd = x.OneOff, FixedPerDayUsd = x.FixedPerDay, PerRequestUsd = x.PerRequest }).ToList(),
+            CheapestByVolume = Ranges(result.CheapestByVolume),
+            CheapestAcceptableByVolume = Ranges(result.CheapestAcceptableByVolume),
+            Confusion = result.Confusion,
         }, Json);
+
+    private static List<CheapestVolumeRange> Ranges(IEnumerable<AspireTune.Analysis.CheapestRange> ranges) =>
+        ranges.Select(r => new CheapestVolumeRange { Candidate = r.Candidate, FromRequestsPerDay = r.FromRequestsPerDay, ToRequestsPerDay = r.ToRequestsPerDay }).ToList();
 
     private static string Examples(CandidateSummary s) =>
         s.ExamplesShownMean is { } shown
@@ -123,7 +119,7 @@ public static class ReportWriter
 
         sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>invalid</th><th>accuracy</th><th>95% CI</th><th>macro-F1</th><th>examples seen</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
         foreach (var s in result.Candidates)
-            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind)}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Invalid} ({(s.Items == 0 ? 0 : 100.0 * s.Invalid / s.Items):0}%)</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Examples(s)}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
+            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Invalid} ({(s.Items == 0 ? 0 : 100.0 * s.Invalid / s.Items):0}%)</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Examples(s)}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
         sb.Append("</table><p>Invalid: the answer names no label (a near-miss of one included); counted as wrong, and apart from wrong labels. Examples seen: mean number of retrieved examples the prompt held after fitting the model's context, of those retrieved.</p>");
         AppendDecisionDetails(sb, result);
 

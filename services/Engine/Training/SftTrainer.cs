@@ -112,9 +112,10 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             var trainLoss = lossValue / Math.Max(1, stepTargets);
             state.Step = step;
             state.TrainLosses.Add(trainLoss);
+            state.TrainedTokens += tokens;
             var epochProgress = (double)step / stepsPerEpoch;
             observer?.OnProgress(new TrainingProgress(step, totalSteps, epochProgress, trainLoss, lr, gradNorm,
-                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds)));
+                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds), state.TrainedTokens));
 
             if (step % Options.EvalEverySteps == 0 || step == totalSteps)
             {

@@ -7,6 +7,7 @@ using AspireTune.Evaluation.Datasets;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Security;
+using AspireTune.ServiceDefaults.Work;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -60,7 +61,7 @@ public static class RunsApi
         return TypedResults.Ok(runs.Select(r => ToResponse(r, counts.GetValueOrDefault(r.Id), withSummaries: false)).ToList());
     }
 
-    public static async Task<Results<Accepted<RunResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(RunCreateRequest request, EvaluationDbContext db, RunFactory factory, RunQueue queue, CancellationToken ct)
+    public static async Task<Results<Accepted<RunResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(RunCreateRequest request, EvaluationDbContext db, RunFactory factory, WorkQueue<EvaluationDbContext, RunEntity> queue, CancellationToken ct)
     {
         ArtifactRef? dataset = request.DatasetArtifact;
         if (dataset is null && request.Dataset is { Length: > 0 } sha)
@@ -91,7 +92,7 @@ public static class RunsApi
         if (run is null)
             return TypedResults.ValidationProblem(errors, title: "The run is not valid.");
         await db.SaveChangesAsync(ct);
-        queue.Enqueue(run.Id);
+        queue.Nudge();
         return TypedResults.Accepted($"/api/evaluation/runs/{run.Id}", ToResponse(run, 0, withSummaries: true));
     }
 
@@ -123,18 +124,12 @@ public static class RunsApi
         }
         var spec = RunSpec.Read(run.SpecJson);
         http.Response.ContentType = "application/jsonl";
-        await using var json = new Utf8JsonWriter(http.Response.Body);
         await foreach (var result in db.ItemResults.AsNoTracking().Where(r => r.RunId == id).OrderBy(r => r.Pair).ThenBy(r => r.Item).ThenBy(r => r.Repeat).AsAsyncEnumerable().WithCancellation(ct))
-        {
-            RunExecutor.WriteResult(json, result, items[result.Item], spec.Prompts[result.Pair / spec.ModelEndpoints.Count], spec.ModelEndpoints[result.Pair % spec.ModelEndpoints.Count]);
-            await json.FlushAsync(ct);
-            json.Reset();
-            await http.Response.Body.WriteAsync("\n"u8.ToArray(), ct);
-        }
+            await EvaluationResultsJsonl.WriteLineAsync(http.Response.Body, RunExecutor.ToResult(result, items[result.Item], spec), ct);
         return TypedResults.Empty;
     }
 
-    public static async Task<Results<Accepted<RunResponse>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ClaimsPrincipal user, EvaluationDbContext db, RunQueue queue, CancellationToken ct)
+    public static async Task<Results<Accepted<RunResponse>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ClaimsPrincipal user, EvaluationDbContext db, WorkQueue<EvaluationDbContext, RunEntity> queue, CancellationToken ct)
     {
         var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == id, ct);
         if (run is null)
@@ -144,8 +139,8 @@ public static class RunsApi
         run.CancelledBy = user.Identity?.Name ?? "anonymous";
         await db.SaveChangesAsync(ct);
         // Executing here: stop it now. Queued: the worker sees CancelledBy when it picks the run up.
-        if (!queue.Cancel(id))
-            queue.Enqueue(id);
+        if (!queue.CancelLocal(id))
+            queue.Nudge();
         var completed = await db.ItemResults.CountAsync(r => r.RunId == id, ct);
         return TypedResults.Accepted($"/api/evaluation/runs/{id}", ToResponse(run, completed, withSummaries: false));
     }

@@ -2,6 +2,7 @@ using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 
@@ -12,7 +13,7 @@ namespace AspireTune.Evaluation.Consumers;
 /// command (same message id or same run id) creates nothing twice; a command that cannot run (unknown prompt,
 /// missing dataset) is answered with <c>EvaluationFailed</c> instead of being retried.
 /// </summary>
-public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory factory, RunQueue queue, ILogger<RunEvaluationConsumer> logger) : IConsumer<RunEvaluation>
+public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory factory, WorkQueue<EvaluationDbContext, RunEntity> queue, ILogger<RunEvaluationConsumer> logger) : IConsumer<RunEvaluation>
 {
     public async Task Consume(ConsumeContext<RunEvaluation> context)
     {
@@ -48,6 +49,6 @@ public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory fac
 
         db.MarkProcessed(context.MessageId, nameof(RunEvaluationConsumer));
         await db.SaveChangesAsync(ct);
-        queue.Enqueue(run.Id);
+        queue.Nudge();
     }
 }

@@ -1,17 +1,7 @@
+using AspireTune.Contracts.Evaluation;
+using AspireTune.ServiceDefaults.Work;
+
 namespace AspireTune.Evaluation.Data;
-
-/// <summary>Where a model endpoint lives and what protocol it speaks.</summary>
-public enum EndpointKind
-{
-    /// <summary>api.openai.com (or the base URL given).</summary>
-    OpenAI,
-
-    /// <summary>Azure OpenAI's OpenAI-compatible v1 API (<c>https://&lt;resource&gt;.openai.azure.com/openai/v1</c>); the key goes in <c>api-key</c>.</summary>
-    AzureOpenAI,
-
-    /// <summary>Any OpenAI-compatible <c>/v1</c> URL, AspireTune's own model server included.</summary>
-    OpenAICompatible,
-}
 
 /// <summary>A hosted or local model reachable over the OpenAI API. The key is only a configuration key name.</summary>
 public sealed class ModelEndpointEntity
@@ -73,7 +63,7 @@ public enum RunStatus
 }
 
 /// <summary>An evaluation run: its specification (JSON), state and, once finished, its summary.</summary>
-public sealed class RunEntity
+public sealed class RunEntity : ILeasedWork
 {
     public Guid Id { get; set; }
     public Guid? ExperimentId { get; set; }
@@ -91,11 +81,11 @@ public sealed class RunEntity
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
 
-    /// <summary>The worker executing the run (host/process/instance), while its lease lasts.</summary>
-    public string? Owner { get; set; }
+    /// <summary>The worker executing the run (<see cref="WorkerIdentity"/>), while its lease lasts.</summary>
+    public string? LeaseOwner { get; set; }
 
-    /// <summary>Until when <see cref="Owner"/> holds the run; renewed by its heartbeat, free once past.</summary>
-    public DateTimeOffset? LeaseUntil { get; set; }
+    /// <summary>Until when <see cref="LeaseOwner"/> holds the run; renewed by its heartbeat, free once past.</summary>
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
 }
 
 /// <summary>The outcome of one call: item x repeat for one prompt x endpoint pair of a run.</summary>

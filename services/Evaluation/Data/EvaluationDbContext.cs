@@ -47,6 +47,8 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
             e.HasKey(x => x.Id);
             e.Property(x => x.Status).HasConversion<string>();
             e.HasIndex(x => x.Status);
+            e.Property(x => x.LeaseOwner).HasColumnName("Owner");
+            e.Property(x => x.LeaseExpiresAt).HasColumnName("LeaseUntil");
         });
         modelBuilder.Entity<ItemResultEntity>(e =>
         {

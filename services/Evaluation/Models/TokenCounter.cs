@@ -5,6 +5,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 
 namespace AspireTune.Evaluation.Models;

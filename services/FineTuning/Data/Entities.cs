@@ -1,3 +1,5 @@
+using AspireTune.ServiceDefaults.Work;
+
 namespace AspireTune.FineTuning.Data;
 
 /// <summary>Job statuses, spelled as the hosted fine-tuning APIs spell them.</summary>
@@ -26,7 +28,7 @@ public sealed class DataFile
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
 }
 
-public sealed class FineTuningJob
+public sealed class FineTuningJob : ILeasedWork
 {
     public required Guid Id { get; init; }
     public Guid? ExperimentId { get; set; }
@@ -45,6 +47,9 @@ public sealed class FineTuningJob
     public long TestBytes { get; set; }
     public string? TestFileId { get; set; }
     public string? Suffix { get; set; }
+
+    /// <summary>Caller-defined key-value pairs (JSON object of strings), as the hosted APIs' <c>metadata</c>.</summary>
+    public string? MetadataJson { get; set; }
 
     /// <summary>The hyperparameters as requested (name to text, "auto" allowed).</summary>
     public required string HyperparametersJson { get; set; }

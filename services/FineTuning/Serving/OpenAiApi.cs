@@ -9,21 +9,9 @@ using AspireTune.ServiceDefaults.Security;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 
+using static AspireTune.FineTuning.Serving.OpenAiRequest;
+
 namespace AspireTune.FineTuning.Serving;
-
-/// <summary>An error in the OpenAI shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
-public sealed class OpenAiException(int status, string message, string? param = null, string? code = null, string type = "invalid_request_error") : Exception(message)
-{
-    public int Status { get; } = status;
-    public string? Param { get; } = param;
-    public string? Code { get; } = code;
-    public string Type { get; } = type;
-
-    public IResult ToResult() => Results.Json(new JsonObject
-    {
-        ["error"] = new JsonObject { ["message"] = Message, ["type"] = Type, ["param"] = Param, ["code"] = Code },
-    }, statusCode: Status);
-}
 
 /// <summary>
 /// The OpenAI-compatible API over registered models: <c>GET /v1/models</c>, <c>POST /v1/chat/completions</c>
@@ -468,51 +456,12 @@ public static class OpenAiApi
             throw new OpenAiException(400, $"The prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) exceeds this model's context of {context} tokens.", "max_tokens", "context_length_exceeded");
     }
 
-    private static async Task<JsonObject> ReadBodyAsync(HttpRequest request, CancellationToken ct)
-    {
-        try
-        {
-            return await JsonNode.ParseAsync(request.Body, cancellationToken: ct) as JsonObject
-                ?? throw new OpenAiException(400, "The request body must be a JSON object.");
-        }
-        catch (JsonException ex)
-        {
-            throw new OpenAiException(400, $"The request body is not valid JSON: {ex.Message}");
-        }
-    }
-
     private static async Task<RegisteredModel> FindModelAsync(FineTuningDbContext db, JsonObject body, CancellationToken ct)
     {
         if (body["model"] is not JsonValue v || v.GetValueKind() != JsonValueKind.String || string.IsNullOrWhiteSpace(v.GetValue<string>()))
             throw new OpenAiException(400, "'model' is required: the id of a served model (GET /v1/models).", "model");
         var id = v.GetValue<string>();
         return await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == id, ct) ?? throw ModelNotFound(id);
-    }
-
-    private static bool? OptionalBool(JsonObject body, string name) => body[name] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
-        JsonValue v when v.GetValueKind() == JsonValueKind.Null => null,
-        _ => throw new OpenAiException(400, $"'{name}' must be true or false.", name),
-    };
-
-    private static int? OptionalInt(JsonObject body, string name, int min, int max)
-    {
-        if (body[name] is null || body[name]!.GetValueKind() == JsonValueKind.Null)
-            return null;
-        if (body[name] is not JsonValue v || !v.TryGetValue<int>(out var value))
-            throw new OpenAiException(400, $"'{name}' must be an integer.", name);
-        return value < min || value > max ? throw new OpenAiException(400, $"'{name}' is {value}; it must be between {min} and {max}.", name) : value;
-    }
-
-    private static double? OptionalDouble(JsonObject body, string name, double min, double max)
-    {
-        if (body[name] is null || body[name]!.GetValueKind() == JsonValueKind.Null)
-            return null;
-        if (body[name] is not JsonValue v || !v.TryGetValue<double>(out var value))
-            throw new OpenAiException(400, $"'{name}' must be a number.", name);
-        return value < min || value > max ? throw new OpenAiException(400, $"'{name}' is {value}; it must be between {min} and {max}.", name) : value;
     }
 
     private static string TokenText(ModelHost.Lease lease, int id) =>
