@@ -36,6 +36,7 @@ public static class EvaluationExtensions
         });
         services.AddSingleton<ModelGateway>();
         services.AddSingleton<TokenCounter>();
+        services.AddSingleton<LabelLikelihood>();
         // Hosted services stop in reverse order: the worker stops its runs before the writer drains their results.
         services.AddSingleton<ResultWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<ResultWriter>());

@@ -13,9 +13,9 @@ public sealed class CancelCascadeTests
         var ct = TestContext.Current.CancellationToken;
         // Enough epochs that the job is still training when the cancel arrives.
         var (app, http) = await EmbeddedExperimentTests.StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("embedded-cancel"),
-            "--Comparison:FineTuningHyperparameters:n_epochs=200",
+            "--Comparison:FineTuningHyperparameters:n_epochs=100",
             "--Comparison:FineTuningHyperparameters:batch_size=4",
-            "--Comparison:FineTuningHyperparameters:max_seq_len=256");
+            "--Comparison:FineTuningHyperparameters:max_seq_len=512");
         await using var _ = app;
         var dataset = string.Join('\n', (await File.ReadAllLinesAsync(EmbeddedExperimentTests.SamplePath, ct)).Where((_, i) => i % 5 == 0));
         var response = await http.PostAsJsonAsync("api/experiments", new { name = "cancel-me", dataset, candidates = new[] { "fine-tuned", "prompted" } }, ct);

@@ -8,7 +8,7 @@ namespace AspireTune.Comparison.Analysis;
 /// <paramref name="ExamplesShown"/>: examples its prompt held after fitting the model's context (null: none asked).
 /// </summary>
 public sealed record ItemOutcome(string ItemId, bool Correct, double LatencySeconds, double CostUsd, string? Output = null, string? Error = null,
-    bool Invalid = false, int? ExamplesShown = null, int? ExamplesRetrieved = null, bool InputTruncated = false);
+    bool Invalid = false, int? ExamplesShown = null, int? ExamplesRetrieved = null, bool InputTruncated = false, bool? LikelihoodCorrect = null);
 
 /// <summary>A candidate's results on the shared test split; <paramref name="TrainingGpuHours"/> what training it took.</summary>
 public sealed record CandidateResults(string Name, CandidateKind Kind, IReadOnlyList<ItemOutcome> Items, double TrainingGpuHours = 0);

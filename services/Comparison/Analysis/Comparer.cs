@@ -99,6 +99,7 @@ public static class Comparer
             ExamplesShownMean = c.Items.Any(i => i.ExamplesShown is not null) ? c.Items.Where(i => i.ExamplesShown is not null).Average(i => i.ExamplesShown!.Value) : null,
             ExamplesRetrievedMean = c.Items.Any(i => i.ExamplesRetrieved is not null) ? c.Items.Where(i => i.ExamplesRetrieved is not null).Average(i => i.ExamplesRetrieved!.Value) : null,
             InputsTruncated = c.Items.Count(i => i.InputTruncated),
+            LikelihoodAccuracy = c.Items.Any(i => i.LikelihoodCorrect is not null) ? c.Items.Average(i => i.LikelihoodCorrect == true ? 1.0 : 0) : null,
             Accuracy = accuracy.Value,
             AccuracyLower = accuracy.Lower ?? double.NaN,
             AccuracyUpper = accuracy.Upper ?? double.NaN,
@@ -181,6 +182,9 @@ public static class Comparer
         var invalid = summaries.Where(s => s.Invalid > 0).ToList();
         if (invalid.Count > 0)
             sb.Append(c, $"Invalid answers (naming no label; counted as wrong): {string.Join(", ", invalid.Select(e => $"{e.Name} {e.Invalid} of {e.Items}"))}. ");
+        var likely = summaries.Where(s => s.LikelihoodAccuracy is not null).ToList();
+        if (likely.Count > 0)
+            sb.Append(c, $"Scored by the label the model finds most likely (log-likelihood per byte, as lm-evaluation-harness scores multiple choice): {string.Join(", ", likely.Select(l => $"{l.Name} {l.LikelihoodAccuracy:P1} (greedy answer {l.Accuracy:P1})"))}. ");
         var fitted = summaries.Where(s => s.ExamplesRetrievedMean is { } offered && (s.ExamplesShownMean < offered || s.InputsTruncated > 0)).ToList();
         if (fitted.Count > 0)
             sb.Append(c, $"Prompts fitted to the model's context: {string.Join(", ", fitted.Select(f => $"{f.Name} saw {f.ExamplesShownMean:0.#} of {f.ExamplesRetrievedMean:0.#} examples on average{(f.InputsTruncated > 0 ? $", {f.InputsTruncated} inputs cut" : "")}"))}. ");

@@ -117,10 +117,10 @@ public static class ReportWriter
             result.Candidates.Select(s => (s.Name, new[] { s.LatencyP50 * 1000, s.LatencyP95 * 1000, s.LatencyP99 * 1000 })).ToList()));
         sb.Append("</figure>");
 
-        sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>invalid</th><th>accuracy</th><th>95% CI</th><th>macro-F1</th><th>examples seen</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
+        sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>invalid</th><th>accuracy</th><th>95% CI</th><th>by likelihood</th><th>macro-F1</th><th>examples seen</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
         foreach (var s in result.Candidates)
-            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Invalid} ({(s.Items == 0 ? 0 : 100.0 * s.Invalid / s.Items):0}%)</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Examples(s)}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
-        sb.Append("</table><p>Invalid: the answer names no label (a near-miss of one included); counted as wrong, and apart from wrong labels. Examples seen: mean number of retrieved examples the prompt held after fitting the model's context, of those retrieved.</p>");
+            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Invalid} ({(s.Items == 0 ? 0 : 100.0 * s.Invalid / s.Items):0}%)</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{(s.LikelihoodAccuracy is { } la ? la.ToString("P1", c) : "")}</td><td>{s.MacroF1:0.000}</td><td>{Examples(s)}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
+        sb.Append("</table><p>Invalid: the answer names no label (a near-miss of one included); counted as wrong, and apart from wrong labels. By likelihood: accuracy when the answer is the label the model finds most likely after the prompt (where the endpoint can score). Examples seen: mean number of retrieved examples the prompt held after fitting the model's context, of those retrieved.</p>");
         AppendDecisionDetails(sb, result);
 
         if (result.Pairwise.Count > 0)

@@ -409,7 +409,7 @@ public sealed class ExperimentWorkflow(
         Prompts = prompts,
         ModelEndpoints = endpoints,
         Dataset = dataset,
-        Scorers = ["label"],
+        Scorers = ["label", "label-likelihood"],
         Temperature = 0,
         MaxTokens = 8,
     };

@@ -117,7 +117,8 @@ public static class EvaluationResults
                 Invalid(r),
                 r.ExamplesShown,
                 r.ExamplesRetrieved,
-                r.InputTruncated))
+                r.InputTruncated,
+                r.Scores?.TryGetValue("label_likelihood", out var likely) == true ? likely >= 0.999 : null))
             .ToList();
 
     private static bool Invalid(EvaluationItemResult r) => r.Error is null && r.Predicted == EvaluationItemResult.NoLabel;

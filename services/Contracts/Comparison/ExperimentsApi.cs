@@ -327,6 +327,12 @@ public sealed record CandidateSummary
     /// <summary>Items whose input had to be cut to fit the model's context.</summary>
     public int InputsTruncated { get; init; }
 
+    /// <summary>
+    /// Accuracy when the answer is the label the model finds most likely after the prompt (log-likelihood per byte,
+    /// lm-evaluation-harness multiple choice); null where the endpoint cannot score.
+    /// </summary>
+    public double? LikelihoodAccuracy { get; init; }
+
     /// <summary>Share of items answered right.</summary>
     [JsonConverter(typeof(FiniteOrNullConverter))]
     public required double Accuracy { get; init; }

@@ -91,6 +91,26 @@ public sealed class TokenCounter(IHttpClientFactory httpClients, ModelGateway ga
         return (string.IsNullOrEmpty(system) ? 0 : Tokens(system)) + Tokens(user) + 3;
     }
 
+    /// <summary>Token ids of the chat prompt (<paramref name="text"/> null) or of a bare text (no special tokens), and the end-of-text id.</summary>
+    public async Task<(IReadOnlyList<int> Ids, int? Eos)> TokenIdsAsync(ModelEndpointEntity endpoint, string? system, string? user, string? text, CancellationToken ct)
+    {
+        List<TokenizeMessage>? messages = null;
+        if (text is null)
+        {
+            messages = string.IsNullOrEmpty(system) ? [] : [new TokenizeMessage("system", system)];
+            messages.Add(new TokenizeMessage("user", user ?? ""));
+        }
+        try
+        {
+            var answer = await TokenizeAsync(endpoint, new TokenizeRequest { Model = endpoint.Model, Messages = messages, Prompt = text, AddSpecialTokens = text is null ? null : false }, ct);
+            return answer?.Tokens is { } ids ? (ids, answer.EosTokenId) : throw new ModelCallException($"Endpoint '{endpoint.Id}' returned no token ids.");
+        }
+        catch (Exception e) when (IsTransport(e) && !ct.IsCancellationRequested)
+        {
+            throw new ModelCallException($"Endpoint '{endpoint.Id}' could not tokenize: {e.Message}", e);
+        }
+    }
+
     /// <summary>The endpoint's answer; null when it has no tokenize route (404, 405, 501).</summary>
     private async Task<TokenizeResponse?> TokenizeAsync(ModelEndpointEntity endpoint, TokenizeRequest request, CancellationToken ct)
     {
@@ -129,7 +149,8 @@ public sealed class TokenCounter(IHttpClientFactory httpClients, ModelGateway ga
         public required string Model { get; init; }
         public string? Prompt { get; init; }
         public IReadOnlyList<TokenizeMessage>? Messages { get; init; }
+        public bool? AddSpecialTokens { get; init; }
     }
 
-    private sealed record TokenizeResponse(int Count, int? MaxModelLen);
+    private sealed record TokenizeResponse(int Count, int? MaxModelLen, IReadOnlyList<int>? Tokens, int? EosTokenId);
 }

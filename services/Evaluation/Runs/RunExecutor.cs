@@ -30,6 +30,7 @@ public sealed class RunExecutor(
     RetrievalClient retrieval,
     ResponseCache cache,
     TokenCounter tokens,
+    LabelLikelihood likelihood,
     IBus bus,
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
@@ -109,7 +110,11 @@ public sealed class RunExecutor(
         if (done.Count > 0)
             logger.LogInformation("Run {RunId}: {Done} of {Total} calls already stored, resuming", run.Id, done.Count, run.TotalCalls);
 
-        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>());
+        // Label-likelihood scores every label the dataset expects; the prompt leaves room for the longest after it.
+        var labels = scorers.OfType<LabelLikelihoodScorer>().Any()
+            ? items.Where(i => i.Expected is not null).Select(i => i.Expected!).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList()
+            : [];
+        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>(), labels);
         var perEndpoint = spec.ModelEndpoints.Select((id, e) => Task.Run(() => RunEndpointAsync(context, endpoints[id], e, done, cancel), CancellationToken.None));
         await Task.WhenAll(perEndpoint);
         await writer.FlushAsync(stopping);
@@ -134,7 +139,7 @@ public sealed class RunExecutor(
             {
                 try
                 {
-                    w.Fitted = await FitAsync(run.Spec, endpoint, run.Prompts[w.Prompt], w.Item.Input!, null, cancel);
+                    w.Fitted = await FitAsync(run, endpoint, run.Prompts[w.Prompt], w.Item.Input!, null, cancel);
                 }
                 catch (Exception e) when (e is KernelException or ModelCallException or PromptTooLongException)
                 {
@@ -156,10 +161,11 @@ public sealed class RunExecutor(
     private const int DefaultOutputBudget = 256;
 
     /// <summary>The prompt rendered to fit the endpoint's context minus the run's output budget.</summary>
-    private async Task<FittedPrompt> FitAsync(RunSpec spec, ModelEndpointEntity endpoint, CompiledPrompt prompt, string input, RetrievedContext? retrieved, CancellationToken ct)
+    private async Task<FittedPrompt> FitAsync(RunContext run, ModelEndpointEntity endpoint, CompiledPrompt prompt, string input, RetrievedContext? retrieved, CancellationToken ct)
     {
         var window = await tokens.WindowAsync(endpoint, ct);
-        var budget = window.ContextLength - (spec.MaxTokens ?? DefaultOutputBudget);
+        // Room after the prompt for the answer, and for the longest label when labels are scored by likelihood.
+        var budget = window.ContextLength - Math.Max(run.Spec.MaxTokens ?? DefaultOutputBudget, LabelLikelihood.Reserve(run.Labels));
         return await PromptFitter.FitAsync(prompt, input, retrieved, budget, (system, user, c) => new ValueTask<int>(tokens.CountAsync(endpoint, window, system, user, c)), ct);
     }
 
@@ -184,7 +190,7 @@ public sealed class RunExecutor(
                 if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
                     retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
                         () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
-                fitted = await FitAsync(run.Spec, endpoint, prompt, item.Input!, retrieved, ct);
+                fitted = await FitAsync(run, endpoint, prompt, item.Input!, retrieved, ct);
             }
             result.ExamplesShown = fitted.ExamplesShown;
             result.ExamplesRetrieved = fitted.ExamplesRetrieved;
@@ -198,10 +204,22 @@ public sealed class RunExecutor(
             result.Cached = answer.Cached;
 
             var scores = new ScoreResult();
+            string? likely = null;
+            if (run.Labels.Count > 0 && item.Expected is not null)
+            {
+                try
+                {
+                    likely = await likelihood.ChooseAsync(endpoint, fitted.System, fitted.User, run.Labels, ct);
+                }
+                catch (ModelCallException e)
+                {
+                    scores.Errors.Add("label-likelihood: " + e.Message); // the greedy answer still counts
+                }
+            }
             foreach (var scorer in run.Scorers)
                 if (!scorer.NeedsExpected || item.Expected is not null)
                     await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output)
-                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd }, scores, ct);
+                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd, LikelyLabel = likely }, scores, ct);
             result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
@@ -325,7 +343,7 @@ public sealed class RunExecutor(
     private static long Key(int pair, int item, int repeat) => ((long)pair << 40) | ((long)item << 8) | (long)repeat;
 
     private sealed record RunContext(Guid Id, RunSpec Spec, List<DatasetItem> Items, List<CompiledPrompt> Prompts, List<Scorer> Scorers,
-        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved);
+        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved, List<string> Labels);
 
     /// <summary>One call to make; prompts without retrieval are rendered ahead (for the cache prefetch).</summary>
     private sealed class Work(int prompt, DatasetItem item, int repeat)
