@@ -15,7 +15,7 @@ public sealed class CancelCascadeTests
         var (app, http) = await EmbeddedExperimentTests.StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("embedded-cancel"),
             "--Comparison:FineTuningHyperparameters:n_epochs=100",
             "--Comparison:FineTuningHyperparameters:batch_size=4",
-            "--Comparison:FineTuningHyperparameters:max_seq_len=512");
+            "--Comparison:FineTuningHyperparameters:max_seq_len=1024");
         await using var _ = app;
         var dataset = string.Join('\n', (await File.ReadAllLinesAsync(EmbeddedExperimentTests.SamplePath, ct)).Where((_, i) => i % 5 == 0));
         var response = await http.PostAsJsonAsync("api/experiments", new { name = "cancel-me", dataset, candidates = new[] { "fine-tuned", "prompted" } }, ct);
