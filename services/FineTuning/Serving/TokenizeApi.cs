@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Data;
 
 using static AspireTune.FineTuning.Serving.OpenAiApi;
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 
