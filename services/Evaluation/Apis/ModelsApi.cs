@@ -80,6 +80,7 @@ public static partial class ModelsApi
         entity.OutputPricePerMillion = request.OutputPricePerMillion;
         entity.MaxConcurrency = request.MaxConcurrency;
         entity.RequestsPerMinute = request.RequestsPerMinute;
+        entity.ContextLength = request.ContextLength;
         entity.UpdatedAt = DateTimeOffset.UtcNow;
     }
 
@@ -115,6 +116,8 @@ public static partial class ModelsApi
             errors["maxConcurrency"] = ["maxConcurrency must be between 1 and 1024."];
         if (request.RequestsPerMinute is < 1 or > 1_000_000)
             errors["requestsPerMinute"] = ["requestsPerMinute must be between 1 and 1,000,000 (leave it out for no limit)."];
+        if (request.ContextLength is < 16 or > 100_000_000)
+            errors["contextLength"] = ["contextLength must be between 16 and 100,000,000 tokens (leave it out for the model's own or a known default)."];
         return errors;
     }
 
@@ -136,5 +139,6 @@ public static partial class ModelsApi
             RequestsPerMinute = e.RequestsPerMinute,
             CreatedAt = e.CreatedAt,
             UpdatedAt = e.UpdatedAt,
+            ContextLength = e.ContextLength,
         };
 }
