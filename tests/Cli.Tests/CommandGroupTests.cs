@@ -156,6 +156,32 @@ public sealed class CommandGroupTests(EmbeddedHostFixture host) : IClassFixture<
         (await Cli.RunAsync(Remote("experiment", "show", Guid.NewGuid().ToString()))).Exit.Should().Be(ExitCodes.Error);
     }
 
+    [Fact]
+    public async Task Experiment_RunKnnOnly_PrintsTheReportAndReportDownloadsIt()
+    {
+        var dataset = Path.Combine(TestInfrastructure.TempDataFolder("experiment"), "mail.jsonl");
+        string[] spam = ["win free money now", "claim your free prize offer", "cheap pills order now", "click to unsubscribe from offers"];
+        string[] ham = ["meeting moved to monday", "lunch with the team tomorrow", "draft report attached for review", "see you at the station"];
+        File.WriteAllLines(dataset, Enumerable.Range(0, 40).Select(i => JsonSerializer.Serialize(new
+        {
+            input = $"{(i % 2 == 0 ? spam[i / 2 % 4] : ham[i / 2 % 4])} number {i}",
+            expected = i % 2 == 0 ? "spam" : "ham",
+        })));
+
+        var run = await Cli.RunAsync(Remote("experiment", "run", "--dataset", dataset, "--candidates", "knn", "--json"));
+
+        run.Exit.Should().Be(ExitCodes.Ok, run.ToString());
+        var report = run.Json<ExperimentReport>();
+        report.Candidates.Should().ContainSingle(c => c.Kind == CandidateKind.Knn);
+        run.Stderr.Should().Contain("comparison");
+        var listed = (await Cli.RunAsync(Remote("experiment", "list", "--json"))).Json<Page<ExperimentSummary>>().Items.First(e => e.Name == "mail");
+        var folder = TestInfrastructure.TempDataFolder("report");
+        var again = await Cli.RunAsync(Remote("experiment", "report", listed.Id.ToString(), "-o", folder));
+        again.Exit.Should().Be(ExitCodes.Ok, again.ToString());
+        again.Stdout.Should().Contain("Decision:");
+        File.ReadAllText(Path.Combine(folder, $"{listed.Id}.html")).Should().Contain("<html");
+    }
+
     [Theory]
     [InlineData("models lisst")]
     [InlineData("evaluation show not-a-guid")]

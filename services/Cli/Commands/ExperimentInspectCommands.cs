@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
 using AspireTune.Cli.Infrastructure;
+using AspireTune.Contracts.Common;
 using AspireTune.Comparison.Apis;
 using AspireTune.Contracts.Comparison;
 using Spectre.Console;
@@ -80,24 +82,48 @@ public static class ExperimentInspectCommands
         var command = new Command("report", "Download the decision report (HTML with charts, and JSON); with --json print the JSON.") { id, output, open };
         command.SetServiceAction(io, connection, async (c, parse, ct) =>
         {
-            var experiment = parse.GetValue(id);
-            var folder = parse.GetValue(output)?.FullName ?? c.LocalFolder("reports");
-            Directory.CreateDirectory(folder);
-            var html = Path.Combine(folder, $"{experiment}.html");
-            var json = Path.Combine(folder, $"{experiment}.json");
-            using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{experiment}/report"), ct))
-                await File.WriteAllBytesAsync(html, await response.Content.ReadAsByteArrayAsync(ct), ct);
-            using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{experiment}/report.json"), ct))
-                await File.WriteAllBytesAsync(json, await response.Content.ReadAsByteArrayAsync(ct), ct);
+            var (report, html) = await DownloadReportAsync(c, parse.GetValue(id), parse.GetValue(output)?.FullName, ct);
             if (parse.GetValue(connection.Json))
-                io.StdOut.WriteLine(await File.ReadAllTextAsync(json, ct));
+                io.WriteJson(report);
             else
-                io.Out.MarkupLineInterpolated($"Report: [link]{html}[/] (JSON: {json})");
+            {
+                io.Write(ReportTable(report));
+                io.Out.MarkupLineInterpolated($"[green bold]Decision: {report.Winner}[/]");
+                io.Out.WriteLine(report.Decision);
+                io.Out.MarkupLineInterpolated($"Report: [link]{html}[/] (and {Path.ChangeExtension(html, ".json")})");
+            }
             if (parse.GetValue(open))
                 OpenInBrowser(io, html);
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>Writes the report as <c>ID.html</c> and <c>ID.json</c> into the folder (default: the data folder's reports/).</summary>
+    internal static async Task<(ExperimentReport Report, string Html)> DownloadReportAsync(ServiceConnection c, Guid id, string? folder, CancellationToken ct)
+    {
+        folder ??= c.LocalFolder("reports");
+        Directory.CreateDirectory(folder);
+        var html = Path.Combine(folder, $"{id}.html");
+        using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{id}/report"), ct))
+            await File.WriteAllBytesAsync(html, await response.Content.ReadAsByteArrayAsync(ct), ct);
+        using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{id}/report.json"), ct))
+        {
+            var bytes = await response.Content.ReadAsByteArrayAsync(ct);
+            await File.WriteAllBytesAsync(Path.ChangeExtension(html, ".json"), bytes, ct);
+            return (JsonSerializer.Deserialize<ExperimentReport>(bytes, ContractJson.Options) ?? throw new CliException($"The report of {id} is empty."), html);
+        }
+    }
+
+    /// <summary>Every candidate: accuracy with its interval, macro-F1, p95 latency, cost per 1k requests, Pareto front.</summary>
+    internal static Table ReportTable(ExperimentReport report)
+    {
+        var table = CliIo.Table("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
+        static string N(double value, string format, double scale = 1) => double.IsFinite(value) ? (value * scale).ToString(format, CultureInfo.InvariantCulture) : "n/a";
+        foreach (var c in report.Candidates)
+            table.AddRow(Markup.Escape(c.Name), N(c.Accuracy, "P1"), $"{N(c.AccuracyLower, "P1")}-{N(c.AccuracyUpper, "P1")}", N(c.MacroF1, "0.000"),
+                N(c.LatencyP95, "0.0", 1000), N(c.CostPer1k, "0.####"), c.OnParetoFront ? "yes" : "");
+        return table;
     }
 
     private static Command Cancel(CliIo io, ConnectionOptions connection)

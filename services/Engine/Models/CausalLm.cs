@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Kernels;
 using AspireTune.Engine.Tokenization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -82,6 +83,15 @@ public sealed class CausalLm : IDisposable
         get => Network.Settings.MatmulDType == ScalarType.BFloat16;
         set => Network.Settings.MatmulDType = value ? ScalarType.BFloat16 : null;
     }
+
+    /// <summary>
+    /// Use the engine's fused CUDA kernels (chunked cross-entropy, one-launch AdamW) where they can run; on by
+    /// default. Without a GPU, or with <c>ASPIRETUNE_FUSED_KERNELS=0</c>, the plain TorchSharp path runs.
+    /// </summary>
+    public bool FusedKernels { get; set; } = true;
+
+    /// <summary>The fused kernels this model uses now, or null.</summary>
+    internal EngineKernels? Kernels => FusedKernels ? EngineKernels.For(Device) : null;
 
     /// <summary>Number of parameters of the base model (adapters excluded).</summary>
     public long ParameterCount => NamedParameters().Where(p => !IsLoraName(p.Name)).Sum(p => p.Parameter.numel());
@@ -254,11 +264,15 @@ public sealed class CausalLm : IDisposable
 
     /// <summary>
     /// Summed cross-entropy of <paramref name="targets"/> [B, T] (the token each position should predict,
-    /// -100 where no loss applies) for <paramref name="inputIds"/> [B, T]. The logits are released as soon as
-    /// autograd no longer needs them, and log-softmax reads them in the matmul dtype and writes float32 directly.
+    /// -100 where no loss applies) for <paramref name="inputIds"/> [B, T]. With the fused kernels (CUDA, bf16
+    /// matmuls) the head and its softmax run in chunks of rows and no logits tensor for the batch exists; otherwise
+    /// the logits are released as soon as autograd no longer needs them, and log-softmax reads them in the matmul
+    /// dtype and writes float32 directly.
     /// </summary>
     public Tensor LossSum(Tensor inputIds, Tensor targets)
     {
+        if (Kernels is { } kernels && Network.Settings.MatmulDType == ScalarType.BFloat16)
+            return LossSumChunked(inputIds, targets, ChunkedCrossEntropy.DefaultChunkRows(Config.VocabSize), kernels.CrossEntropy);
         using var scope = NewDisposeScope();
         var logits = Network.Forward(inputIds, null, null);
         var logp = logits.view(-1, logits.shape[2]).log_softmax(-1, ScalarType.Float32);
@@ -266,6 +280,15 @@ public sealed class CausalLm : IDisposable
         var t = targets.reshape(-1);
         var picked = logp.gather(1, t.clamp_min(0).unsqueeze(1)).squeeze(1);
         var loss = picked.mul(t.ne(-100)).sum().neg();
+        return scope.MoveToOuter(loss);
+    }
+
+    /// <summary><see cref="LossSum"/> through <see cref="ChunkedCrossEntropy"/> with the given row kernel and chunk size.</summary>
+    internal Tensor LossSumChunked(Tensor inputIds, Tensor targets, long chunkRows, ChunkedCrossEntropy.RowKernel kernel)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = Network.Hidden(inputIds, null, null);
+        var loss = ChunkedCrossEntropy.Sum(hidden, Network.HeadWeight, targets, Network.Settings.MatmulDType, chunkRows, kernel);
         return scope.MoveToOuter(loss);
     }
 

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace AspireTune.Engine.Models;
 
@@ -22,7 +23,20 @@ internal abstract class DecoderNetwork : nn.Module<Tensor, Tensor>
     public RunSettings Settings { get; }
 
     /// <summary>Logits [B, T, V] for token ids [B, T]; <paramref name="attentionMask"/> [B, past + T] marks real tokens.</summary>
-    public abstract Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache);
+    public Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var x = Hidden(ids, attentionMask, cache);
+        var w = HeadWeight;
+        var logits = Settings.MatmulDType is { } d ? F.linear(x.to(d), w.to(d)) : F.linear(x, w);
+        return scope.MoveToOuter(logits);
+    }
+
+    /// <summary>The final normed hidden states [B, T, hidden] that the output head multiplies.</summary>
+    public abstract Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache);
+
+    /// <summary>The output head's weight [V, hidden] (the token embedding when tied).</summary>
+    public abstract Tensor HeadWeight { get; }
 
     public override Tensor forward(Tensor ids) => Forward(ids, null, null);
 

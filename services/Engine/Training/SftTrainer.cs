@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
 using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Distributed;
 using AspireTune.Engine.Generation;
 using AspireTune.Engine.Models;
 using TorchSharp;
@@ -24,6 +25,12 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
 
     public CausalLm Model { get; } = model;
     public SftOptions Options { get; } = options;
+
+    /// <summary>
+    /// Data parallelism across processes (one per GPU): each rank trains on its share of every batch and the gradients
+    /// are summed over the ranks before clipping, so every rank takes the same step. Checkpoints are written by rank 0.
+    /// </summary>
+    public IDataParallel? DataParallel { get; init; }
 
     /// <summary>
     /// Trains until the step budget, early stopping or cancellation (which throws
@@ -53,6 +60,8 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
         using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
+        // Every rank starts from rank 0's weights (LoRA adapters and any other random initialisation included).
+        DataParallel?.Broadcast(flat.Data);
 
         var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
         var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
@@ -92,7 +101,10 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 // Dropout draws depend only on (seed, step, micro-batch): a resumed run repeats them exactly.
                 Reseed(Options.Seed * 1_000_003 + step * 131L + m, device);
                 using var scope = NewDisposeScope();
-                var (ids, targets, n, _) = SftData.Collate(micro[m], padId, device);
+                var shard = DataParallel is { WorldSize: > 1 } dp ? micro[m].Where((_, i) => i % dp.WorldSize == dp.Rank).ToList() : micro[m];
+                if (shard.Count == 0)
+                    continue; // a last batch smaller than the world: this rank adds nothing but still joins the sum below
+                var (ids, targets, n, _) = SftData.Collate(shard, padId, device);
                 tokens += n;
                 var loss = Model.LossSum(ids, targets);
                 (loss / Math.Max(1, stepTargets)).backward();
@@ -101,9 +113,19 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 lossSum?.Dispose();
                 lossSum = running;
             }
-            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
+            if (DataParallel is { } parallel)
+            {
+                // Each rank's loss was divided by the global target count: the sum over ranks is the whole step's gradient.
+                parallel.AllReduceSum(flat.Grad); // one buffer: one collective for the whole model
+                using var totals = tensor(new[] { lossSum is null ? 0f : lossSum.item<float>(), tokens }, device: device);
+                parallel.AllReduceSum(totals);
+                lossSum?.Dispose();
+                lossSum = totals[0].clone();
+                tokens = (int)totals[1].item<float>();
+            }
+            using var gradNormTensor = flat.GradNorm();
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
-            optimizer.Step(lr);
+            optimizer.Step(lr, gradNormTensor, Options.MaxGradNorm);
             flat.ZeroGrad();
             // One host synchronisation per step, after the optimizer's kernels are queued.
             var gradNorm = (double)gradNormTensor.item<float>();
@@ -149,7 +171,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 if (Options.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= Options.EarlyStoppingPatience)
                     stoppedEarly = true;
             }
-            if ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly)
+            if (DataParallel is not { Rank: > 0 } && ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly))
                 SaveCheckpoint(checkpointDirectory, state, flat, optimizer, trainLoss);
             if (stoppedEarly) break;
         }
