@@ -1,7 +1,8 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Text;
+using AspireTune.Evaluation.Endpoints;
 using NJsonSchema;
 
 namespace AspireTune.Evaluation.Scoring;
@@ -342,7 +343,7 @@ internal sealed partial class JudgeScorer(string endpoint, JudgeCall? judge, str
             else
                 result.Errors.Add($"judge: the reply '{NumericScorer.Truncate(firstLine)}' holds no grade from 1 to 10");
         }
-        catch (Models.ModelCallException e)
+        catch (ModelCallException e)
         {
             result.Errors.Add($"judge: {e.Message}");
         }

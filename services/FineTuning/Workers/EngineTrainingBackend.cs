@@ -63,18 +63,14 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
         checkpoint is not null && Path.GetFileName(checkpoint.TrimEnd('/')) is { } name && name.StartsWith("checkpoint-", StringComparison.Ordinal)
         && int.TryParse(name["checkpoint-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step) ? step : 0;
 
-    /// <summary>Passes the engine's reports through unchanged, counting the tokens the steps processed on the way.</summary>
+    /// <summary>Passes the engine's reports through unchanged, keeping the trainer's exact token count (carried across resumes).</summary>
     private sealed class Observer(ITrainingListener listener) : ITrainingObserver
     {
-        private DateTime _last = DateTime.UtcNow;
         public long Tokens;
 
         public void OnProgress(TrainingProgress p)
         {
-            // tokens/s of the step times the step's duration: the tokens the step processed.
-            var now = DateTime.UtcNow;
-            Tokens += (long)(p.TokensPerSecond * (now - _last).TotalSeconds);
-            _last = now;
+            Tokens = p.TrainedTokens;
             listener.OnProgress(p);
         }
 

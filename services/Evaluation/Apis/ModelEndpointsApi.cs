@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Evaluation.Apis;
 
-public static partial class ModelsApi
+public static partial class ModelEndpointsApi
 {
     private const string OpenAIBaseUrl = "https://api.openai.com/v1";
 
-    public static RouteGroupBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    public static RouteGroupBuilder MapModelEndpointsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/evaluation/models").WithTags("Evaluation: model endpoints");
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
