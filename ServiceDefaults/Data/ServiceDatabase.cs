@@ -59,10 +59,31 @@ public static class ServiceDatabase
                 await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
                 await db.Database.CloseConnectionAsync();
             }
-            var created = await db.Database.EnsureCreatedAsync(cancellationToken);
-            // EnsureCreated does nothing to a database that already has tables: add the tables and indexes a newer
-            // version introduced. Changed columns are not migrated (see the README).
-            var added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken) + await AddMissingColumnsAsync(db, logger, cancellationToken);
+            // Replicas of a service starting together would both create the tables of their shared database: one at a
+            // time (a session-level advisory lock on this context's connection).
+            var locked = db.Database.IsNpgsql() && await db.Database.CanConnectAsync(cancellationToken);
+            if (locked)
+            {
+                await db.Database.OpenConnectionAsync(cancellationToken);
+                await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_lock(7415)", cancellationToken);
+            }
+            bool created;
+            int added;
+            try
+            {
+                created = await db.Database.EnsureCreatedAsync(cancellationToken);
+                // EnsureCreated does nothing to a database that already has tables: add the tables and indexes a newer
+                // version introduced. Changed columns are not migrated (see the README).
+                added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken) + await AddMissingColumnsAsync(db, logger, cancellationToken);
+            }
+            finally
+            {
+                if (locked)
+                {
+                    await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_unlock(7415)", CancellationToken.None);
+                    await db.Database.CloseConnectionAsync();
+                }
+            }
             logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name,
                 created ? "created" : added > 0 ? $"ready, {added} new table(s), index(es) or column(s) added" : "ready", db.Database.ProviderName);
         }

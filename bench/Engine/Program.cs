@@ -15,7 +15,7 @@ using F = TorchSharp.torch.nn.functional;
 // Engine benchmarks. Each mode prints one JSON line that bench/engine-gpu.sh and engine-cpu.sh tabulate.
 //   train    --device cuda|cpu --shape gpt2-small|demo|llama-1b --batch N --seq N --steps N --warmup N --optimizer flat|stock
 //            --fused 1|0 (the engine's CUDA kernels) --lora R (rank R on every linear, frozen base)
-//   sftspeed GPT3_ENCODER_TGZ --device cuda --lengths full|short [--steps N --batch N]: SftTrainer's own loop at GPT-2-small size
+//   sftspeed GPT3_ENCODER_TGZ --device cuda --lengths full|short [--packing 1 --steps N --batch N --examples N]: SftTrainer's own loop at GPT-2-small size
 //   parity   --device cuda [--shape S --batch N --seq N]: fused kernels against the TorchSharp path (loss, gradients, one step)
 //   generate --device cuda|cpu --shape gpt2-small|demo --prompt N --new N
 //   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
@@ -197,9 +197,13 @@ void Parity()
                 flat.Grad.copy_(grad);
             }
             using var adam = new FlatAdamW(flat, 0.9, 0.95, 1e-8, k);
-            using var norm = flat.GradNorm();
-            var max = 0.5 * norm.item<float>();
-            for (var i = 0; i < 3; i++) adam.Step(1e-3, norm, max);
+            for (var i = 0; i < 3; i++)
+            {
+                // The same gradients every step (the TorchSharp path clips them in place, the kernel as it reads them).
+                using (no_grad()) flat.Grad.copy_(grad);
+                using var norm = flat.GradNorm();
+                adam.Step(1e-3, norm, 0.5 * norm.item<float>());
+            }
             Sync();
             return flat.Data.clone();
         }
@@ -351,10 +355,11 @@ void SftSpeed(string vocabTgz)
         var total = lengths == "full" ? 1100 : rng.Next(50, 500);
         return new SftExample(Words(total * 9 / 10), " " + Words(Math.Max(2, total / 10)));
     })];
-    var train = Make(batch * steps);
+    var train = Make(IntArg("examples", batch * steps));
     var validation = Make(batch);
     var options = new SftOptions { Epochs = 1, MaxSteps = steps, BatchSize = batch, LearningRate = 3e-4, WarmupSteps = 2,
-        EvalEverySteps = 10_000, CheckpointEverySteps = 0, ExactMatchExamples = 0, Dropout = 0, MaxSequenceLength = 1024, Seed = 1 };
+        EvalEverySteps = 10_000, CheckpointEverySteps = 0, ExactMatchExamples = 0, Dropout = 0, MaxSequenceLength = 1024, Seed = 1,
+        Packing = Arg("packing", "0") == "1" };
     if (device.type == DeviceType.CUDA) backends.cuda.matmul.allow_tf32 = true;
     using var model = CausalLm.Create(ModelConfig.Gpt2Small with { EmbeddingDropout = 0, AttentionDropout = 0, ResidualDropout = 0 }, tok, 0, device);
     model.FusedKernels = Arg("fused", "1") == "1";
@@ -362,13 +367,17 @@ void SftSpeed(string vocabTgz)
     var sw = Stopwatch.StartNew();
     var result = new SftTrainer(model, options, observer).Train(train, validation, Path.Combine(Path.GetTempPath(), "sftspeed-" + Guid.NewGuid().ToString("N")));
     var seconds = sw.Elapsed.TotalSeconds;
-    // Padding: the share of [batch, longest] positions that are padding, over the same batch size.
-    var encoded = train.Select(e => Math.Min(1024, tok.Encode(e.Prompt).Count + tok.Encode(e.Completion).Count + 1)).ToList();
-    var padded = encoded.Chunk(batch).Sum(c => (long)c.Max() * c.Length);
-    var median = observer.Rates.Skip(2).Order().ElementAt((observer.Rates.Count - 2) / 2);
+    // Padding: the share of the [rows, longest] positions of each batch that are padding, as the trainer batches them
+    // (the real-token count is the same either way).
+    var seqs = SftData.Encode(train, tok, 1024, "training");
+    var rows = options.Packing ? SftData.Pack(seqs, 1024) : [.. seqs.Select(q => new List<SftSequence> { q })];
+    var encoded = seqs.Select(q => q.Ids.Length).ToList();
+    var padded = rows.Chunk(batch).Sum(c => (long)c.Max(r => r.Sum(q => q.Ids.Length)) * c.Length);
+    var timedRates = observer.Rates.Skip(Math.Min(2, observer.Rates.Count - 1)).Order().ToList();
+    var median = timedRates[timedRates.Count / 2];
     Console.WriteLine(new JsonObject
     {
-        ["impl"] = $"sfttrainer-{lengths}" + (model.Kernels is not null ? "-fused" : ""), ["batch"] = batch, ["seq"] = 1024, ["steps"] = result.Steps,
+        ["impl"] = $"sfttrainer-{lengths}" + (options.Packing ? "-packed" : "") + (model.Kernels is not null ? "-fused" : ""), ["batch"] = batch, ["seq"] = 1024, ["steps"] = result.Steps,
         ["tokens_per_s"] = median, ["ms_per_step"] = 1000.0 * batch * encoded.Average() / median, ["run_s"] = seconds,
         ["real_tokens"] = encoded.Sum(), ["padding_share"] = 1 - (double)encoded.Sum() / padded, ["final_loss"] = result.TrainLosses[^1],
     }.ToJsonString());

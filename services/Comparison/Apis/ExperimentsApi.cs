@@ -31,6 +31,7 @@ public static class ExperimentsApi
         group.MapGet("/{id:guid}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report", ReportHtmlAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report.json", ReportJsonAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/latest/report", LatestReportAsync).RequireAuthorization(Policies.Reader);
         group.MapPost("/{id:guid}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
         return group;
     }
@@ -169,6 +170,14 @@ public static class ExperimentsApi
 
     public static Task<Results<FileStreamHttpResult, NotFound>> ReportJsonAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
         ReportAsync(id, db, artifacts, e => e.ReportJsonArtifactJson, "application/json", ct);
+
+    /// <summary>The HTML report of the experiment that finished last (the dashboard links here), or 404 while none has.</summary>
+    public static async Task<Results<FileStreamHttpResult, NotFound>> LatestReportAsync(ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct)
+    {
+        var latest = await db.Experiments.AsNoTracking().Where(e => e.ReportHtmlArtifactJson != null && e.CompletedAt != null)
+            .OrderByDescending(e => e.CompletedAt).Select(e => (Guid?)e.Id).FirstOrDefaultAsync(ct);
+        return latest is { } id ? await ReportHtmlAsync(id, db, artifacts, ct) : TypedResults.NotFound();
+    }
 
     private static async Task<Results<FileStreamHttpResult, NotFound>> ReportAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, Func<Experiment, string?> pick, string contentType, CancellationToken ct)
     {

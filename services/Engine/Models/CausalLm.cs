@@ -109,6 +109,8 @@ public sealed class CausalLm : IDisposable
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.Count} tokens but the config's vocab_size is {config.VocabSize}");
         manual_seed(seed);
+        // TorchSharp's manual_seed leaves the CUDA generators alone: without this, the seed would not fix a GPU init.
+        if ((device ?? CPU).type == DeviceType.CUDA) cuda.manual_seed_all(seed);
         var model = new CausalLm(config, tokenizer, device ?? CPU);
         model.Network.InitializeWeights();
         return model;
@@ -269,12 +271,16 @@ public sealed class CausalLm : IDisposable
     /// the logits are released as soon as autograd no longer needs them, and log-softmax reads them in the matmul
     /// dtype and writes float32 directly.
     /// </summary>
-    public Tensor LossSum(Tensor inputIds, Tensor targets)
+    /// <param name="inputIds">Token ids [B, T].</param>
+    /// <param name="targets">Next-token targets [B, T], -100 where no loss applies.</param>
+    /// <param name="positions">Packed sequences: positions [B, T] restarting at 0 for each example.</param>
+    /// <param name="attentionMask">Packed sequences: the boolean mask [B, 1, T, T], causal within each example only.</param>
+    public Tensor LossSum(Tensor inputIds, Tensor targets, Tensor? positions = null, Tensor? attentionMask = null)
     {
         if (Kernels is { } kernels && Network.Settings.MatmulDType == ScalarType.BFloat16)
-            return LossSumChunked(inputIds, targets, ChunkedCrossEntropy.DefaultChunkRows(Config.VocabSize), kernels.CrossEntropy);
+            return LossSumChunked(inputIds, targets, ChunkedCrossEntropy.DefaultChunkRows(Config.VocabSize), kernels.CrossEntropy, positions, attentionMask);
         using var scope = NewDisposeScope();
-        var logits = Network.Forward(inputIds, null, null);
+        var logits = Network.Forward(inputIds, attentionMask, null, positions);
         var logp = logits.view(-1, logits.shape[2]).log_softmax(-1, ScalarType.Float32);
         logits.Dispose();
         var t = targets.reshape(-1);
@@ -284,10 +290,11 @@ public sealed class CausalLm : IDisposable
     }
 
     /// <summary><see cref="LossSum"/> through <see cref="ChunkedCrossEntropy"/> with the given row kernel and chunk size.</summary>
-    internal Tensor LossSumChunked(Tensor inputIds, Tensor targets, long chunkRows, ChunkedCrossEntropy.RowKernel kernel)
+    internal Tensor LossSumChunked(Tensor inputIds, Tensor targets, long chunkRows, ChunkedCrossEntropy.RowKernel kernel,
+        Tensor? positions = null, Tensor? attentionMask = null)
     {
         using var scope = NewDisposeScope();
-        var hidden = Network.Hidden(inputIds, null, null);
+        var hidden = Network.Hidden(inputIds, attentionMask, null, positions);
         var loss = ChunkedCrossEntropy.Sum(hidden, Network.HeadWeight, targets, Network.Settings.MatmulDType, chunkRows, kernel);
         return scope.MoveToOuter(loss);
     }

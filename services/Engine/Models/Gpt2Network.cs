@@ -128,13 +128,13 @@ internal sealed class Gpt2Network : DecoderNetwork
         }
     }
 
-    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
         if (past + t > Config.MaxPositions)
             throw new ArgumentException($"sequence of {past + t} tokens exceeds the model's {Config.MaxPositions} positions");
-        using var pos = arange(past, past + t, dtype: ScalarType.Int64, device: ids.device).unsqueeze(0);
+        using var pos = positions?.alias() ?? arange(past, past + t, dtype: ScalarType.Int64, device: ids.device).unsqueeze(0);
         var x = transformer.wte.forward(ids) + transformer.wpe.forward(pos);
         if (training && Settings.EmbeddingDropout > 0) x = F.dropout(x, Settings.EmbeddingDropout, true);
         for (var i = 0; i < transformer.h.Count; i++)

@@ -140,13 +140,15 @@ internal sealed class LlamaNetwork : DecoderNetwork
         register_buffer("inv_freq", _invFreq, persistent: false);
     }
 
-    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
         using var scope = NewDisposeScope();
-        var pos = arange(past, past + t, dtype: ScalarType.Float32, device: ids.device);
-        var freqs = outer(pos, _invFreq);
+        // [T, D], or [B, 1, T, D] when packed sequences bring their own positions.
+        var freqs = positions is null
+            ? outer(arange(past, past + t, dtype: ScalarType.Float32, device: ids.device), _invFreq)
+            : positions.to(ScalarType.Float32).unsqueeze(-1).mul(_invFreq).unsqueeze(1);
         var emb = cat([freqs, freqs], -1);
         var mm = Settings.MatmulDType;
         Tensor cos = emb.cos(), sin = emb.sin();

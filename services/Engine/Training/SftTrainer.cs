@@ -59,11 +59,13 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         var device = Model.Device;
         var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
-        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
+        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Model.Kernels);
         // Every rank starts from rank 0's weights (LoRA adapters and any other random initialisation included).
         DataParallel?.Broadcast(flat.Data);
 
-        var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
+        // What a batch is made of: one example per row, or (packing) rows of several examples.
+        List<List<SftSequence>> units = Options.Packing ? SftData.Pack(trainSeqs, maxLen) : [.. trainSeqs.Select(s => new List<SftSequence> { s })];
+        var batchesPerEpoch = (units.Count + Options.BatchSize - 1) / Options.BatchSize;
         var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
         var totalSteps = Math.Min(Options.Epochs * stepsPerEpoch, Options.MaxSteps ?? int.MaxValue);
         var state = new TrainerState { Seed = Options.Seed, TotalSteps = totalSteps, OptionsFingerprint = Fingerprint(train.Count) };
@@ -84,15 +86,15 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             var epoch = (step - 1) / stepsPerEpoch;
             if (epoch != orderEpoch)
             {
-                order = Shuffle(trainSeqs.Count, Options.Seed, epoch);
+                order = Shuffle(units.Count, Options.Seed, epoch);
                 orderEpoch = epoch;
             }
             var stepWatch = Stopwatch.StartNew();
             var first = (step - 1) % stepsPerEpoch * Options.GradientAccumulationSteps;
             var micro = Enumerable.Range(first, Options.GradientAccumulationSteps).Where(b => b < batchesPerEpoch)
-                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => trainSeqs[i]).ToList()).ToList();
+                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => units[i]).ToList()).ToList();
             // The loss is the mean over every completion token of the step, whatever the micro-batch split.
-            var stepTargets = micro.Sum(m => m.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength)));
+            var stepTargets = micro.Sum(m => m.Sum(u => u.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength))));
             Tensor? lossSum = null;
             var tokens = 0;
             Model.SetTraining(true);
@@ -104,9 +106,19 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 var shard = DataParallel is { WorldSize: > 1 } dp ? micro[m].Where((_, i) => i % dp.WorldSize == dp.Rank).ToList() : micro[m];
                 if (shard.Count == 0)
                     continue; // a last batch smaller than the world: this rank adds nothing but still joins the sum below
-                var (ids, targets, n, _) = SftData.Collate(shard, padId, device);
-                tokens += n;
-                var loss = Model.LossSum(ids, targets);
+                Tensor loss;
+                if (Options.Packing)
+                {
+                    var (ids, targets, positions, mask, n, _) = SftData.CollatePacked(shard, padId, device);
+                    tokens += n;
+                    loss = Model.LossSum(ids, targets, positions, mask);
+                }
+                else
+                {
+                    var (ids, targets, n, _) = SftData.Collate([.. shard.Select(u => u[0])], padId, device);
+                    tokens += n;
+                    loss = Model.LossSum(ids, targets);
+                }
                 (loss / Math.Max(1, stepTargets)).backward();
                 var detached = loss.detach();
                 var running = scope.MoveToOuter(lossSum is null ? detached : lossSum + detached);
@@ -336,7 +348,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
     }
 
     private string Fingerprint(int trainCount) => string.Create(CultureInfo.InvariantCulture,
-        $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}");
+        $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}{(Options.Packing ? ";packed" : "")}");
 
     private static int[] Shuffle(int n, long seed, int epoch)
     {

@@ -64,6 +64,8 @@ public sealed class RunEntity : ILeasedWork
 {
     public Guid Id { get; set; }
     public Guid? ExperimentId { get; set; }
+    /// <summary>W3C trace context of the request or message that created the run: its execution continues that trace.</summary>
+    public string? TraceParent { get; set; }
     public RunStatus Status { get; set; }
     public required string SpecJson { get; set; }
     public required string DatasetArtifactId { get; set; }

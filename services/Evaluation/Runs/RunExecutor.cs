@@ -46,8 +46,11 @@ public sealed class RunExecutor(
             return;
         }
 
-        using var activity = EvaluationTelemetry.ActivitySource.StartActivity("evaluation.run");
+        // Part of the trace that created the run (an experiment's, under Aspire), though a worker loop picked it up.
+        using var activity = EvaluationTelemetry.ActivitySource.StartActivity("evaluation.run", ActivityKind.Internal, run.TraceParent);
         activity?.SetTag("aspiretune.run_id", runId);
+        activity?.SetTag("aspiretune.experiment_id", run.ExperimentId);
+        using var logScope = logger.BeginScope(new Dictionary<string, object?> { ["RunId"] = runId, ["ExperimentId"] = run.ExperimentId });
         EvaluationTelemetry.ActiveRuns.Add(1);
         try
         {

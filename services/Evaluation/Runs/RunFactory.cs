@@ -122,6 +122,7 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
         {
             Id = request.RunId,
             ExperimentId = request.ExperimentId,
+            TraceParent = System.Diagnostics.Activity.Current?.Id,
             Status = RunStatus.Queued,
             SpecJson = spec.Write(),
             DatasetArtifactId = request.Dataset.Id,

@@ -32,6 +32,8 @@ public sealed class FineTuningJob : ILeasedWork
 {
     public required Guid Id { get; init; }
     public Guid? ExperimentId { get; set; }
+    /// <summary>W3C trace context of the request or message that created the job: training continues that trace.</summary>
+    public string? TraceParent { get; set; }
     public required string BaseModel { get; set; }
     public required string Status { get; set; }
     public required string TrainingArtifactId { get; set; }

@@ -77,6 +77,7 @@ public static partial class JobSubmitter
         {
             Id = Guid.NewGuid(),
             ExperimentId = request.ExperimentId,
+            TraceParent = System.Diagnostics.Activity.Current?.Id,
             BaseModel = request.Model!,
             Status = JobStatus.ValidatingFiles,
             TrainingFileId = training.Id,
