@@ -48,6 +48,7 @@ public static class RetrievalExtensions
     {
         app.UseRetrievalUploadLimit();
         app.MapCollectionsApi();
+        app.MapEmbeddingsApi();
         return app;
     }
 }

@@ -19,18 +19,26 @@ const shot = async (name) => { await page.screenshot({ path: `${outDir}/${name}.
 
 await page.goto(loginUrl);
 await settle();
+// The development-certificate notice (plain HTTP here) covers the top of every page.
+const notice = page.getByText('No trusted development certificate').first();
+if (await notice.count()) {
+  const box = await page.locator('fluent-message-bar, .message-bar, [role="alert"], [role="status"]').filter({ hasText: 'No trusted development certificate' }).first().boundingBox().catch(() => null);
+  if (box) await page.mouse.click(box.x + box.width - 20, box.y + box.height / 2);
+  await page.waitForTimeout(500);
+}
 await shot('dashboard-resources');
 
 await page.goto(`${base}/traces`);
 await settle();
 await shot('dashboard-traces');
 
-// The experiment's trace: the one that began with the POST to the Comparison API (the most spans, under Aspire).
-await page.goto(`${base}/traces?filter=${encodeURIComponent('POST api/experiments')}`);
+// The experiment's trace: the one that began with the POST to the Comparison API.
+await page.goto(`${base}/traces/resource/comparison`);
 await settle();
-const link = page.locator('a[href*="/traces/detail/"]').first();
-if (await link.count()) {
-  await link.click();
+await shot('dashboard-traces-comparison');
+const row = page.getByText('POST /api/experiments', { exact: false }).first();
+if (await row.count()) {
+  await row.click();
   await settle(5000);
   await shot('dashboard-trace');
 }
