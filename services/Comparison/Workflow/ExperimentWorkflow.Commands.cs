@@ -34,7 +34,7 @@ public sealed partial class ExperimentWorkflow
         Prompts = prompts,
         ModelEndpoints = endpoints,
         Dataset = dataset,
-        Scorers = ["label"],
+        Scorers = ["label", "label-likelihood"],
         Temperature = 0,
         MaxTokens = 8,
     };
