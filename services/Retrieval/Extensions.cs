@@ -46,6 +46,7 @@ public static class RetrievalExtensions
     {
         app.UseRetrievalUploadLimit();
         app.MapCollectionsApi();
+        app.MapEmbeddingsApi();
         return app;
     }
 }
