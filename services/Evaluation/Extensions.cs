@@ -35,6 +35,8 @@ public static class EvaluationExtensions
             return new WorkQueueTiming(TimeSpan.FromSeconds(o.LeaseSeconds), TimeSpan.FromSeconds(o.LeaseSeconds) / 3, TimeSpan.FromMilliseconds(o.PollIntervalMs), o.MaxConcurrentRuns);
         });
         services.AddSingleton<ModelGateway>();
+        services.AddSingleton<TokenCounter>();
+        services.AddSingleton<LabelLikelihood>();
         // Hosted services stop in reverse order: the worker stops its runs before the writer drains their results.
         services.AddSingleton<ResultWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<ResultWriter>());

@@ -164,7 +164,7 @@ public sealed class ExperimentWorkflow(
             foreach (var item in items)
             {
                 var (label, seconds) = await retrieval.ClassifyAsync(experiment.Collection!, item.Input, Options.KnnNeighbors, context.CancellationToken);
-                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label));
+                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label, Invalid: label is null));
             }
             knn.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
             knn.Status = CandidateStatus.Succeeded;
@@ -184,6 +184,7 @@ public sealed class ExperimentWorkflow(
         if (candidate.Status != CandidateStatus.Tuning)
             return;
         experiment.FineTunedModel = message.ModelId;
+        experiment.TrainingHours = message.Duration.TotalHours;
         var endpoint = await evaluation.EnsureServedEndpointAsync(message.ModelId, message.ServedEndpoint, context.CancellationToken);
         var (name, template) = PromptVariants.FineTuned();
         var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
@@ -279,8 +280,9 @@ public sealed class ExperimentWorkflow(
         }
         var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
         var expected = test.ToDictionary(ItemId, e => e.Expected);
-        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!)).ToList();
-        var comparison = Comparer.Compare(results, expected);
+        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!,
+            c.Kind == CandidateKind.FineTuned ? experiment.TrainingHours ?? 0 : 0)).ToList();
+        var comparison = Comparer.Compare(results, expected, Settings(experiment));
         var curation = Curation(experiment);
         var prefix = $"experiments/{experiment.Id:N}";
         var html = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(ReportWriter.ToHtml(experiment.Name, curation, comparison, clock.GetUtcNow()))), prefix, "report.html", "text/html", context.CancellationToken);
@@ -317,6 +319,16 @@ public sealed class ExperimentWorkflow(
             CompletedAt = experiment.CompletedAt.Value,
         }, context.CancellationToken);
     }
+
+    /// <summary>The margin the request asked for (else the configured one) and the configured prices.</summary>
+    private DecisionSettings Settings(Experiment experiment) => new()
+    {
+        NonInferiorityMargin = JsonSerializer.Deserialize<StartExperiment>(experiment.RequestJson, Json)?.NonInferiorityMargin ?? Options.NonInferiorityMargin,
+        GpuHourPrice = Options.GpuHourPrice,
+        SelfServedHourPrice = Options.SelfServedHourPrice,
+        KnnHourPrice = Options.KnnHourPrice,
+        HorizonDays = Options.CostHorizonDays,
+    };
 
     private async Task FailAsync(Experiment experiment, string step, string reason, ConsumeContext context)
     {
@@ -397,7 +409,7 @@ public sealed class ExperimentWorkflow(
         Prompts = prompts,
         ModelEndpoints = endpoints,
         Dataset = dataset,
-        Scorers = ["label"],
+        Scorers = ["label", "label-likelihood"],
         Temperature = 0,
         MaxTokens = 8,
     };

@@ -28,6 +28,7 @@ public static class OpenAiApi
         group.MapGet("/models/{id}", GetModelAsync);
         group.MapPost("/chat/completions", ChatCompletionsApi.ChatAsync);
         group.MapPost("/completions", CompletionsApi.CompletionsAsync);
+        group.MapPost("/tokenize", TokenizeApi.TokenizeAsync);
         return app;
     }
 
