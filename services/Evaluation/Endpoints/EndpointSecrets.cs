@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using AspireTune.ServiceDefaults.Security;
 
-namespace AspireTune.Evaluation.Models;
+namespace AspireTune.Evaluation.Endpoints;
 
 /// <summary>
 /// Which configuration keys an endpoint's <c>apiKeySecret</c> may name: keys of the <see cref="Section"/> section, and

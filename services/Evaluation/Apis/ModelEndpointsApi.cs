@@ -8,14 +8,14 @@ using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Evaluation.Apis;
 
-public static partial class ModelsApi
+public static partial class ModelEndpointsApi
 {
     private const string OpenAIBaseUrl = "https://api.openai.com/v1";
 
     /// <summary>Highest price accepted, USD per million tokens: far above any hosted model, low enough that costs stay finite.</summary>
     public const double MaxPricePerMillion = 100_000;
 
-    public static RouteGroupBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    public static RouteGroupBuilder MapModelEndpointsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/evaluation/models").WithTags("Evaluation: model endpoints");
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
