@@ -1,7 +1,7 @@
 using AspireTune.ServiceDefaults.Security;
 using AspireTune.Evaluation.Apis;
 using AspireTune.Evaluation.Data;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
@@ -91,7 +91,7 @@ public static class EvaluationExtensions
     /// <summary>Maps the Evaluation service's HTTP APIs.</summary>
     public static WebApplication MapEvaluation(this WebApplication app)
     {
-        app.MapModelsApi();
+        app.MapModelEndpointsApi();
         app.MapPromptsApi();
         app.MapDatasetsApi();
         app.MapRunsApi();

@@ -51,7 +51,7 @@ public static class FineTuningExtensions
     {
         app.MapFilesApi();
         app.MapJobsApi();
-        app.MapModelsApi();
+        app.MapRegistryApi();
         app.MapOpenAiApi();
         app.MapOpenAiFilesApi();
         app.MapOpenAiFineTuningApi();

@@ -1,6 +1,6 @@
 using System.Text;
 using AspireTune.Evaluation.Data;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.Evaluation.Prompts;
 using AspireTune.Evaluation.Retrieval;
 

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: a test double of the whole OpenAI surface the platform calls (chat, completions,
+// embeddings, streaming, failure injection), kept in one file so a test reads it in one place.
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;

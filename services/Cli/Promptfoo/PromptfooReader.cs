@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one reader of one external format (promptfoo configs), refusing every
+// unsupported key by name; its parts share the file/line error reporting.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;

@@ -20,9 +20,11 @@ namespace AspireTune.Comparison.Workflow;
 
 /// <summary>
 /// The four-step workflow as a state machine persisted in the Comparison database. Each incoming event moves
-/// one experiment forward; commands go to the owning service's queue, facts are published.
+/// one experiment forward; commands go to the owning service's queue, facts are published. This file: how each
+/// event moves an experiment; the commands it sends are built in ExperimentWorkflow.Commands.cs, its split files
+/// are written and read in ExperimentWorkflow.Files.cs.
 /// </summary>
-public sealed class ExperimentWorkflow(
+public sealed partial class ExperimentWorkflow(
     ComparisonDbContext db,
     IArtifactStore artifacts,
     EvaluationSetupClient evaluation,
@@ -384,65 +386,8 @@ public sealed class ExperimentWorkflow(
         return sent;
     }
 
-    /// <summary>The fine-tuning command, its files rebuilt from the stored splits (same bytes, same artifact ids).</summary>
-    private async Task<StartFineTuning> FineTuningCommandAsync(Experiment experiment, string baseModel, CancellationToken ct)
-    {
-        var prefix = $"experiments/{experiment.Id:N}";
-        async Task<ArtifactRef> ChatSplitAsync(string? split, string name) =>
-            await PutChatSplitAsync(prefix, name, DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(split), ct)).Examples, ct);
-        return new StartFineTuning
-        {
-            JobId = experiment.FineTuningJobId!.Value,
-            ExperimentId = experiment.Id,
-            BaseModel = baseModel,
-            TrainingFile = await ChatSplitAsync(experiment.TrainArtifactJson, "ft-train.jsonl"),
-            ValidationFile = await ChatSplitAsync(experiment.ValidationArtifactJson, "ft-validation.jsonl"),
-            Suffix = Slug(experiment),
-            Hyperparameters = Options.FineTuningHyperparameters,
-        };
-    }
-
-    private RunEvaluation Evaluate(Experiment experiment, Guid runId, IReadOnlyList<string> prompts, IReadOnlyList<string> endpoints, ArtifactRef dataset) => new()
-    {
-        RunId = runId,
-        ExperimentId = experiment.Id,
-        Prompts = prompts,
-        ModelEndpoints = endpoints,
-        Dataset = dataset,
-        Scorers = ["label", "label-likelihood"],
-        Temperature = 0,
-        MaxTokens = 8,
-    };
-
     private static async Task SendAsync<T>(ISendEndpointProvider send, Uri queue, T message, CancellationToken ct) where T : class =>
         await (await send.GetSendEndpoint(queue)).Send(message, ct);
-
-    private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
-    {
-        var rows = LabelledJsonl.Write(items.Select(e => e.ToRow() with { Metadata = WithId(e) }));
-        return await artifacts.PutAsync(new MemoryStream(rows), prefix, name, "application/jsonl", ct);
-    }
-
-    /// <summary>The split in the chat format of hosted fine-tuning APIs, prompted exactly as the fine-tuned candidate will be.</summary>
-    private async Task<ArtifactRef> PutChatSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
-    {
-        var lines = items.Select(e => JsonSerializer.Serialize(new
-        {
-            messages = new[]
-            {
-                new { role = "user", content = PromptVariants.TrainingPromptFor(e.Input) },
-                new { role = "assistant", content = e.Expected },
-            },
-        }));
-        return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
-    }
-
-    private static Dictionary<string, JsonElement> WithId(LabeledExample e) =>
-        new(e.Metadata ?? new Dictionary<string, JsonElement>(), StringComparer.Ordinal) { ["id"] = JsonSerializer.SerializeToElement(ItemId(e)) };
-
-    /// <summary>Items keep the line number they had in the dataset as received: stable across every candidate.</summary>
-    public static string ItemId(LabeledExample e) =>
-        e.Metadata is not null && e.Metadata.TryGetValue("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : $"line-{e.Line}";
 
     private static bool Matches(string? predicted, string expected) =>
         string.Equals(predicted?.Trim(), expected.Trim(), StringComparison.OrdinalIgnoreCase);
@@ -453,10 +398,6 @@ public sealed class ExperimentWorkflow(
     // The whole id, compact: sequential ids share their leading digits, so a prefix would name every experiment of a
     // few minutes alike (one collection, one set of prompts, one fine-tuned model for all of them).
     private static string Slug(Experiment e) => $"exp-{CompactId.Encode(e.Id)}";
-
-    private static ArtifactRef Artifact(string? json) => JsonSerializer.Deserialize<ArtifactRef>(json ?? throw new InvalidOperationException("The experiment has no such split yet."), Json)!;
-
-    private static CurationReport Curation(Experiment e) => JsonSerializer.Deserialize<CurationReport>(e.CurationJson!, Json)!;
 
     private void Log(Experiment experiment, string step, string message)
     {

@@ -5,7 +5,7 @@ using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Datasets;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.Evaluation.Prompts;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Scoring;

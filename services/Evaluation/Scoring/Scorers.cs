@@ -1,7 +1,8 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Text;
+using AspireTune.Evaluation.Endpoints;
 using NJsonSchema;
 
 namespace AspireTune.Evaluation.Scoring;
@@ -174,7 +175,7 @@ internal sealed class LabelScorer : Scorer
 
 /// <summary>
 /// Label accuracy scored by likelihood: 1 when the label the model finds most likely after the prompt (see
-/// <see cref="Models.LabelLikelihood"/>) is the expected one. Endpoints that cannot score give no value.
+/// <see cref="LabelLikelihood"/>) is the expected one. Endpoints that cannot score give no value.
 /// </summary>
 internal sealed class LabelLikelihoodScorer : Scorer
 {
@@ -362,7 +363,7 @@ internal sealed partial class JudgeScorer(string endpoint, JudgeCall? judge, str
             else
                 result.Errors.Add($"judge: the reply '{NumericScorer.Truncate(firstLine)}' holds no grade from 1 to 10");
         }
-        catch (Models.ModelCallException e)
+        catch (ModelCallException e)
         {
             result.Errors.Add($"judge: {e.Message}");
         }

@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.Evaluation.Data;
 
-namespace AspireTune.Evaluation.Models;
+namespace AspireTune.Evaluation.Endpoints;
 
 /// <summary>
 /// Classification scored as lm-evaluation-harness scores multiple choice: each label is appended to the prompt (as

@@ -8,7 +8,7 @@ using System.Text.Json.Serialization;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 
-namespace AspireTune.Evaluation.Models;
+namespace AspireTune.Evaluation.Endpoints;
 
 /// <summary>How many tokens an endpoint's model takes, and whether prompts are counted with its own tokenizer.</summary>
 public sealed record ContextWindow(int ContextLength, bool Exact)
