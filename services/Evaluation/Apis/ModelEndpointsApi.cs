@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
