@@ -111,9 +111,10 @@ public sealed class ContractsTests
         EvaluationResultsJsonl.WriteLine(line, result);
         using var json = JsonDocument.Parse(line.ToArray());
 
-        // Other teams read this artifact: evolve it by adding fields, never by renaming or dropping one.
-        json.RootElement.EnumerateObject().Select(p => p.Name).Should().ContainInOrder("prompt", "modelEndpoint", "item", "line", "repeat", "input", "expected", "output",
-            "predicted", "scores", "latencyS", "inputTokens", "outputTokens", "costUsd", "cached", "error", "scoreErrors");
+        // Other teams read this artifact: evolve it by adding fields, never by renaming one.
+        json.RootElement.EnumerateObject().Select(p => p.Name).Should().Equal("prompt", "modelEndpoint", "item", "line", "repeat", "input", "expected", "output",
+            "predicted", "scores", "latencyS", "inputTokens", "outputTokens", "costUsd", "cached", "error", "scoreErrors",
+            "examplesShown", "examplesRetrieved", "inputTruncated");
     }
 
     [Fact]
