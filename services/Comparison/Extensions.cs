@@ -20,7 +20,6 @@ public static class ComparisonExtensions
         builder.Services.AddScoped<ExperimentWorkflow>();
         builder.Services.AddHttpClient<EvaluationSetupClient>().AddServiceAccount();
         builder.Services.AddHttpClient<KnnBaselineClient>().AddServiceAccount();
-        builder.Services.AddHostedService<ExperimentRecovery>();
         builder.AddConsumers(bus => bus.AddConsumers(typeof(ComparisonExtensions).Assembly));
         return builder;
     }

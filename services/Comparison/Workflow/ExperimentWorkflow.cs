@@ -11,6 +11,7 @@ using AspireTune.Contracts.FineTuning;
 using AspireTune.Contracts.Retrieval;
 using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Messaging;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -84,7 +85,7 @@ public sealed class ExperimentWorkflow(
             {
                 var candidate = new Candidate { Name = $"prompted:{endpoint}", Kind = "prompted", ModelEndpoint = endpoint, Prompts = string.Join(',', prompts), Status = CandidateStatus.Tuning, TuningRunId = NewId.NextGuid() };
                 experiment.Candidates.Add(candidate);
-                await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation), context.CancellationToken);
+                db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation));
             }
             Log(experiment, "prompting", $"Prompt engineering: {prompts.Count} variants x {endpoints.Count} model(s) on the validation split.");
         }
@@ -96,7 +97,7 @@ public sealed class ExperimentWorkflow(
                     experiment.Candidates.Add(new Candidate { Name = $"retrieval:{endpoint}", Kind = "retrieval", ModelEndpoint = endpoint, Status = CandidateStatus.Pending });
             if (kinds.Contains("knn"))
                 experiment.Candidates.Add(new Candidate { Name = "knn", Kind = "knn", Status = CandidateStatus.Pending });
-            await SendAsync(context, IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train }, context.CancellationToken);
+            db.SendOnCommit(IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train });
             Log(experiment, "retrieval", $"Indexing {splits.Train.Count} training examples into collection '{experiment.Collection}'.");
         }
         if (kinds.Contains("fine-tuned"))
@@ -104,7 +105,7 @@ public sealed class ExperimentWorkflow(
             experiment.FineTuningJobId = NewId.NextGuid();
             var baseModel = command.BaseModel ?? Options.DefaultBaseModel;
             experiment.Candidates.Add(new Candidate { Name = $"fine-tuned:{baseModel}", Kind = "fine-tuned", Status = CandidateStatus.Tuning });
-            await SendAsync(context, StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken), context.CancellationToken);
+            db.SendOnCommit(StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken));
             Log(experiment, "fine-tuning", $"Fine-tuning {baseModel} on {splits.Train.Count} examples (job {experiment.FineTuningJobId}).");
         }
         if (experiment.Candidates.Count == 0)
@@ -115,10 +116,8 @@ public sealed class ExperimentWorkflow(
 
         experiment.Step = "candidates";
         experiment.Touch(clock.GetUtcNow());
-        await db.SaveChangesAsync(context.CancellationToken);
-
-        await context.Publish(new ExperimentStarted { ExperimentId = experiment.Id, Name = experiment.Name, DatasetSha256 = command.Dataset.Sha256, StartedAt = experiment.CreatedAt }, context.CancellationToken);
-        await context.Publish(new ExperimentStepCompleted
+        db.PublishOnCommit(new ExperimentStarted { ExperimentId = experiment.Id, Name = experiment.Name, DatasetSha256 = command.Dataset.Sha256, StartedAt = experiment.CreatedAt });
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "curation",
@@ -130,7 +129,8 @@ public sealed class ExperimentWorkflow(
                 new MetricValue { Name = "exact_duplicates_removed", Value = report.ExactDuplicatesRemoved },
                 new MetricValue { Name = "test_items", Value = report.Test },
             ],
-        }, context.CancellationToken);
+        });
+        await db.SaveChangesAsync(context.CancellationToken);
     }
 
     public async Task OnCollectionIndexedAsync(CollectionIndexed message, ConsumeContext context)
@@ -149,11 +149,11 @@ public sealed class ExperimentWorkflow(
             candidate.Prompts = prompt;
             candidate.TestRunId = NewId.NextGuid();
             candidate.Status = CandidateStatus.Evaluating;
-            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [candidate.ModelEndpoint!], test) with
+            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [candidate.ModelEndpoint!], test) with
             {
                 RetrievalCollection = experiment.Collection,
                 RetrievalTopK = Options.RetrievalExamples,
-            }, context.CancellationToken);
+            });
         }
 
         if (experiment.Candidates.FirstOrDefault(c => c.Kind == "knn" && c.Status == CandidateStatus.Pending) is { } knn)
@@ -170,8 +170,8 @@ public sealed class ExperimentWorkflow(
             Log(experiment, "retrieval", $"kNN baseline (k = {Options.KnnNeighbors}) classified {items.Count} test items: accuracy {outcomes.Count(o => o.Correct) / (double)Math.Max(1, items.Count):P1}.");
         }
 
+        db.PublishOnCommit(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() });
         await SaveAndMaybeFinishAsync(experiment, context);
-        await context.Publish(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() }, context.CancellationToken);
     }
 
     public async Task OnTrainingCompletedAsync(TrainingCompleted message, ConsumeContext context)
@@ -191,15 +191,15 @@ public sealed class ExperimentWorkflow(
         candidate.TestRunId = NewId.NextGuid();
         candidate.Status = CandidateStatus.Evaluating;
         Log(experiment, "fine-tuning", $"Model {message.ModelId} trained in {message.Duration:hh\\:mm\\:ss} (best step {message.BestStep}; {message.FitVerdict ?? "no verdict"}). {message.FitAdvice}");
-        await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
-        await SaveAndMaybeFinishAsync(experiment, context);
-        await context.Publish(new ExperimentStepCompleted
+        db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)));
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "fine-tuning",
             CompletedAt = clock.GetUtcNow(),
             Metrics = message.BestMetrics,
-        }, context.CancellationToken);
+        });
+        await SaveAndMaybeFinishAsync(experiment, context);
     }
 
     public async Task OnTrainingFailedAsync(Guid? experimentId, Guid jobId, string reason, ConsumeContext context)
@@ -227,15 +227,15 @@ public sealed class ExperimentWorkflow(
             tuning.TestRunId = NewId.NextGuid();
             tuning.Status = CandidateStatus.Evaluating;
             Log(experiment, "prompting", $"{tuning.ModelEndpoint}: best prompt {best.Prompt} ({string.Join(", ", message.Summaries.Select(s => $"{s.Prompt} {PrimaryScore(s):P1}"))}).");
-            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
-            await SaveAndMaybeFinishAsync(experiment, context);
-            await context.Publish(new ExperimentStepCompleted
+            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)));
+            db.PublishOnCommit(new ExperimentStepCompleted
             {
                 ExperimentId = experiment.Id,
                 Step = "prompting",
                 CompletedAt = clock.GetUtcNow(),
                 Metrics = [new MetricValue { Name = $"best_prompt_score:{tuning.ModelEndpoint}", Value = PrimaryScore(best) }],
-            }, context.CancellationToken);
+            });
+            await SaveAndMaybeFinishAsync(experiment, context);
             return;
         }
         if (experiment.Candidates.FirstOrDefault(c => c.TestRunId == message.RunId && c.Status == CandidateStatus.Evaluating) is { } candidate)
@@ -294,18 +294,16 @@ public sealed class ExperimentWorkflow(
         experiment.ReportJsonArtifactJson = JsonSerializer.Serialize(json, Json);
         experiment.CompletedAt = clock.GetUtcNow();
         Log(experiment, "comparison", $"Decision: {comparison.Winner}. {comparison.Decision}");
-        await db.SaveChangesAsync(context.CancellationToken);
-        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
 
-        await context.Publish(new ExperimentStepCompleted
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "comparison",
             CompletedAt = clock.GetUtcNow(),
             Artifact = json,
             Metrics = comparison.Candidates.Select(c => new MetricValue { Name = $"accuracy:{c.Name}", Value = c.Accuracy, Lower = c.AccuracyLower, Upper = c.AccuracyUpper }).ToList(),
-        }, context.CancellationToken);
-        await context.Publish(new ExperimentCompleted
+        });
+        db.PublishOnCommit(new ExperimentCompleted
         {
             ExperimentId = experiment.Id,
             Winner = comparison.Winner,
@@ -314,7 +312,9 @@ public sealed class ExperimentWorkflow(
             ReportHtml = html,
             ReportJson = json,
             CompletedAt = experiment.CompletedAt.Value,
-        }, context.CancellationToken);
+        });
+        await db.SaveChangesAsync(context.CancellationToken);
+        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
     }
 
     private async Task FailAsync(Experiment experiment, string step, string reason, ConsumeContext context)
@@ -325,51 +325,16 @@ public sealed class ExperimentWorkflow(
         experiment.CompletedAt = clock.GetUtcNow();
         experiment.Touch(clock.GetUtcNow());
         Log(experiment, step, "Failed: " + reason);
+        db.PublishOnCommit(new ExperimentFailed { ExperimentId = experiment.Id, Step = step, Reason = reason, FailedAt = experiment.CompletedAt.Value });
         await db.SaveChangesAsync(context.CancellationToken);
         ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "failed"));
         logger.LogWarning("Experiment {ExperimentId} failed at {Step}: {Reason}", experiment.Id, step, reason);
-        await context.Publish(new ExperimentFailed { ExperimentId = experiment.Id, Step = step, Reason = reason, FailedAt = experiment.CompletedAt.Value }, context.CancellationToken);
     }
 
     private async Task<Experiment?> LoadAsync(Guid? experimentId, ConsumeContext context) =>
         experimentId is { } id
             ? await db.Experiments.Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == id, context.CancellationToken)
             : null;
-
-    /// <summary>
-    /// After a restart: sends again every command a running experiment still waits on. The commands keep their
-    /// ids (run ids, job id), and every receiving consumer is idempotent, so work already done is not repeated;
-    /// a command lost with an in-memory transport, or never sent before a crash, now arrives.
-    /// </summary>
-    public async Task<int> ResendOutstandingAsync(Guid experimentId, ISendEndpointProvider send, CancellationToken ct)
-    {
-        var experiment = await db.Experiments.AsNoTracking().Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == experimentId, ct);
-        if (experiment is not { Status: ExperimentStatus.Running } || experiment.TestArtifactJson is null)
-            return 0;
-        var sent = 0;
-        foreach (var c in experiment.Candidates)
-        {
-            if (c is { Kind: "prompted", Status: CandidateStatus.Tuning, TuningRunId: { } tuningRun })
-                await SendAsync(send, RunEvaluationQueue, Evaluate(experiment, tuningRun, c.Prompts!.Split(','), [c.ModelEndpoint!], Artifact(experiment.ValidationArtifactJson)), ct);
-            else if (c is { Status: CandidateStatus.Evaluating, TestRunId: { } testRun })
-                await SendAsync(send, RunEvaluationQueue, Evaluate(experiment, testRun, [c.Prompts!], [c.ModelEndpoint!], Artifact(experiment.TestArtifactJson)) with
-                {
-                    RetrievalCollection = c.Kind == "retrieval" ? experiment.Collection : null,
-                    RetrievalTopK = Options.RetrievalExamples,
-                }, ct);
-            else if (c is { Kind: "fine-tuned", Status: CandidateStatus.Tuning } && experiment.FineTuningJobId is not null)
-                await SendAsync(send, StartFineTuningQueue, await FineTuningCommandAsync(experiment, c.Name["fine-tuned:".Length..], ct), ct);
-            else
-                continue;
-            sent++;
-        }
-        if (experiment.Collection is not null && experiment.Candidates.Any(c => c.Kind is "retrieval" or "knn" && c.Status == CandidateStatus.Pending))
-        {
-            await SendAsync(send, IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = Artifact(experiment.TrainArtifactJson) }, ct);
-            sent++;
-        }
-        return sent;
-    }
 
     /// <summary>The fine-tuning command, its files rebuilt from the stored splits (same bytes, same artifact ids).</summary>
     private async Task<StartFineTuning> FineTuningCommandAsync(Experiment experiment, string baseModel, CancellationToken ct)
@@ -400,9 +365,6 @@ public sealed class ExperimentWorkflow(
         Temperature = 0,
         MaxTokens = 8,
     };
-
-    private static async Task SendAsync<T>(ISendEndpointProvider send, Uri queue, T message, CancellationToken ct) where T : class =>
-        await (await send.GetSendEndpoint(queue)).Send(message, ct);
 
     private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
     {

@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Messaging;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -157,7 +158,7 @@ public static class JobsApi
     }
 
     public static async Task<Results<Created<JobResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(
-        CreateJobRequest request, FineTuningDbContext db, ISendEndpointProvider send, ILoggerFactory loggers, CancellationToken ct)
+        CreateJobRequest request, FineTuningDbContext db, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         if (string.IsNullOrWhiteSpace(request.Model))
@@ -229,23 +230,13 @@ public static class JobsApi
         };
         db.Jobs.Add(job);
         JobEvents.Add(db, job.Id, "info", "created", $"Job created: base model {job.BaseModel}, training file {training.Id} ({training.Examples} examples).");
+        // The job and its command commit together (outbox): the command leaves once, even if the broker is away now.
+        db.SendOnCommit(StartFineTuningQueue, ToCommand(job));
         await db.SaveChangesAsync(ct);
-
-        try
-        {
-            var endpoint = await send.GetSendEndpoint(new Uri($"queue:{StartFineTuningConsumerDefinition.QueueName}"));
-            await endpoint.Send(ToCommand(job), ct);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Without its command the job would wait in validating_files forever: take it back and say so.
-            loggers.CreateLogger(typeof(JobsApi)).LogError(ex, "Could not send StartFineTuning for job {JobId}", job.Id);
-            await db.JobEvents.Where(e => e.JobId == job.Id).ExecuteDeleteAsync(CancellationToken.None);
-            await db.Jobs.Where(j => j.Id == job.Id).ExecuteDeleteAsync(CancellationToken.None);
-            return TypedResults.Problem(statusCode: 503, title: "The job could not be queued.", detail: "The message broker did not accept the StartFineTuning command; nothing was created. Retry later.");
-        }
         return TypedResults.Created($"/api/fine-tuning/jobs/{JobIds.Format(job.Id)}", JobResponse.From(job));
     }
+
+    internal static readonly Uri StartFineTuningQueue = new($"queue:{StartFineTuningConsumerDefinition.QueueName}");
 
     internal static StartFineTuning ToCommand(FineTuningJob job) => new()
     {
@@ -286,7 +277,7 @@ public static class JobsApi
     /// and marks it cancelled (the response says <c>cancel_requested</c>). Finished: 409.
     /// </summary>
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> CancelAsync(
-        string id, FineTuningDbContext db, IPublishEndpoint publish, CancellationToken ct)
+        string id, FineTuningDbContext db, CancellationToken ct)
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id);
@@ -297,8 +288,8 @@ public static class JobsApi
         if (cancelledNow == 1)
         {
             JobEvents.Add(db, job.Id, "info", "cancelled", "Job cancelled before training started.");
+            db.PublishOnCommit(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now });
             await db.SaveChangesAsync(ct);
-            await publish.Publish(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now }, ct);
         }
         else
         {
