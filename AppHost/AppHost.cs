@@ -1,52 +1,41 @@
-// The distributed topology, declared once: broker, databases and vector store as containers, the four
-// services as projects wired to them with the same configuration keys infra/run-distributed.sh sets by hand.
+using AspireTune.AppHost;
+
+// The distributed topology, declared once. Infrastructure:Mode picks where the broker, the databases and the vector
+// store come from (containers, local executables, or external servers); the services are wired the same way in all
+// three, with the configuration keys infra/run-distributed.sh sets by hand.
 var builder = DistributedApplication.CreateBuilder(args);
+var infrastructure = Infrastructure.Add(builder);
 
-var messaging = builder.AddRabbitMQ("messaging").WithManagementPlugin().WithDataVolume();
-var vectordb = builder.AddQdrant("vectordb").WithDataVolume();
-var postgres = builder.AddPostgres("postgres").WithDataVolume();
-var evaluationDb = postgres.AddDatabase("evaluationdb");
-var retrievalDb = postgres.AddDatabase("retrievaldb");
-var fineTuningDb = postgres.AddDatabase("finetuningdb");
-var comparisonDb = postgres.AddDatabase("comparisondb");
+// Services call each other with this key (ServiceDefaults/Security); operators use it too (reader, operator and admin).
+var serviceKey = builder.AddParameter("service-account-key", new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true, persist: true);
+if (builder.ExecutionContext.IsPublishMode)
+    builder.AddParameter(ServiceResources.KeyHashParameter, secret: true);
+// Shared claim-check store: every service (and every replica) must see the same artifacts folder.
+var data = Infrastructure.LocalDataPath(builder);
+var artifacts = builder.AddParameter("artifacts-path", Path.Combine(data, "artifacts"));
 
-// "Endpoint=https://...;Key=..." of the hosted foundation model; set it with
-// `dotnet user-secrets set ConnectionStrings:openai "Endpoint=...;Key=..."` (never in a file under git).
-var openai = builder.AddConnectionString("openai");
-// Shared claim-check store: every service must see the same artifacts folder.
-var artifacts = builder.AddParameter("artifacts-path", Path.Combine(builder.AppHostDirectory, "..", "data", "artifacts"));
-// Which GPUs the fine-tuning worker may use (CUDA_VISIBLE_DEVICES); the worker runs on the host, where the driver is.
-var gpus = builder.AddParameter("finetuning-gpus", "0");
+var retrieval = builder.AddService<Projects.AspireTune_Retrieval>("retrieval", infrastructure, serviceKey, artifacts, data)
+    .WithDatabase(infrastructure, "retrievaldb");
+if (infrastructure.VectorDb is { } vectordb)
+    retrieval.WithReference(vectordb).WaitFor(vectordb);
 
-var retrieval = builder.AddProject<Projects.AspireTune_Retrieval>("retrieval")
-    .WithReference(messaging).WaitFor(messaging)
-    .WithReference(retrievalDb).WaitFor(retrievalDb)
-    .WithReference(vectordb).WaitFor(vectordb)
-    .WithEnvironment("Artifacts__Path", artifacts)
-    .WithHttpHealthCheck("/health");
+var fineTuning = builder.AddService<Projects.AspireTune_FineTuning>("finetuning", infrastructure, serviceKey, artifacts, data)
+    .WithDatabase(infrastructure, "finetuningdb")
+    .WithGpuSelection(builder)
+    .WithUrlForEndpoint("http", url => new() { Url = "/api/fine-tuning/jobs", DisplayText = "Fine-tuning jobs" });
 
-var fineTuning = builder.AddProject<Projects.AspireTune_FineTuning>("finetuning")
-    .WithReference(messaging).WaitFor(messaging)
-    .WithReference(fineTuningDb).WaitFor(fineTuningDb)
-    .WithEnvironment("Artifacts__Path", artifacts)
-    .WithEnvironment("CUDA_VISIBLE_DEVICES", gpus)
-    .WithEnvironment("FineTuning__Device", "cuda")
-    .WithHttpHealthCheck("/health");
-
-var evaluation = builder.AddProject<Projects.AspireTune_Evaluation>("evaluation")
-    .WithReference(messaging).WaitFor(messaging)
-    .WithReference(evaluationDb).WaitFor(evaluationDb)
-    .WithReference(openai)
+// Two replicas compete for run-evaluation on the broker; runs are claimed with a lease, so none runs twice.
+var evaluation = builder.AddService<Projects.AspireTune_Evaluation>("evaluation", infrastructure, serviceKey, artifacts, data)
+    .WithDatabase(infrastructure, "evaluationdb")
+    .WithHostedModelKeys(builder)
     .WithReference(retrieval).WithReference(fineTuning)
-    .WithEnvironment("Artifacts__Path", artifacts)
-    .WithHttpHealthCheck("/health");
+    .WithReplicas(2);
 
-builder.AddProject<Projects.AspireTune_Comparison>("comparison")
-    .WithReference(messaging).WaitFor(messaging)
-    .WithReference(comparisonDb).WaitFor(comparisonDb)
+builder.AddService<Projects.AspireTune_Comparison>("comparison", infrastructure, serviceKey, artifacts, data)
+    .WithDatabase(infrastructure, "comparisondb")
     .WithReference(evaluation).WithReference(retrieval).WithReference(fineTuning)
-    .WithEnvironment("Artifacts__Path", artifacts)
-    .WithHttpHealthCheck("/health")
+    .WaitFor(evaluation).WaitFor(retrieval).WaitFor(fineTuning)
+    .WithUrlForEndpoint("http", url => new() { Url = "/api/experiments/latest/report", DisplayText = "Latest report" })
     .WithExternalHttpEndpoints();
 
 builder.Build().Run();

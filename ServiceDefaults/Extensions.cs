@@ -7,11 +7,13 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Npgsql;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
@@ -64,8 +66,19 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Configuration switch for prompt and completion text on model-call spans (<c>gen_ai.*</c>); off by default, and
+    /// honoured in Development only, so production telemetry never carries user content.
+    /// </summary>
+    public const string SensitiveTelemetryKey = "Telemetry:SensitiveData";
+
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
+        // Semantic Kernel's model calls as gen_ai.* spans (model, tokens, finish reason); their text only when switched on.
+        AppContext.SetSwitch("Microsoft.SemanticKernel.Experimental.GenAI.EnableOTelDiagnostics", true);
+        if (builder.Environment.IsDevelopment() && builder.Configuration.GetValue<bool>(SensitiveTelemetryKey))
+            AppContext.SetSwitch("Microsoft.SemanticKernel.Experimental.GenAI.EnableOTelDiagnosticsSensitive", true);
+
         builder.Logging.AddOpenTelemetry(logging =>
         {
             logging.IncludeFormattedMessage = true;
@@ -77,13 +90,15 @@ public static class ServiceDefaultsExtensions
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
                 .AddRuntimeInstrumentation()
+                .AddNpgsqlInstrumentation()
                 .AddMeter("AspireTune.*", "MassTransit", "Microsoft.SemanticKernel*"))
             .WithTracing(tracing => tracing
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource("AspireTune.*", "MassTransit", "Microsoft.SemanticKernel*", "Polly")
                 .AddAspNetCoreInstrumentation(o =>
                     o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthPath) && !ctx.Request.Path.StartsWithSegments(AlivePath))
-                .AddHttpClientInstrumentation());
+                .AddHttpClientInstrumentation()
+                .AddNpgsql());
 
         // Under Aspire (or any collector) the endpoint comes from configuration; without it nothing is exported.
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))

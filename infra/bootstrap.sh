@@ -7,15 +7,19 @@
 #   3. PostgreSQL 15 on 127.0.0.1:5432 (postgres/postgres)
 # Every step checks before acting; a second run changes nothing and takes a few seconds.
 #
-# Usage: infra/bootstrap.sh [--no-services]
+# Usage: infra/bootstrap.sh [--no-services | --local-servers]
 #   --no-services   only the libstdc++ step (embedded mode: no RabbitMQ, no PostgreSQL)
+#   --local-servers libstdc++ and the RabbitMQ and PostgreSQL packages, none started: the AppHost's local mode
+#                   starts servers of its own (AppHost/Local)
 set -euo pipefail
 
 WITH_SERVICES=1
+PACKAGES_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --no-services) WITH_SERVICES=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --local-servers) WITH_SERVICES=0; PACKAGES_ONLY=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -263,6 +267,10 @@ step_libstdcxx
 if [ "$WITH_SERVICES" = 1 ]; then
   step_rabbitmq
   step_postgres
+elif [ "$PACKAGES_ONLY" = 1 ]; then
+  pkg_installed rabbitmq-server || { log "rabbitmq: installing rabbitmq-server (not started)"; apt_install rabbitmq-server; }
+  pkg_installed "postgresql-$PG_VER" || { log "postgresql: installing postgresql (not started)"; apt_install postgresql; }
+  log "services: packages present, none started (--local-servers)"
 else
   log "services: skipped (--no-services)"
 fi

@@ -5,7 +5,7 @@
 # Usage: infra/run-distributed.sh [start|stop|status]     (default: start)
 # Environment:
 #   ASPIRETUNE_DATA    data root (default ./data/distributed); each service gets a folder, artifacts are shared
-#   QDRANT_URL         e.g. http://127.0.0.1:6333 to use a Qdrant server (embedded index otherwise)
+#   QDRANT_URL         e.g. http://127.0.0.1:6334 (gRPC) to use a Qdrant server (embedded index otherwise)
 #   QDRANT_API_KEY     its API key, when it needs one
 #   ConnectionStrings__openai  "Endpoint=...;Key=..." of a hosted model (optional)
 set -euo pipefail

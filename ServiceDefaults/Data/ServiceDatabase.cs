@@ -69,6 +69,30 @@ public static class ServiceDatabase
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
             await db.Database.CloseConnectionAsync();
         }
+        // Replicas of a service starting together would both baseline their shared database: one at a time (a
+        // session-level advisory lock on this context's connection; the migrations themselves take EF's own lock).
+        var locked = db.Database.IsNpgsql() && await db.Database.CanConnectAsync(ct);
+        if (locked)
+        {
+            await db.Database.OpenConnectionAsync(ct);
+            await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_lock(7415)", ct);
+        }
+        try
+        {
+            await MigrateAsync(db, logger, ct);
+        }
+        finally
+        {
+            if (locked)
+            {
+                await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_unlock(7415)", CancellationToken.None);
+                await db.Database.CloseConnectionAsync();
+            }
+        }
+    }
+
+    private static async Task MigrateAsync<TContext>(TContext db, ILogger logger, CancellationToken ct) where TContext : DbContext
+    {
         var history = db.GetService<IHistoryRepository>();
         var baselined = 0;
         if (await db.Database.CanConnectAsync(ct) && !await HasHistoryAsync(db, ct) && await SchemaInitializer<TContext>.CountSchemaObjectsAsync(db, ct) > 0)

@@ -48,6 +48,7 @@ public static class MessagingExtensions
                 });
                 // Messages a consumer publishes leave only when it succeeds, so a retry never publishes twice.
                 endpoint.UseInMemoryOutbox(context);
+                endpoint.UseConsumeFilter(typeof(CorrelationScopeFilter<>), context);
             });
 
             if (string.IsNullOrWhiteSpace(connectionString))

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Generation;
+using AspireTune.Engine.Kernels;
 using AspireTune.Engine.Models;
 using AspireTune.Engine.Tokenization;
 using AspireTune.Engine.Training;
@@ -12,7 +13,10 @@ using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 // Engine benchmarks. Each mode prints one JSON line that bench/engine-gpu.sh and engine-cpu.sh tabulate.
-//   train    --device cuda|cpu --shape gpt2-small|demo --batch N --seq N --steps N --warmup N --optimizer flat|stock
+//   train    --device cuda|cpu --shape gpt2-small|demo|llama-1b --batch N --seq N --steps N --warmup N --optimizer flat|stock
+//            --fused 1|0 (the engine's CUDA kernels) --lora R (rank R on every linear, frozen base)
+//   sftspeed GPT3_ENCODER_TGZ --device cuda --lengths full|short [--packing 1 --steps N --batch N --examples N]: SftTrainer's own loop at GPT-2-small size
+//   parity   --device cuda [--shape S --batch N --seq N]: fused kernels against the TorchSharp path (loss, gradients, one step)
 //   generate --device cuda|cpu --shape gpt2-small|demo --prompt N --new N
 //   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
 //   sft GPT3_ENCODER_TGZ OUT_DIR --device cuda|cpu   (the real SftTrainer end to end: train, evaluate, resume, generate, save)
@@ -30,6 +34,11 @@ ModelConfig Shape(string name) => name switch
     "gpt2-small" => ModelConfig.Gpt2Small with { EmbeddingDropout = 0, AttentionDropout = 0, ResidualDropout = 0 },
     // The embedded demo's model: GPT-2 vocabulary, 4 layers of 256, 256 positions.
     "demo" => ModelConfig.Gpt2(50257, 256, 4, 4, 256, dropout: 0),
+    // Llama-3.2-1B: 16 layers of 2048, 32 heads over 8 key/value heads, SwiGLU 8192, tied 128,256-token head.
+    "llama-1b" => ModelConfig.Llama(128256, 2048, 16, 32, 8, 8192, 131072) with
+    {
+        RopeTheta = 500000, RopeScaling = new RopeScaling(32, 1, 4, 8192), BosTokenId = 128000, EosTokenId = 128001,
+    },
     _ => throw new ArgumentException("unknown shape " + name),
 };
 
@@ -47,8 +56,17 @@ switch (mode)
     case "sft":
         Sft(args[1], args[2]);
         break;
+    case "parity":
+        Parity();
+        break;
+    case "sftspeed":
+        SftSpeed(args[1]);
+        break;
+    case "dp-parity" or "dp-launch" or "dp-rank":
+        DataParallelBench.Run(mode, Arg);
+        break;
     default:
-        throw new ArgumentException("mode: train | generate | savecheck");
+        throw new ArgumentException("mode: train | generate | savecheck | sft | parity | sftspeed | dp-parity | dp-launch | dp-rank");
 }
 
 void Train()
@@ -56,17 +74,22 @@ void Train()
     var config = Shape(Arg("shape", "gpt2-small"));
     int batch = IntArg("batch", 16), seq = IntArg("seq", 1024), steps = IntArg("steps", 20), warmup = IntArg("warmup", 5);
     var optimizerKind = Arg("optimizer", "flat");
+    var loraRank = IntArg("lora", 0);
     if (device.type == DeviceType.CUDA) backends.cuda.matmul.allow_tf32 = true;
     using var model = CausalLm.Create(config, null, seed: 0, device: device);
+    model.FusedKernels = Arg("fused", "1") == "1";
+    if (loraRank > 0)
+        model.AddLora(new LoraOptions { Rank = loraRank, Alpha = 2 * loraRank, Dropout = 0,
+            TargetModules = [.. model.Network.Projections().Select(p => p.ShortName).Distinct()] });
     model.SetTraining(true);
-    var named = model.NamedParameters().ToList();
+    var named = model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
     FlatParameters? flat = null;
     FlatAdamW? adam = null;
     optim.Optimizer? stock = null;
     if (optimizerKind == "flat")
     {
         flat = new FlatParameters(named, 0.1, device);
-        adam = new FlatAdamW(flat, 0.9, 0.95, 1e-8);
+        adam = new FlatAdamW(flat, 0.9, 0.95, 1e-8, model.Kernels);
     }
     else
     {
@@ -79,6 +102,7 @@ void Train()
     using var target = data[.., 1..].contiguous();
     var sw = new Stopwatch();
     double lastLoss = 0;
+    var losses = new List<float>();
     for (var step = 0; step < warmup + steps; step++)
     {
         if (step == warmup)
@@ -100,8 +124,8 @@ void Train()
         loss.backward();
         if (flat is not null)
         {
-            flat.ClipGradNorm(1.0);
-            adam!.Step(3e-4);
+            var norm = flat.GradNorm();
+            adam!.Step(3e-4, norm, 1.0);
             flat.ZeroGrad();
         }
         else
@@ -114,12 +138,91 @@ void Train()
     }
     if (device.type == DeviceType.CUDA) cuda.synchronize();
     var seconds = sw.Elapsed.TotalSeconds;
+    var fused = model.Kernels is not null && optimizerKind == "flat";
     Console.WriteLine(new JsonObject
     {
-        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce"), ["params"] = model.ParameterCount, ["batch"] = batch, ["seq"] = seq,
-        ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps, ["tokens_per_s"] = batch * seq * steps / seconds,
-        ["loss"] = lastLoss,
+        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce") + (fused ? "-fused" : "") + (loraRank > 0 ? $"-lora{loraRank}" : ""),
+        ["shape"] = Arg("shape", "gpt2-small"), ["params"] = model.ParameterCount, ["trainable"] = named.Sum(p => p.Parameter.numel()),
+        ["batch"] = batch, ["seq"] = seq, ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps,
+        ["tokens_per_s"] = batch * seq * steps / seconds, ["loss"] = lastLoss,
+        ["kernels"] = model.Kernels is not null ? "fused" : EngineKernels.UnavailableReason ?? "off",
     }.ToJsonString());
+}
+
+// The fused kernels against the TorchSharp path on the same weights and batch: loss, gradients, one AdamW step.
+void Sync()
+{
+    if (device.type == DeviceType.CUDA) cuda.synchronize();
+}
+
+void Parity()
+{
+    var config = Shape(Arg("shape", "gpt2-small"));
+    int batch = IntArg("batch", 4), seq = IntArg("seq", 512);
+    manual_seed(7);
+    using var data = randint(0, config.VocabSize, [batch, seq + 1], dtype: ScalarType.Int64, device: device);
+    using var input = data[.., ..^1].contiguous();
+    using var target = data[.., 1..].clone();
+    // A quarter of the targets ignored, as prompt tokens are in fine-tuning.
+    using (no_grad()) target.masked_fill_(rand([batch, seq], device: device).lt(0.25), -100);
+    var results = new JsonObject { ["mode"] = "parity", ["shape"] = Arg("shape", "gpt2-small"), ["batch"] = batch, ["seq"] = seq };
+    (float Loss, Tensor Grad) Run(bool fused, Func<FlatParameters, EngineKernels?, JsonObject>? then = null)
+    {
+        using var model = CausalLm.Create(config, null, seed: 0, device: device);
+        model.FusedKernels = fused;
+        if (fused && model.Kernels is null && device.type == DeviceType.CUDA)
+            throw new InvalidOperationException("fused kernels unavailable: " + EngineKernels.UnavailableReason);
+        model.SetTraining(true);
+        using var flat = new FlatParameters(model.NamedParameters(), 0.1, device);
+        // On the CPU (to check this harness) the chunked loss runs with its TorchSharp row kernel.
+        var sum = fused && device.type != DeviceType.CUDA
+            ? model.LossSumChunked(input, target, 5, ChunkedCrossEntropy.TorchRows) : model.LossSum(input, target);
+        var loss = sum / target.ne(-100).sum();
+        loss.backward();
+        Sync();
+        var result = (loss.item<float>(), flat.Grad.clone());
+        if (then is not null) foreach (var (k, v) in then(flat, model.Kernels)) results[k] = v?.DeepClone();
+        return result;
+    }
+    // One AdamW step from the same weights and gradients, clipping active (max norm half the norm): TorchSharp vs kernel.
+    JsonObject Step(FlatParameters flat, EngineKernels? kernels)
+    {
+        var start = flat.Data.clone();
+        var grad = flat.Grad.clone();
+        Tensor After(EngineKernels? k)
+        {
+            using (no_grad())
+            {
+                flat.Data.copy_(start);
+                flat.Grad.copy_(grad);
+            }
+            using var adam = new FlatAdamW(flat, 0.9, 0.95, 1e-8, k);
+            for (var i = 0; i < 3; i++)
+            {
+                // The same gradients every step (the TorchSharp path clips them in place, the kernel as it reads them).
+                using (no_grad()) flat.Grad.copy_(grad);
+                using var norm = flat.GradNorm();
+                adam.Step(1e-3, norm, 0.5 * norm.item<float>());
+            }
+            Sync();
+            return flat.Data.clone();
+        }
+        var plainAfter = After(null);
+        var fusedAfter = After(kernels);
+        var moved = (plainAfter - start).abs().max().item<float>();
+        return new JsonObject { ["adamw_3_steps_max_abs_diff"] = (fusedAfter - plainAfter).abs().max().item<float>(), ["adamw_max_update"] = moved };
+    }
+    var plain = Run(false);
+    var fusedRun = Run(true, Step);
+    double Rel(Tensor a, Tensor b) => (a - b).norm().item<float>() / Math.Max(1e-30, b.norm().item<float>());
+    results["loss_plain"] = plain.Loss;
+    results["loss_fused"] = fusedRun.Loss;
+    var lossDiff = Math.Abs(plain.Loss - fusedRun.Loss) / Math.Abs(plain.Loss);
+    var gradDiff = Rel(fusedRun.Grad, plain.Grad);
+    results["loss_rel_diff"] = lossDiff;
+    results["grad_rel_diff"] = gradDiff;
+    results["ok"] = lossDiff < 1e-3 && gradDiff < 2e-2 && results["adamw_3_steps_max_abs_diff"]!.GetValue<float>() < 1e-5;
+    Console.WriteLine(results.ToJsonString());
 }
 
 void Generate()
@@ -235,6 +338,56 @@ void Sft(string vocabTgz, string outDir)
     using var reloaded = CausalLm.Load(Path.Combine(outDir, "sft-model"), device);
     var again = new TextGenerator(reloaded).Generate("Review: the food was superb very\nLabel:", new GenerationOptions { MaxTokens = 4 });
     Console.WriteLine($"reloaded generates: '{again.Text}'");
+}
+
+// The product's training loop (SftTrainer: collation, loss on completions, clipping, schedule, fused kernels) at
+// GPT-2-small size on examples of random words: "full" fills 1,024 positions, "short" is 50-500 tokens each.
+void SftSpeed(string vocabTgz)
+{
+    var tok = ByteLevelBpeTokenizer.FromGpt3EncoderTarball(vocabTgz);
+    int steps = IntArg("steps", 12), batch = IntArg("batch", 16);
+    var lengths = Arg("lengths", "full");
+    var rng = new Random(5);
+    string[] words = ["the", "model", "learns", "from", "data", "and", "a", "small", "step", "of", "text", "with", "each", "new", "token"];
+    string Words(int n) => string.Join(' ', Enumerable.Range(0, n).Select(_ => words[rng.Next(words.Length)]));
+    List<SftExample> Make(int n) => [.. Enumerable.Range(0, n).Select(_ =>
+    {
+        var total = lengths == "full" ? 1100 : rng.Next(50, 500);
+        return new SftExample(Words(total * 9 / 10), " " + Words(Math.Max(2, total / 10)));
+    })];
+    var train = Make(IntArg("examples", batch * steps));
+    var validation = Make(batch);
+    var options = new SftOptions { Epochs = 1, MaxSteps = steps, BatchSize = batch, LearningRate = 3e-4, WarmupSteps = 2,
+        EvalEverySteps = 10_000, CheckpointEverySteps = 0, ExactMatchExamples = 0, Dropout = 0, MaxSequenceLength = 1024, Seed = 1,
+        Packing = Arg("packing", "0") == "1" };
+    if (device.type == DeviceType.CUDA) backends.cuda.matmul.allow_tf32 = true;
+    using var model = CausalLm.Create(ModelConfig.Gpt2Small with { EmbeddingDropout = 0, AttentionDropout = 0, ResidualDropout = 0 }, tok, 0, device);
+    model.FusedKernels = Arg("fused", "1") == "1";
+    var observer = new SpeedObserver();
+    var sw = Stopwatch.StartNew();
+    var result = new SftTrainer(model, options, observer).Train(train, validation, Path.Combine(Path.GetTempPath(), "sftspeed-" + Guid.NewGuid().ToString("N")));
+    var seconds = sw.Elapsed.TotalSeconds;
+    // Padding: the share of the [rows, longest] positions of each batch that are padding, as the trainer batches them
+    // (the real-token count is the same either way).
+    var seqs = SftData.Encode(train, tok, 1024, "training");
+    var rows = options.Packing ? SftData.Pack(seqs, 1024) : [.. seqs.Select(q => new List<SftSequence> { q })];
+    var encoded = seqs.Select(q => q.Ids.Length).ToList();
+    var padded = rows.Chunk(batch).Sum(c => (long)c.Max(r => r.Sum(q => q.Ids.Length)) * c.Length);
+    var timedRates = observer.Rates.Skip(Math.Min(2, observer.Rates.Count - 1)).Order().ToList();
+    var median = timedRates[timedRates.Count / 2];
+    Console.WriteLine(new JsonObject
+    {
+        ["impl"] = $"sfttrainer-{lengths}" + (options.Packing ? "-packed" : "") + (model.Kernels is not null ? "-fused" : ""), ["batch"] = batch, ["seq"] = 1024, ["steps"] = result.Steps,
+        ["tokens_per_s"] = median, ["ms_per_step"] = 1000.0 * batch * encoded.Average() / median, ["run_s"] = seconds,
+        ["real_tokens"] = encoded.Sum(), ["padding_share"] = 1 - (double)encoded.Sum() / padded, ["final_loss"] = result.TrainLosses[^1],
+    }.ToJsonString());
+}
+
+sealed class SpeedObserver : ITrainingObserver
+{
+    public List<double> Rates { get; } = [];
+
+    public void OnProgress(TrainingProgress p) => Rates.Add(p.TokensPerSecond);
 }
 
 sealed class ConsoleObserver : ITrainingObserver

@@ -32,6 +32,7 @@ public static class FineTuningExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<ServedEndpoint>();
         builder.Services.AddScoped<JobValidator>();
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, OpenAiAuthorizationResultHandler>();
         builder.Services.AddHostedService<BuiltInModelSeeder>();
         builder.Services.AddWorkQueue<FineTuningDbContext, FineTuningJob>("fine-tuning", TrainingWorker.Definition, sp =>
         {
@@ -45,13 +46,15 @@ public static class FineTuningExtensions
         return builder;
     }
 
-    /// <summary>Maps the FineTuning service's HTTP APIs: files, jobs, the model registry and the OpenAI-compatible <c>/v1</c>.</summary>
+    /// <summary>Maps the FineTuning service's HTTP APIs: files, jobs, the model registry and the OpenAI-compatible <c>/v1</c> (serving, files, fine-tuning jobs).</summary>
     public static WebApplication MapFineTuning(this WebApplication app)
     {
         app.MapFilesApi();
         app.MapJobsApi();
         app.MapModelsApi();
         app.MapOpenAiApi();
+        app.MapOpenAiFilesApi();
+        app.MapOpenAiFineTuningApi();
         return app;
     }
 }

@@ -27,9 +27,8 @@ public static class RetrievalExtensions
         builder.Services.AddOptions<HostedEmbeddingOptions>().BindConfiguration(HostedEmbeddingOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<QdrantOptions>().BindConfiguration(QdrantOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
 
-        // Aspire's Qdrant resource injects the gRPC endpoint as "vectordb" and the REST one as "vectordb_http".
-        var qdrant = QdrantConnection.Parse(builder.Configuration.GetConnectionString(VectorDbConnectionName + "_http"))
-            ?? QdrantConnection.Parse(builder.Configuration.GetConnectionString(VectorDbConnectionName));
+        // Qdrant.Client speaks gRPC: Aspire's Qdrant resource (and the AppHost's own) injects that endpoint as "vectordb".
+        var qdrant = QdrantConnection.Parse(builder.Configuration.GetConnectionString(VectorDbConnectionName));
         if (qdrant is not null)
             builder.Services.AddSingleton<IVectorIndex>(sp => new QdrantVectorIndex(qdrant, sp.GetRequiredService<IOptions<QdrantOptions>>()));
         else

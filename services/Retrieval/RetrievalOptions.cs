@@ -76,7 +76,7 @@ public sealed class HostedEmbeddingOptions
 
 /// <summary>
 /// Qdrant (section <c>Retrieval:Qdrant</c>). The endpoint and key come from <c>ConnectionStrings:vectordb</c>
-/// (<c>Endpoint=http://host:6333;Key=...</c> as Aspire injects it, or a plain URL); the settings here tune the client.
+/// (<c>Endpoint=http://host:6334;Key=...</c>, Qdrant's gRPC port, as Aspire injects it, or a plain URL); the settings here tune the client.
 /// </summary>
 public sealed class QdrantOptions
 {
@@ -86,7 +86,7 @@ public sealed class QdrantOptions
     [Range(1, 10_000)]
     public int UpsertBatchSize { get; set; } = 256;
 
-    /// <summary>Retries of a failed request (connection refused, 5xx, timeout) before answering 503. Default 3.</summary>
+    /// <summary>Retries of a failed call (unavailable, deadline exceeded, resource exhausted) before answering 503. Default 3.</summary>
     [Range(0, 10)]
     public int RetryCount { get; set; } = 3;
 

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using AspireTune.Contracts.Retrieval;
 using AspireTune.Retrieval.Apis;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Embeddings;
@@ -290,7 +291,7 @@ public sealed partial class RetrievalService(
     {
         var record = await RequireAsync(collection, ct);
         var hits = await RankAsync(record, request.Text, request.K, request.Filter, request.Mode, request.Mmr, request.MmrLambda, ct);
-        return new NeighborsResponse(collection, hits.Select(ToNeighbor).ToList());
+        return new NeighborsResponse { Collection = collection, Neighbors = hits.Select(ToNeighbor).ToList() };
     }
 
     public async Task<PromptResponse> PromptAsync(string collection, PromptRequest request, CancellationToken ct)
@@ -356,7 +357,7 @@ public sealed partial class RetrievalService(
             firstRank.TryAdd(label, i);
         }
         var winner = votes.OrderByDescending(v => v.Value).ThenBy(v => firstRank[v.Key]).First();
-        return new ClassifyResponse(collection, winner.Key, winner.Value / votes.Values.Sum(), votes, voters.Select(ToNeighbor).ToList());
+        return new ClassifyResponse { Collection = collection, Label = winner.Key, Confidence = winner.Value / votes.Values.Sum(), Votes = votes, Neighbors = voters.Select(ToNeighbor).ToList() };
     }
 
     public async Task<EvaluateResponse> EvaluateAsync(string collection, EvaluateRequest request, CancellationToken ct)
@@ -404,7 +405,7 @@ public sealed partial class RetrievalService(
 
     internal sealed record Scored(string Id, double Score, PointPayload Payload, float[]? Vector);
 
-    private static Neighbor ToNeighbor(Scored s) => new(s.Id, Math.Round(s.Score, 6), s.Payload.Text, s.Payload.Label, s.Payload.Metadata);
+    private static Neighbor ToNeighbor(Scored s) => new() { Id = s.Id, Score = Math.Round(s.Score, 6), Text = s.Payload.Text, Label = s.Payload.Label, Metadata = s.Payload.Metadata };
 
     private async Task<List<Scored>> RankAsync(CollectionRecord collection, string text, int k, Dictionary<string, JsonElement>? rawFilter, SearchMode mode, bool mmr, double lambda, CancellationToken ct)
     {

@@ -1,6 +1,7 @@
 using AspireTune.Analysis;
 using AspireTune.Comparison.Analysis;
 using AspireTune.Comparison.Reports;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Tests;
 
@@ -42,7 +43,7 @@ public sealed class AnalysisTests
     }
 
     private static CandidateResults Candidate(string name, int correct, int total, double latency, double cost) =>
-        new(name, name, Enumerable.Range(0, total).Select(i => new ItemOutcome($"item-{i}", i < correct, latency, cost, i < correct ? "spam" : "ham")).ToList());
+        new(name, CandidateKind.Prompted, Enumerable.Range(0, total).Select(i => new ItemOutcome($"item-{i}", i < correct, latency, cost, i < correct ? "spam" : "ham")).ToList());
 
     private static Dictionary<string, string> Expected(int total) => Enumerable.Range(0, total).ToDictionary(i => $"item-{i}", _ => "spam");
 

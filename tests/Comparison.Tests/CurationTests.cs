@@ -28,9 +28,9 @@ public sealed class CurationTests
         examples.Select(e => e.Line).Should().Equal(1, 6);
         count.Should().Be(4);
         errors.Select(e => e.Line).Should().Equal(2, 3, 4, 5);
-        errors[0].Message.Should().StartWith("invalid JSON");
-        errors[1].Message.Should().Contain("\"input\"");
-        errors[2].Message.Should().Contain("\"expected\"");
+        errors[0].Message.Should().StartWith("not valid JSON");
+        errors[1].Message.Should().Contain("'input'");
+        errors[2].Message.Should().Contain("'expected'");
     }
 
     [Fact]

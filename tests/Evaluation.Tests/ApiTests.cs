@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Apis;
 
 namespace AspireTune.Evaluation.Tests;

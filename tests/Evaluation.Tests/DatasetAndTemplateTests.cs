@@ -13,12 +13,11 @@ public class DatasetAndTemplateTests
         var jsonl = "{\"input\":\"a\",\"expected\":\"x\"}\n\n{\"expected\":\"y\"}\n{not json\n{\"input\":\"b\",\"expected\":7,\"metadata\":{\"k\":1}}\r\n[1]\n";
         var items = DatasetReader.Parse(Encoding.UTF8.GetBytes(jsonl));
         items.Should().HaveCount(5);
-        items[0].Should().Be(new DatasetItem(0, 1, "a", "x", null, null));
+        items[0].Should().Be(new DatasetItem(0, 1, "a", "x", null));
         items[1].Error.Should().Be("line 3: 'input' is missing or not a non-empty string");
         items[2].Error.Should().StartWith("line 4: not valid JSON");
         items[3].Input.Should().Be("b");
         items[3].Expected.Should().Be("7");
-        items[3].MetadataJson.Should().Be("{\"k\":1}");
         items[4].Error.Should().Be("line 6: expected a JSON object, found Array");
     }
 

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Apis;
 using AspireTune.Evaluation.Data;
 using AspireTune.TestSupport;

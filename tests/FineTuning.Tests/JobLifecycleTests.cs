@@ -119,7 +119,7 @@ public sealed class JobLifecycleTests
                 HyperparametersJson = "{}",
             };
             db.Jobs.Add(job);
-            messageId = db.SendOnCommit(Apis.JobsApi.StartFineTuningQueue, Apis.JobsApi.ToCommand(job));
+            messageId = db.SendOnCommit(Jobs.JobSubmitter.StartFineTuningQueue, Apis.JobsApi.ToCommand(job));
             await db.SaveChangesAsync(Ct);
         }
 

@@ -25,8 +25,8 @@ public sealed class ExperimentsApiTests
         var malformed = await Refused(new { name = "x", dataset = "{\"input\":\"a\",\"expected\":\"ham\"}\n{broken\n{\"input\":\"b\"}" });
         var lines = malformed["dataset"]!.AsArray().Select(e => e!.GetValue<string>()).ToList();
         lines.Should().HaveCount(2);
-        lines[0].Should().StartWith("line 2: invalid JSON");
-        lines[1].Should().Be("line 3: \"expected\" must be a string");
+        lines[0].Should().StartWith("line 2: not valid JSON");
+        lines[1].Should().Be("line 3: 'expected' must be a string");
         (await Refused(new { name = "x", datasetPath = "../../etc/passwd" }))["datasetPath"]![0]!.GetValue<string>().Should().Contain("outside the data folder");
         (await Refused(new { name = "x", dataset = "{\"input\":\"a\",\"expected\":\"ham\"}" }))["dataset"]![0]!.GetValue<string>().Should().Contain("two distinct");
         (await Refused(new { name = "", dataset = "x", datasetPath = "y", candidates = new[] { "magic" }, testFraction = 0.9 })).Select(e => e.Key)

@@ -50,9 +50,9 @@ public class ComponentTests
     }
 
     [Theory]
-    [InlineData("http://127.0.0.1:6333", "http://127.0.0.1:6333/", null)]
-    [InlineData("Endpoint=http://qdrant:6333;Key=s3cret", "http://qdrant:6333/", "s3cret")]
-    [InlineData("Endpoint=https://cluster.example:6333", "https://cluster.example:6333/", null)]
+    [InlineData("http://127.0.0.1:6334", "http://127.0.0.1:6334/", null)]
+    [InlineData("Endpoint=http://qdrant:6334;Key=s3cret", "http://qdrant:6334/", "s3cret")]
+    [InlineData("Endpoint=https://cluster.example:6334", "https://cluster.example:6334/", null)]
     public void QdrantConnection_Parse_AcceptsUrlAndAspireForms(string value, string endpoint, string? key)
     {
         var parsed = QdrantConnection.Parse(value)!;
@@ -64,7 +64,7 @@ public class ComponentTests
     public void QdrantConnection_Parse_NoEndpoint_ThrowsWithTheExpectedForm()
     {
         var act = () => QdrantConnection.Parse("Key=abc");
-        act.Should().Throw<InvalidOperationException>().WithMessage("*Endpoint=http://host:6333*");
+        act.Should().Throw<InvalidOperationException>().WithMessage("*Endpoint=http://host:6334*");
         QdrantConnection.Parse("").Should().BeNull();
     }
 

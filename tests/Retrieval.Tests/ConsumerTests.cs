@@ -90,7 +90,7 @@ public class ConsumerTests
         await bus.Publish(new IndexDataset { RequestId = Guid.NewGuid(), Collection = "bad", Dataset = dataset }, Ct);
         await Listener.WaitForAsync(() => !listener.Faults.IsEmpty, "a Fault<IndexDataset>");
 
-        listener.Faults.Single().Exceptions[0].Message.Should().Contain("line 2").And.Contain("no 'input'");
+        listener.Faults.Single().Exceptions[0].Message.Should().Contain("line 2").And.Contain("'input' is missing");
         listener.Indexed.Should().BeEmpty();
     }
 

@@ -38,49 +38,44 @@ public class DependencyTests
     }
 
     [Fact]
-    public async Task QdrantAdapter_DocumentedRestShapes_CreateUpsertQueryDeleteCount()
+    public void QdrantFilter_LabelAndNumericMetadata_MatchesKeywordAndEitherType()
     {
-        await using var server = new FakeQdrant(apiKey: "k3y");
-        await server.StartAsync();
-        using var qdrant = Adapter(server.Url, "k3y");
+        var filter = QdrantVectorIndex.ToFilter(new Dictionary<string, string> { ["label"] = "odd", ["n"] = "4" })!;
 
-        await RoundTripAsync(qdrant, "docs");
-
-        server.Requests.Should().Contain("PUT /collections/docs/points?wait=true")
-            .And.Contain("POST /collections/docs/points/query")
-            .And.Contain("POST /collections/docs/points/delete?wait=true")
-            .And.Contain("POST /collections/docs/points/count");
+        filter.Must.Should().HaveCount(2);
+        filter.Must[0].Field.Key.Should().Be("label");
+        filter.Must[0].Field.Match.Keyword.Should().Be("odd");
+        // "4" may have been stored as the JSON number 4 or the text "4": either matches.
+        var either = filter.Must[1].Filter.Should;
+        either.Select(c => c.Field.Key).Should().AllBe("metadata.n");
+        either.Should().Contain(c => c.Field.Match.HasKeyword && c.Field.Match.Keyword == "4")
+            .And.Contain(c => c.Field.Match.HasInteger && c.Field.Match.Integer == 4);
+        QdrantVectorIndex.ToFilter(null).Should().BeNull();
     }
 
     [Fact]
-    public async Task QdrantAdapter_WrongApiKey_FailsWithQdrantsAnswer()
+    public void QdrantPayload_RoundTrip_KeepsTextLabelAndTypedMetadata()
     {
-        await using var server = new FakeQdrant(apiKey: "right");
-        await server.StartAsync();
-        using var qdrant = Adapter(server.Url, "wrong");
+        var id = Guid.NewGuid().ToString();
+        var payload = new PointPayload
+        {
+            Text = "win a prize", Label = "spam", DocumentId = "doc-1",
+            Metadata = new() { ["n"] = JsonSerializer.SerializeToElement(4), ["source"] = JsonSerializer.SerializeToElement("mail"), ["tags"] = JsonSerializer.SerializeToElement(new[] { "a", "b" }), ["score"] = JsonSerializer.SerializeToElement(0.5) },
+        };
 
-        var act = () => qdrant.CountAsync("docs", Ct);
+        var point = QdrantVectorIndex.ToPoint(new IndexPoint(id, new[] { 1f, 2f }, payload));
+        var back = QdrantVectorIndex.FromPayload(point.Payload);
 
-        await act.Should().ThrowAsync<DependencyFailedException>().WithMessage("*401*API key*");
-    }
-
-    [Fact]
-    public async Task Api_WithQdrantConfigured_StoresAndSearchesThroughIt()
-    {
-        await using var server = new FakeQdrant(apiKey: "s3cret");
-        await server.StartAsync();
-        await using var host = new RetrievalHost(settings: new Dictionary<string, string> { ["ConnectionStrings:vectordb"] = $"Endpoint={server.Url};Key=s3cret" });
-        var client = host.CreateClient();
-
-        (await host.CreateCollectionAsync("kb")).StatusCode.Should().Be(HttpStatusCode.Created);
-        (await client.PostAsJsonAsync("/api/retrieval/collections/kb/documents",
-            new { documents = Corpus.Passages.Select(p => new { id = p.Id, text = p.Text, metadata = new { source = p.Id } }) }, Ct)).EnsureSuccessStatusCode();
-        var body = JsonNode.Parse(await (await client.PostAsJsonAsync("/api/retrieval/collections/kb/neighbors",
-            new { text = "byte pair encoding merges character pairs", k = 2, filter = new { source = "tokenizer" } }, Ct)).Content.ReadAsStringAsync(Ct))!;
-
-        body["neighbors"]!.AsArray().Should().ContainSingle().Which!["metadata"]!["source"]!.GetValue<string>().Should().Be("tokenizer");
-        (await client.GetFromJsonAsync<JsonObject>("/api/retrieval/collections/kb", Ct))!["index"]!.GetValue<string>().Should().Be("qdrant");
-        server.Requests.Should().Contain(r => r.StartsWith("POST /collections/kb/points/query"));
+        point.Id.Uuid.Should().Be(id);
+        point.Payload["metadata"].StructValue.Fields["n"].IntegerValue.Should().Be(4, "numbers keep their type so numeric filters match");
+        back.Text.Should().Be("win a prize");
+        back.Label.Should().Be("spam");
+        back.DocumentId.Should().Be("doc-1");
+        back.Metadata.ToDictionary(m => m.Key, m => m.Value.GetRawText()).Should().BeEquivalentTo(new Dictionary<string, string>
+        {
+            ["n"] = "4", ["source"] = "\"mail\"", ["tags"] = "[\"a\",\"b\"]", ["score"] = "0.5",
+        });
+        QdrantVectorIndex.FromPayload(QdrantVectorIndex.ToPoint(new IndexPoint(id, new[] { 1f }, payload with { Label = null })).Payload).Label.Should().BeNull();
     }
 
     [Fact]
@@ -108,7 +103,8 @@ public class DependencyTests
         var url = Environment.GetEnvironmentVariable("ASPIRETUNE_TEST_QDRANT") ?? Environment.GetEnvironmentVariable("ConnectionStrings__vectordb");
         if (string.IsNullOrWhiteSpace(url))
         {
-            Assert.Skip("No Qdrant configured: set ASPIRETUNE_TEST_QDRANT (or ConnectionStrings__vectordb) to a URL or 'Endpoint=...;Key=...' to run this test against a live server.");
+            // No Qdrant server can be had on the build machines (not in Debian, npm or NuGet): this runs wherever one is configured.
+            Assert.Skip("No Qdrant configured: set ASPIRETUNE_TEST_QDRANT (or ConnectionStrings__vectordb) to its gRPC URL or 'Endpoint=http://host:6334;Key=...' to run this test against a live server.");
             return;
         }
         var connection = QdrantConnection.Parse(url)!;

@@ -1,144 +1,115 @@
 using System.CommandLine;
-using System.Net.Http.Json;
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using AspireTune.Cli.Infrastructure;
+using AspireTune.Contracts.Comparison;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.ServiceDefaults.Data;
 using MassTransit;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Spectre.Console;
 
 namespace AspireTune.Cli.Commands;
 
 /// <summary>
-/// <c>aspiretune experiment run</c>: the whole decision on one dataset, in one process (embedded host), with
-/// progress as it happens and the decision report at the end.
+/// <c>aspiretune experiment run</c>: the whole decision on one dataset, in this process (embedded host) or on a
+/// deployment (<c>--url</c>), with progress as it happens and the decision report at the end.
 /// </summary>
 public static class ExperimentCommand
 {
-    public static Command Create()
+    public static Command Create(CliIo io, ConnectionOptions connection)
     {
         var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line.", Required = true };
         var name = new Option<string?>("--name") { Description = "Experiment name (default: the file name)." };
         var candidates = new Option<string>("--candidates") { Description = "Comma-separated: prompted, retrieval, fine-tuned, knn.", DefaultValueFactory = _ => "prompted,retrieval,fine-tuned,knn" };
         var baseModel = new Option<string?>("--base-model") { Description = "Registry id of the model to fine-tune and prompt (default Comparison:DefaultBaseModel)." };
         var endpoints = new Option<string?>("--endpoints") { Description = "Comma-separated Evaluation endpoint ids of hosted models to prompt (default: the base model served locally)." };
-        var data = new Option<string?>("--data") { Description = "Data folder (default ASPIRETUNE_DATA, else ./data)." };
         var timeout = new Option<int>("--timeout-minutes") { Description = "Give up after this long.", DefaultValueFactory = _ => 60 };
-        var run = new Command("run", "Run an experiment end to end in this process and write the decision report.")
+        var open = new Option<bool>("--open") { Description = "Open the HTML report in the browser at the end." };
+        var run = new Command("run", "Run an experiment end to end (in this process, or on --url) and write the decision report.")
         {
-            dataset, name, candidates, baseModel, endpoints, data, timeout,
+            dataset, name, candidates, baseModel, endpoints, timeout, open,
         };
-        run.SetAction((parse, ct) => RunAsync(parse.GetValue(dataset)!, parse.GetValue(name), parse.GetValue(candidates)!, parse.GetValue(baseModel),
-            parse.GetValue(endpoints), parse.GetValue(data), TimeSpan.FromMinutes(parse.GetValue(timeout)), ct));
-        return new Command("experiment", "Run and inspect experiments.") { run };
-    }
-
-    private static async Task<int> RunAsync(FileInfo dataset, string? name, string candidates, string? baseModel, string? endpoints, string? data, TimeSpan timeout, CancellationToken ct)
-    {
-        if (!dataset.Exists)
+        run.SetServiceAction(io, connection, async (c, parse, ct) =>
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]No dataset at {dataset.FullName}.[/]");
-            return 2;
-        }
-        // Port 0: the OS picks a free loopback port, so a second run never collides with a running server.
-        var app = EmbeddedHost.Build(ServeCommand.HostArgs("http://127.0.0.1:0", data), builder =>
-        {
-            // The console shows the experiment's own log; the hosts add only warnings and errors. Retries after an
-            // optimistic-concurrency conflict are the workflow working as designed, not worth a warning here.
-            builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning
-                && category?.StartsWith("AspireTune.ServiceDefaults.Security", StringComparison.Ordinal) != true
-                && (category != "MassTransit.ReceiveTransport" || level >= LogLevel.Error));
-        });
-        await app.StartAsync(ct);
-        var baseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        EmbeddedHost.PointServicesAt(app, baseUrl);
-        using var http = new HttpClient { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(5) };
-
-        var training = new TrainingProgressView();
-        var bus = app.Services.GetRequiredService<IBus>();
-        var handle = bus.ConnectReceiveEndpoint(new TemporaryEndpointDefinition(), KebabCaseEndpointNameFormatter.Instance,
-            e => e.Handler<TrainingProgressed>(ctx => { training.Update(ctx.Message); return Task.CompletedTask; }));
-        await handle.Ready;
-        try
-        {
-            var request = new
+            var file = parse.GetValue(dataset)!;
+            if (!file.Exists)
+                throw new CliException($"No dataset at {file.FullName}.", ExitCodes.Usage);
+            var request = new CreateExperimentRequest
             {
-                name = name ?? Path.GetFileNameWithoutExtension(dataset.Name),
-                dataset = await File.ReadAllTextAsync(dataset.FullName, ct),
-                candidates = candidates.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                modelEndpoints = endpoints?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                baseModel,
+                Name = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(file.Name),
+                Dataset = await File.ReadAllTextAsync(file.FullName, ct),
+                Candidates = parse.GetValue(candidates)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                ModelEndpoints = parse.GetValue(endpoints)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                BaseModel = parse.GetValue(baseModel),
             };
-            using var response = await http.PostAsJsonAsync("api/experiments", request, ct);
-            if (!response.IsSuccessStatusCode)
+            var json = parse.GetValue(connection.Json);
+            // With --json, stdout carries only the report: the live log goes to stderr.
+            var log = json ? io.Err : io.Out;
+            var training = new TrainingProgressView(log);
+            HostReceiveEndpointHandle? handle = null;
+            if (c.Host is not null)
             {
-                AnsiConsole.MarkupLineInterpolated($"[red]The experiment was refused ({(int)response.StatusCode}):[/]");
-                AnsiConsole.WriteLine(await response.Content.ReadAsStringAsync(ct));
-                return 2;
+                // In this process the training progress comes straight from the bus (TrainingProgressed events).
+                handle = c.Host.Services.GetRequiredService<IBus>().ConnectReceiveEndpoint(new TemporaryEndpointDefinition(), KebabCaseEndpointNameFormatter.Instance,
+                    e => e.Handler<TrainingProgressed>(ctx => { training.Update(ctx.Message); return Task.CompletedTask; }));
+                await handle.Ready;
             }
-            var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
-            AnsiConsole.MarkupLineInterpolated($"Experiment [bold]{id}[/] on [bold]{dataset.Name}[/] (embedded host at {baseUrl}, data in {app.Services.GetRequiredService<DataRoot>().Path})");
-
-            var final = await FollowAsync(http, id, training, timeout, ct);
-            return await ReportAsync(http, app.Services.GetRequiredService<DataRoot>(), id, final, ct);
-        }
-        finally
-        {
-            await handle.StopAsync(CancellationToken.None);
-            await app.StopAsync(CancellationToken.None);
-        }
+            try
+            {
+                var id = (await c.PostAsync<CreateExperimentRequest, ExperimentAccepted>("api/experiments", request, ct)).Id;
+                log.MarkupLineInterpolated($"Experiment [bold]{id}[/] on [bold]{file.Name}[/] ({(c.Host is null ? c.BaseUrl : $"embedded host at {c.BaseUrl}, data in {c.Host.Services.GetRequiredService<DataRoot>().Path}")})");
+                var final = await FollowAsync(c, log, id, training, TimeSpan.FromMinutes(parse.GetValue(timeout)), ct);
+                return await ReportAsync(io, c, id, final, json, parse.GetValue(open), ct);
+            }
+            finally
+            {
+                if (handle is not null)
+                    await handle.StopAsync(CancellationToken.None);
+            }
+        });
+        var experiment = new Command("experiment", "Run and inspect experiments.") { run };
+        ExperimentInspectCommands.AddTo(experiment, io, connection);
+        return experiment;
     }
 
     /// <summary>Polls the experiment, printing each new log line and the training progress, until it settles.</summary>
-    private static async Task<JsonObject> FollowAsync(HttpClient http, Guid id, TrainingProgressView training, TimeSpan timeout, CancellationToken ct)
+    private static async Task<ExperimentView> FollowAsync(ServiceConnection c, IAnsiConsole log, Guid id, TrainingProgressView training, TimeSpan timeout, CancellationToken ct)
     {
         var deadline = DateTimeOffset.UtcNow + timeout;
         var printed = 0;
         while (true)
         {
-            var experiment = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}", ct))!;
-            var log = experiment["log"]!.AsArray();
-            for (; printed < log.Count; printed++)
-                AnsiConsole.MarkupLineInterpolated($"[grey]{log[printed]!["at"]!.GetValue<DateTimeOffset>():HH:mm:ss}[/] [blue]{log[printed]!["step"]!.GetValue<string>(),-11}[/] {log[printed]!["message"]!.GetValue<string>()}");
+            var experiment = await c.GetAsync<ExperimentView>($"api/experiments/{id}", ct);
+            for (; printed < experiment.Log.Count; printed++)
+                log.MarkupLineInterpolated($"[grey]{experiment.Log[printed].At:HH:mm:ss}[/] [blue]{experiment.Log[printed].Step,-11}[/] {experiment.Log[printed].Message}");
             training.PrintIfChanged();
-            var status = experiment["status"]!.GetValue<string>();
-            if (status is "succeeded" or "failed" or "cancelled")
+            if (experiment.Status is "succeeded" or "failed" or "cancelled")
                 return experiment;
             if (DateTimeOffset.UtcNow > deadline)
-                throw new TimeoutException($"The experiment did not finish within {timeout}. It is still recorded: run 'aspiretune serve' to let it finish.");
+                throw new CliException($"The experiment did not finish within {timeout}. It is still recorded: run 'aspiretune serve' (or keep the deployment running) to let it finish.");
             await Task.Delay(500, ct);
         }
     }
 
-    private static async Task<int> ReportAsync(HttpClient http, DataRoot data, Guid id, JsonObject experiment, CancellationToken ct)
+    private static async Task<int> ReportAsync(CliIo io, ServiceConnection c, Guid id, ExperimentView experiment, bool json, bool open, CancellationToken ct)
     {
-        if (experiment["status"]!.GetValue<string>() != "succeeded")
+        if (experiment.Status != "succeeded")
+            throw new CliException($"Experiment {experiment.Status}: {experiment.Error}");
+        var (report, html) = await ExperimentInspectCommands.DownloadReportAsync(c, id, null, ct);
+        if (json)
+            io.WriteJson(report);
+        else
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]Experiment {experiment["status"]}: {experiment["error"]?.GetValue<string>()}[/]");
-            return 1;
+            io.Write(ExperimentInspectCommands.ReportTable(report));
+            io.Out.MarkupLineInterpolated($"[green bold]Decision: {experiment.Winner}[/]");
+            io.Out.WriteLine(experiment.Decision ?? "");
+            io.Out.MarkupLineInterpolated($"Report: [link]{html}[/]");
         }
-        var report = await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct);
-        var table = new Table().AddColumns("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
-        static string N(JsonNode? node, string format, double scale = 1) => node is null ? "n/a" : (node.GetValue<double>() * scale).ToString(format, System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var c in report!["candidates"]!.AsArray())
-            table.AddRow(c!["name"]!.GetValue<string>(), N(c["accuracy"], "P1"), $"{N(c["accuracyLower"], "P1")}-{N(c["accuracyUpper"], "P1")}", N(c["macroF1"], "0.000"),
-                N(c["latencyP95"], "0.0", 1000), N(c["costPer1k"], "0.####"), c["onParetoFront"]!.GetValue<bool>() ? "yes" : "");
-        AnsiConsole.Write(table);
-        AnsiConsole.MarkupLineInterpolated($"[green bold]Decision: {experiment["winner"]}[/]");
-        AnsiConsole.WriteLine(experiment["decision"]!.GetValue<string>());
-
-        var folder = data.Folder("reports");
-        var html = Path.Combine(folder, $"{id}.html");
-        await File.WriteAllBytesAsync(html, await http.GetByteArrayAsync($"api/experiments/{id}/report", ct), ct);
-        await File.WriteAllTextAsync(Path.Combine(folder, $"{id}.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), ct);
-        AnsiConsole.MarkupLineInterpolated($"Report: [link]{html}[/]");
-        return 0;
+        if (open)
+            ExperimentInspectCommands.OpenInBrowser(io, html);
+        return ExitCodes.Ok;
     }
 
     /// <summary>Training progress from TrainingProgressed events, printed as a bar at most once per poll.</summary>
-    private sealed class TrainingProgressView
+    private sealed class TrainingProgressView(IAnsiConsole log)
     {
         private TrainingProgressed? _latest;
         private int _printedStep = -1;
@@ -153,7 +124,7 @@ public static class ExperimentCommand
             const int width = 30;
             var filled = p.TotalSteps == 0 ? 0 : (int)Math.Round(width * Math.Min(1, p.Step / (double)p.TotalSteps));
             var valid = p.ValidLoss is { } v ? $" valid_loss {v:0.000}" : "";
-            AnsiConsole.MarkupLineInterpolated($"[grey]           training[/]  [[{new string('#', filled)}{new string('.', width - filled)}]] step {p.Step}/{p.TotalSteps} epoch {p.Epoch:0.00} loss {p.TrainLoss:0.000}{valid} lr {p.LearningRate:0.0e0} {p.TokensPerSecond:0} tok/s");
+            log.MarkupLineInterpolated($"[grey]           training[/]  [[{new string('#', filled)}{new string('.', width - filled)}]] step {p.Step}/{p.TotalSteps} epoch {p.Epoch:0.00} loss {p.TrainLoss:0.000}{valid} lr {p.LearningRate:0.0e0} {p.TokensPerSecond:0} tok/s");
         }
     }
 }

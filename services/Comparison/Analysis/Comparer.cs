@@ -1,4 +1,5 @@
 using AspireTune.Analysis;
+using AspireTune.Contracts.Comparison;
 using System.Globalization;
 using System.Text;
 
@@ -106,7 +107,7 @@ public static class Comparer
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.Append(c, $"Recommended: {winner.Name} ({winner.Kind}) with accuracy {winner.Accuracy:P1} [95% CI {winner.AccuracyLower:P1}-{winner.AccuracyUpper:P1}], ");
+        sb.Append(c, $"Recommended: {winner.Name} ({winner.Kind.ToWireName()}) with accuracy {winner.Accuracy:P1} [95% CI {winner.AccuracyLower:P1}-{winner.AccuracyUpper:P1}], ");
         sb.Append(c, $"p95 latency {winner.LatencyP95 * 1000:0} ms and {winner.CostPer1k:0.####} USD per 1k requests on {winner.Items} held-out items. ");
         if (winner.Name != best.Name)
         {

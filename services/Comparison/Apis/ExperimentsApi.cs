@@ -16,44 +16,12 @@ using Microsoft.Extensions.Options;
 
 namespace AspireTune.Comparison.Apis;
 
-/// <summary>Start an experiment: the dataset inline (JSONL text) or as a path inside the data folder.</summary>
-public sealed record CreateExperimentRequest
-{
-    /// <summary>Human-readable name (1-200 characters).</summary>
-    public string? Name { get; init; }
-    /// <summary>The labelled dataset as JSONL text: one <c>{"input", "expected", "metadata"?}</c> per line.</summary>
-    public string? Dataset { get; init; }
-    /// <summary>Or: a JSONL file inside the data folder, absolute or relative to it.</summary>
-    public string? DatasetPath { get; init; }
-    /// <summary>Candidates: any of <c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c>, <c>knn</c>. Default all four.</summary>
-    public IReadOnlyList<string>? Candidates { get; init; }
-    /// <summary>Evaluation model endpoint ids to prompt; default: the base model served by AspireTune itself.</summary>
-    public IReadOnlyList<string>? ModelEndpoints { get; init; }
-    /// <summary>Base model to fine-tune (registry id). Default <c>Comparison:DefaultBaseModel</c>.</summary>
-    public string? BaseModel { get; init; }
-    /// <summary>Held-out share for the final comparison, in (0, 0.5]. Default 0.2.</summary>
-    public double? TestFraction { get; init; }
-    /// <summary>Seed for splits. Default 42.</summary>
-    public int? Seed { get; init; }
-}
-
-public sealed record ExperimentAccepted(Guid Id, string Name, string Status, string Location);
-
 public sealed record ExperimentSummary(Guid Id, string Name, string Status, string Step, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, string? Winner);
-
-public sealed record CandidateView(string Name, string Kind, string Status, string? ModelEndpoint, string? Prompts, string? Error);
-
-public sealed record LogView(DateTimeOffset At, string Step, string Message);
-
-public sealed record ExperimentView(Guid Id, string Name, string Status, string Step, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? CompletedAt,
-    string? DatasetSha256, CurationReport? Curation, IReadOnlyList<CandidateView> Candidates, string? Winner, string? Decision, string? Error,
-    string? ReportUrl, IReadOnlyList<LogView> Log);
 
 public sealed record Page<T>(IReadOnlyList<T> Items, int PageNumber, int PageSize, int Total);
 
 public static class ExperimentsApi
 {
-    private static readonly string[] CandidateKinds = ["prompted", "retrieval", "fine-tuned", "knn"];
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     public static RouteGroupBuilder MapExperimentsApi(this IEndpointRouteBuilder app)
@@ -64,6 +32,7 @@ public static class ExperimentsApi
         group.MapGet("/{id:guid}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report", ReportHtmlAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report.json", ReportJsonAsync).RequireAuthorization(Policies.Reader);
+        group.MapGet("/latest/report", LatestReportAsync).RequireAuthorization(Policies.Reader);
         group.MapPost("/{id:guid}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
         return group;
     }
@@ -76,9 +45,14 @@ public static class ExperimentsApi
         var name = request.Name?.Trim() ?? "";
         if (name.Length is 0 or > 200)
             errors["name"] = ["The name must be 1-200 characters."];
-        var candidates = (request.Candidates ?? CandidateKinds).Select(c => c.Trim().ToLowerInvariant()).Distinct().ToList();
-        if (candidates.Count == 0 || candidates.Any(c => !CandidateKinds.Contains(c)))
-            errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds)}."];
+        var candidates = new List<CandidateKind>();
+        foreach (var c in request.Candidates ?? CandidateKinds.All)
+            if (CandidateKinds.TryParse(c, out var kind))
+                candidates.Add(kind);
+            else
+                errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}; '{c}' is not."];
+        if (candidates.Count == 0)
+            errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}."];
         var testFraction = request.TestFraction ?? 0.2;
         if (testFraction is <= 0 or > 0.5)
             errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];
@@ -113,7 +87,7 @@ public static class ExperimentsApi
             {
                 var (examples, lineErrors, errorCount) = DatasetReader.Parse(jsonl);
                 if (errorCount > 0)
-                    errors["dataset"] = [.. lineErrors.Select(e => $"line {e.Line}: {e.Message}"), .. errorCount > lineErrors.Count ? [$"... and {errorCount - lineErrors.Count} more"] : Array.Empty<string>()];
+                    errors["dataset"] = [.. lineErrors.Select(e => e.ToString()), .. errorCount > lineErrors.Count ? [$"... and {errorCount - lineErrors.Count} more"] : Array.Empty<string>()];
                 else if (examples.Count == 0)
                     errors["dataset"] = ["The dataset has no examples."];
                 else if (examples.Select(e => e.Expected).Distinct().Count() < 2)
@@ -130,7 +104,7 @@ public static class ExperimentsApi
             ExperimentId = id,
             Name = name,
             Dataset = artifact,
-            Candidates = candidates,
+            Candidates = candidates.Distinct().Select(k => k.ToWireName()).ToList(),
             ModelEndpoints = request.ModelEndpoints ?? [],
             BaseModel = request.BaseModel,
             TestFraction = testFraction,
@@ -143,7 +117,7 @@ public static class ExperimentsApi
         await db.SaveChangesAsync(ct);
         ComparisonTelemetry.ExperimentsStarted.Add(1);
         var location = $"/api/experiments/{id}";
-        return TypedResults.Accepted(location, new ExperimentAccepted(id, name, "queued", location));
+        return TypedResults.Accepted(location, new ExperimentAccepted { Id = id, Name = name, Status = "queued", Location = location });
     }
 
     internal static readonly Uri StartQueue = new("queue:start-experiment");
@@ -164,11 +138,32 @@ public static class ExperimentsApi
         var e = await db.Experiments.AsNoTracking().Include(x => x.Candidates).Include(x => x.Log).AsSplitQuery().FirstOrDefaultAsync(x => x.Id == id, ct);
         if (e is null)
             return TypedResults.NotFound();
-        return TypedResults.Ok(new ExperimentView(e.Id, e.Name, e.Status.ToString().ToLowerInvariant(), e.Step, e.CreatedAt, e.UpdatedAt, e.CompletedAt, e.DatasetSha256,
-            e.CurationJson is null ? null : JsonSerializer.Deserialize<CurationReport>(e.CurationJson, Json),
-            e.Candidates.OrderBy(c => c.Name).Select(c => new CandidateView(c.Name, c.Kind, c.Status.ToString().ToLowerInvariant(), c.ModelEndpoint, c.Prompts, c.Error)).ToList(),
-            e.Winner, e.Decision, e.Error, e.ReportHtmlArtifactJson is null ? null : $"/api/experiments/{e.Id}/report",
-            e.Log.OrderBy(l => l.Id).Select(l => new LogView(l.At, l.Step, l.Message)).ToList()));
+        return TypedResults.Ok(new ExperimentView
+        {
+            Id = e.Id,
+            Name = e.Name,
+            Status = e.Status.ToString().ToLowerInvariant(),
+            Step = e.Step,
+            CreatedAt = e.CreatedAt,
+            UpdatedAt = e.UpdatedAt,
+            CompletedAt = e.CompletedAt,
+            DatasetSha256 = e.DatasetSha256,
+            Curation = e.CurationJson is null ? null : JsonSerializer.Deserialize<CurationReport>(e.CurationJson, Json),
+            Candidates = e.Candidates.OrderBy(c => c.Name).Select(c => new CandidateView
+            {
+                Name = c.Name,
+                Kind = c.Kind,
+                Status = c.Status.ToString().ToLowerInvariant(),
+                ModelEndpoint = c.ModelEndpoint,
+                Prompts = c.Prompts,
+                Error = c.Error,
+            }).ToList(),
+            Winner = e.Winner,
+            Decision = e.Decision,
+            Error = e.Error,
+            ReportUrl = e.ReportHtmlArtifactJson is null ? null : $"/api/experiments/{e.Id}/report",
+            Log = e.Log.OrderBy(l => l.Id).Select(l => new LogView { At = l.At, Step = l.Step, Message = l.Message }).ToList(),
+        });
     }
 
     public static Task<Results<FileStreamHttpResult, NotFound>> ReportHtmlAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
@@ -176,6 +171,14 @@ public static class ExperimentsApi
 
     public static Task<Results<FileStreamHttpResult, NotFound>> ReportJsonAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
         ReportAsync(id, db, artifacts, e => e.ReportJsonArtifactJson, "application/json", ct);
+
+    /// <summary>The HTML report of the experiment that finished last (the dashboard links here), or 404 while none has.</summary>
+    public static async Task<Results<FileStreamHttpResult, NotFound>> LatestReportAsync(ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct)
+    {
+        var latest = await db.Experiments.AsNoTracking().Where(e => e.ReportHtmlArtifactJson != null && e.CompletedAt != null)
+            .OrderByDescending(e => e.CompletedAt).Select(e => (Guid?)e.Id).FirstOrDefaultAsync(ct);
+        return latest is { } id ? await ReportHtmlAsync(id, db, artifacts, ct) : TypedResults.NotFound();
+    }
 
     private static async Task<Results<FileStreamHttpResult, NotFound>> ReportAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, Func<Experiment, string?> pick, string contentType, CancellationToken ct)
     {

@@ -1,29 +1,7 @@
 using AspireTune.Analysis;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Curation;
-
-/// <summary>What curation did to a dataset, stored with the experiment and shown in the report.</summary>
-public sealed record CurationReport
-{
-    public required int Received { get; init; }
-    public required int FormatErrors { get; init; }
-    public required IReadOnlyList<DatasetError> Errors { get; init; }
-    public required int ExactDuplicatesRemoved { get; init; }
-    public required int NearDuplicatesRemoved { get; init; }
-    public required double NearDuplicateThreshold { get; init; }
-    /// <summary>Inputs that appeared with different labels; all their copies are dropped (the label is unknowable).</summary>
-    public required int ConflictingLabelsRemoved { get; init; }
-    public required int Kept { get; init; }
-    public required IReadOnlyDictionary<string, int> LabelCounts { get; init; }
-    /// <summary>Largest label count over smallest; above 3 the report warns that accuracy flatters the majority label.</summary>
-    public required double ImbalanceRatio { get; init; }
-    public required int Train { get; init; }
-    public required int Validation { get; init; }
-    public required int Test { get; init; }
-    /// <summary>Near-duplicate pairs found across splits after splitting (leakage); zero unless the threshold is raised.</summary>
-    public required int CrossSplitNearDuplicates { get; init; }
-    public required IReadOnlyList<string> Warnings { get; init; }
-}
 
 public sealed record Splits(IReadOnlyList<LabeledExample> Train, IReadOnlyList<LabeledExample> Validation, IReadOnlyList<LabeledExample> Test);
 

@@ -1,3 +1,4 @@
+using AspireTune.Contracts.Comparison;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
@@ -29,6 +30,7 @@ public sealed class ComparisonDbContext(DbContextOptions<ComparisonDbContext> op
             e.ToTable("candidates");
             e.HasKey(c => new { c.ExperimentId, c.Name });
             e.Property(x => x.Status).HasConversion<string>().HasMaxLength(20);
+            e.Property(x => x.Kind).HasConversion(k => k.ToWireName(), s => CandidateKinds.Parse(s));
             e.HasIndex(c => c.TuningRunId);
             e.HasIndex(c => c.TestRunId);
         });

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Data;
 
@@ -69,8 +70,8 @@ public sealed class Candidate
 {
     public Guid ExperimentId { get; set; }
     [MaxLength(200)] public required string Name { get; set; }
-    /// <summary><c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c> or <c>knn</c>.</summary>
-    [MaxLength(40)] public required string Kind { get; set; }
+    /// <summary>Stored by its wire name: <c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c> or <c>knn</c>.</summary>
+    [MaxLength(40)] public required CandidateKind Kind { get; set; }
     public CandidateStatus Status { get; set; }
     /// <summary>Model endpoint id in the Evaluation service, when the candidate is a model.</summary>
     [MaxLength(200)] public string? ModelEndpoint { get; set; }

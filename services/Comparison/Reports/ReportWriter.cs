@@ -3,34 +3,25 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using AspireTune.Comparison.Analysis;
-using AspireTune.Comparison.Curation;
+using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Reports;
 
 /// <summary>The decision report: one self-contained HTML page with charts, and the same facts as JSON.</summary>
 public static class ReportWriter
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, Converters = { new FiniteOrNullConverter() } };
-
-    /// <summary>An undefined statistic (no successful call, so no latency) is written as null, never as NaN.</summary>
-    public sealed class FiniteOrNullConverter : System.Text.Json.Serialization.JsonConverter<double>
-    {
-        public override bool HandleNull => true;
-
-        public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
-
-        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
-        {
-            if (double.IsFinite(value))
-                writer.WriteNumberValue(value);
-            else
-                writer.WriteNullValue();
-        }
-    }
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     public static string ToJson(string experimentName, CurationReport curation, ComparisonResult result) =>
-        JsonSerializer.Serialize(new { experiment = experimentName, curation, result.Winner, result.Decision, result.Candidates, result.Pairwise }, Json);
+        JsonSerializer.Serialize(new ExperimentReport
+        {
+            Experiment = experimentName,
+            Curation = curation,
+            Winner = result.Winner,
+            Decision = result.Decision,
+            Candidates = result.Candidates,
+            Pairwise = result.Pairwise,
+        }, Json);
 
     public static string ToHtml(string experimentName, CurationReport curation, ComparisonResult result, DateTimeOffset generatedAt)
     {
@@ -61,7 +52,7 @@ public static class ReportWriter
 
         sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>accuracy</th><th>95% CI</th><th>macro-F1</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
         foreach (var s in result.Candidates)
-            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind)}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
+            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
         sb.Append("</table>");
 
         if (result.Pairwise.Count > 0)

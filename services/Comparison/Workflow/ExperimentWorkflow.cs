@@ -5,6 +5,7 @@ using AspireTune.Comparison.Curation;
 using AspireTune.Comparison.Data;
 using AspireTune.Comparison.Reports;
 using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Datasets;
 using AspireTune.Contracts.Comparison;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Contracts.FineTuning;
@@ -34,7 +35,7 @@ public sealed class ExperimentWorkflow(
     public static readonly Uri RunEvaluationQueue = new("queue:run-evaluation");
     public static readonly Uri IndexDatasetQueue = new("queue:index-dataset");
     public static readonly Uri StartFineTuningQueue = new("queue:start-fine-tuning");
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new ReportWriter.FiniteOrNullConverter() } };
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new FiniteOrNullConverter() } };
 
     private ComparisonOptions Options => options.Value;
 
@@ -73,44 +74,44 @@ public sealed class ExperimentWorkflow(
         experiment.TestArtifactJson = JsonSerializer.Serialize(test, Json);
         Log(experiment, "curation", $"Curated {report.Received} lines: kept {report.Kept} (exact duplicates {report.ExactDuplicatesRemoved}, near duplicates {report.NearDuplicatesRemoved}, conflicts {report.ConflictingLabelsRemoved}); split {report.Train}/{report.Validation}/{report.Test}.");
 
-        var kinds = command.Candidates.Select(k => k.Trim().ToLowerInvariant()).ToHashSet();
+        var kinds = command.Candidates.Select(k => CandidateKinds.TryParse(k, out var kind) ? kind : (CandidateKind?)null).OfType<CandidateKind>().ToHashSet();
         var endpoints = command.ModelEndpoints.Count > 0 ? command.ModelEndpoints.ToList() : [await evaluation.EnsureLocalEndpointAsync(command.BaseModel ?? Options.DefaultBaseModel, context.CancellationToken)];
 
-        if (kinds.Contains("prompted"))
+        if (kinds.Contains(CandidateKind.Prompted))
         {
             var prompts = new List<string>();
             foreach (var (name, template) in PromptVariants.Prompted(labels))
                 prompts.Add(await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken));
             foreach (var endpoint in endpoints)
             {
-                var candidate = new Candidate { Name = $"prompted:{endpoint}", Kind = "prompted", ModelEndpoint = endpoint, Prompts = string.Join(',', prompts), Status = CandidateStatus.Tuning, TuningRunId = NewId.NextGuid() };
+                var candidate = new Candidate { Name = new CandidateName(CandidateKind.Prompted, endpoint).ToString(), Kind = CandidateKind.Prompted, ModelEndpoint = endpoint, Prompts = string.Join(',', prompts), Status = CandidateStatus.Tuning, TuningRunId = NewId.NextGuid() };
                 experiment.Candidates.Add(candidate);
                 db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation));
             }
             Log(experiment, "prompting", $"Prompt engineering: {prompts.Count} variants x {endpoints.Count} model(s) on the validation split.");
         }
-        if (kinds.Contains("retrieval") || kinds.Contains("knn"))
+        if (kinds.Contains(CandidateKind.Retrieval) || kinds.Contains(CandidateKind.Knn))
         {
             experiment.Collection = $"{Slug(experiment)}-train";
-            if (kinds.Contains("retrieval"))
+            if (kinds.Contains(CandidateKind.Retrieval))
                 foreach (var endpoint in endpoints)
-                    experiment.Candidates.Add(new Candidate { Name = $"retrieval:{endpoint}", Kind = "retrieval", ModelEndpoint = endpoint, Status = CandidateStatus.Pending });
-            if (kinds.Contains("knn"))
-                experiment.Candidates.Add(new Candidate { Name = "knn", Kind = "knn", Status = CandidateStatus.Pending });
+                    experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.Retrieval, endpoint).ToString(), Kind = CandidateKind.Retrieval, ModelEndpoint = endpoint, Status = CandidateStatus.Pending });
+            if (kinds.Contains(CandidateKind.Knn))
+                experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.Knn, null).ToString(), Kind = CandidateKind.Knn, Status = CandidateStatus.Pending });
             db.SendOnCommit(IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train });
             Log(experiment, "retrieval", $"Indexing {splits.Train.Count} training examples into collection '{experiment.Collection}'.");
         }
-        if (kinds.Contains("fine-tuned"))
+        if (kinds.Contains(CandidateKind.FineTuned))
         {
             experiment.FineTuningJobId = NewId.NextGuid();
             var baseModel = command.BaseModel ?? Options.DefaultBaseModel;
-            experiment.Candidates.Add(new Candidate { Name = $"fine-tuned:{baseModel}", Kind = "fine-tuned", Status = CandidateStatus.Tuning });
+            experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.FineTuned, baseModel).ToString(), Kind = CandidateKind.FineTuned, Status = CandidateStatus.Tuning });
             db.SendOnCommit(StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken));
             Log(experiment, "fine-tuning", $"Fine-tuning {baseModel} on {splits.Train.Count} examples (job {experiment.FineTuningJobId}).");
         }
         if (experiment.Candidates.Count == 0)
         {
-            await FailAsync(experiment, "curation", "No candidate to run: choose among prompted, retrieval, fine-tuned, knn.", context);
+            await FailAsync(experiment, "curation", $"No candidate to run: choose among {string.Join(", ", CandidateKinds.All)}.", context);
             return;
         }
 
@@ -142,7 +143,7 @@ public sealed class ExperimentWorkflow(
         var labels = Curation(experiment).LabelCounts.Keys.ToList();
         Log(experiment, "retrieval", $"Collection '{message.Collection}' holds {message.Points} points ({message.EmbeddingModel}, {message.Dimensions} dimensions).");
 
-        foreach (var candidate in experiment.Candidates.Where(c => c.Kind == "retrieval" && c.Status == CandidateStatus.Pending))
+        foreach (var candidate in experiment.Candidates.Where(c => c.Kind == CandidateKind.Retrieval && c.Status == CandidateStatus.Pending))
         {
             var (name, template) = PromptVariants.Retrieval(labels);
             var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
@@ -156,9 +157,9 @@ public sealed class ExperimentWorkflow(
             });
         }
 
-        if (experiment.Candidates.FirstOrDefault(c => c.Kind == "knn" && c.Status == CandidateStatus.Pending) is { } knn)
+        if (experiment.Candidates.FirstOrDefault(c => c.Kind == CandidateKind.Knn && c.Status == CandidateStatus.Pending) is { } knn)
         {
-            var items = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(test, context.CancellationToken))).Examples;
+            var items = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(test, context.CancellationToken)).Examples;
             var outcomes = new List<ItemOutcome>(items.Count);
             foreach (var item in items)
             {
@@ -179,7 +180,7 @@ public sealed class ExperimentWorkflow(
         var experiment = await LoadAsync(message.ExperimentId, context);
         if (experiment?.FineTuningJobId != message.JobId || experiment.Status != ExperimentStatus.Running)
             return;
-        var candidate = experiment.Candidates.Single(c => c.Kind == "fine-tuned");
+        var candidate = experiment.Candidates.Single(c => c.Kind == CandidateKind.FineTuned);
         if (candidate.Status != CandidateStatus.Tuning)
             return;
         experiment.FineTunedModel = message.ModelId;
@@ -207,7 +208,7 @@ public sealed class ExperimentWorkflow(
         var experiment = await LoadAsync(experimentId, context);
         if (experiment?.FineTuningJobId != jobId || experiment.Status != ExperimentStatus.Running)
             return;
-        var candidate = experiment.Candidates.Single(c => c.Kind == "fine-tuned");
+        var candidate = experiment.Candidates.Single(c => c.Kind == CandidateKind.FineTuned);
         candidate.Status = CandidateStatus.Failed;
         candidate.Error = reason;
         Log(experiment, "fine-tuning", $"Fine-tuning did not finish: {reason}");
@@ -240,7 +241,7 @@ public sealed class ExperimentWorkflow(
         }
         if (experiment.Candidates.FirstOrDefault(c => c.TestRunId == message.RunId && c.Status == CandidateStatus.Evaluating) is { } candidate)
         {
-            var test = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken))).Examples;
+            var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
             var outcomes = await EvaluationResults.ReadOutcomesAsync(artifacts, message.Results, test.Select(ItemId).ToList(), context.CancellationToken);
             candidate.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
             candidate.Status = CandidateStatus.Succeeded;
@@ -276,7 +277,7 @@ public sealed class ExperimentWorkflow(
             await FailAsync(experiment, "comparison", "No candidate produced results: " + string.Join("; ", experiment.Candidates.Select(c => $"{c.Name}: {c.Error}")), context);
             return;
         }
-        var test = DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken))).Examples;
+        var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
         var expected = test.ToDictionary(ItemId, e => e.Expected);
         var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!)).ToList();
         var comparison = Comparer.Compare(results, expected);
@@ -341,7 +342,7 @@ public sealed class ExperimentWorkflow(
     {
         var prefix = $"experiments/{experiment.Id:N}";
         async Task<ArtifactRef> ChatSplitAsync(string? split, string name) =>
-            await PutChatSplitAsync(prefix, name, DatasetReader.Parse(Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(Artifact(split), ct))).Examples, ct);
+            await PutChatSplitAsync(prefix, name, DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(split), ct)).Examples, ct);
         return new StartFineTuning
         {
             JobId = experiment.FineTuningJobId!.Value,
@@ -368,8 +369,8 @@ public sealed class ExperimentWorkflow(
 
     private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
     {
-        var lines = items.Select(e => e with { Metadata = WithId(e) }).Select(e => e.ToJsonLine());
-        return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
+        var rows = LabelledJsonl.Write(items.Select(e => e.ToRow() with { Metadata = WithId(e) }));
+        return await artifacts.PutAsync(new MemoryStream(rows), prefix, name, "application/jsonl", ct);
     }
 
     /// <summary>The split in the chat format of hosted fine-tuning APIs, prompted exactly as the fine-tuned candidate will be.</summary>
@@ -386,15 +387,12 @@ public sealed class ExperimentWorkflow(
         return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
     }
 
-    private static System.Text.Json.Nodes.JsonObject WithId(LabeledExample e)
-    {
-        var metadata = e.Metadata?.DeepClone().AsObject() ?? [];
-        metadata["id"] = ItemId(e);
-        return metadata;
-    }
+    private static Dictionary<string, JsonElement> WithId(LabeledExample e) =>
+        new(e.Metadata ?? new Dictionary<string, JsonElement>(), StringComparer.Ordinal) { ["id"] = JsonSerializer.SerializeToElement(ItemId(e)) };
 
     /// <summary>Items keep the line number they had in the dataset as received: stable across every candidate.</summary>
-    public static string ItemId(LabeledExample e) => e.Metadata?["id"]?.GetValue<string>() ?? $"line-{e.Line}";
+    public static string ItemId(LabeledExample e) =>
+        e.Metadata is not null && e.Metadata.TryGetValue("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : $"line-{e.Line}";
 
     private static bool Matches(string? predicted, string expected) =>
         string.Equals(predicted?.Trim(), expected.Trim(), StringComparison.OrdinalIgnoreCase);

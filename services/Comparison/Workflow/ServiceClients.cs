@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Net.Http.Json;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using AspireTune.Comparison.Analysis;
 using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Evaluation;
+using AspireTune.Contracts.Retrieval;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.Extensions.Options;
@@ -28,14 +28,12 @@ public sealed partial class EvaluationSetupClient
     public async Task<string> EnsurePromptAsync(string name, string template, CancellationToken ct)
     {
         using var existing = await _http.GetAsync($"api/evaluation/prompts/{Uri.EscapeDataString(name)}", ct);
-        if (existing.IsSuccessStatusCode && await existing.Content.ReadFromJsonAsync<JsonArray>(ct) is { } versions)
-            foreach (var v in versions)
-                if (v?["template"]?.GetValue<string>() == template)
-                    return $"{name}@{v["version"]!.GetValue<int>()}";
-        using var created = await _http.PostAsJsonAsync("api/evaluation/prompts", new { name, template }, ct);
+        if (existing.IsSuccessStatusCode && await existing.Content.ReadFromJsonAsync<List<PromptVersionResponse>>(ContractJson.Options, ct) is { } versions
+            && versions.FirstOrDefault(v => v.Template == template) is { } same)
+            return same.Ref;
+        using var created = await _http.PostAsJsonAsync("api/evaluation/prompts", new PromptVersionRequest { Name = name, Template = template }, ContractJson.Options, ct);
         await EnsureSuccessAsync(created, "create a prompt version", ct);
-        var body = await created.Content.ReadFromJsonAsync<JsonObject>(ct);
-        return $"{name}@{body!["version"]!.GetValue<int>()}";
+        return (await created.Content.ReadFromJsonAsync<PromptVersionResponse>(ContractJson.Options, ct))!.Ref;
     }
 
     /// <summary>The base model as served by AspireTune's own <c>/v1</c>, registered as an endpoint (free: it runs here).</summary>
@@ -48,18 +46,18 @@ public sealed partial class EvaluationSetupClient
         var name = InvalidIdChars().Replace(model, "-").Trim('-');
         // Ids are at most 128 characters; a long name keeps its end, where a fine-tuned model's unique job id is.
         var id = "aspiretune-" + (name.Length > 117 ? name[^117..].TrimStart('-', '.', '_') : name);
-        using var response = await _http.PutAsJsonAsync($"api/evaluation/models/{id}", new
+        using var response = await _http.PutAsJsonAsync($"api/evaluation/models/{id}", new ModelEndpointRequest
         {
-            id,
-            kind = "OpenAICompatible",
-            baseUrl,
-            model,
+            Id = id,
+            Kind = EndpointKind.OpenAICompatible,
+            BaseUrl = baseUrl,
+            Model = model,
             // Evaluation resolves this name in its own configuration: the service account key every service shares.
-            apiKeySecret = ServiceAccountHandler.ConfigurationKey,
-            inputPricePerMillion = 0.0,
-            outputPricePerMillion = 0.0,
-            maxConcurrency = 4,
-        }, ct);
+            ApiKeySecret = ServiceAccountHandler.ConfigurationKey,
+            InputPricePerMillion = 0,
+            OutputPricePerMillion = 0,
+            MaxConcurrency = 4,
+        }, ContractJson.Options, ct);
         await EnsureSuccessAsync(response, $"register endpoint '{id}'", ct);
         return id;
     }
@@ -91,49 +89,38 @@ public sealed class KnnBaselineClient
     public async Task<(string? Label, double Seconds)> ClassifyAsync(string collection, string text, int k, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        using var response = await _http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/classify", new { text, k }, ct);
+        using var response = await _http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/classify",
+            new ClassifyRequest { Text = text, K = k }, ContractJson.Options, ct);
         await EvaluationSetupClient.EnsureSuccessAsync(response, $"classify with collection '{collection}'", ct);
-        var body = await response.Content.ReadFromJsonAsync<JsonObject>(ct);
-        return (body?["label"]?.GetValue<string>(), Stopwatch.GetElapsedTime(started).TotalSeconds);
+        var body = await response.Content.ReadFromJsonAsync<ClassifyResponse>(ContractJson.Options, ct);
+        return (body?.Label, Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 }
 
-/// <summary>Reads the Evaluation service's per-item results (JSONL) into outcomes keyed like the test split.</summary>
+/// <summary>Reads the Evaluation service's per-item results into outcomes keyed like the test split.</summary>
 public static class EvaluationResults
 {
-    public static async Task<List<ItemOutcome>> ReadOutcomesAsync(IArtifactStore artifacts, ArtifactRef results, IReadOnlyList<string> itemIds, CancellationToken ct)
-    {
-        var text = System.Text.Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(results, ct));
-        var outcomes = new List<ItemOutcome>();
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var r = JsonNode.Parse(line)!.AsObject();
-            if (r["repeat"]?.GetValue<int>() is > 0)
-                continue; // the comparison scores the first answer; repeats measure consistency in the Evaluation report
-            var index = r["item"]!.GetValue<int>();
-            var error = r["error"]?.GetValue<string>();
-            outcomes.Add(new ItemOutcome(
-                index < itemIds.Count ? itemIds[index] : $"item-{index}",
-                error is null && Correct(r["scores"]),
-                r["latencyS"]?.GetValue<double>() ?? double.NaN,
-                r["costUsd"]?.GetValue<double>() ?? 0,
-                r["predicted"]?.GetValue<string>() ?? r["output"]?.GetValue<string>(),
-                error));
-        }
-        return outcomes;
-    }
+    public static async Task<List<ItemOutcome>> ReadOutcomesAsync(IArtifactStore artifacts, ArtifactRef results, IReadOnlyList<string> itemIds, CancellationToken ct) =>
+        ToOutcomes(EvaluationResultsJsonl.Read(await artifacts.ReadVerifiedAsync(results, ct)), itemIds);
+
+    public static List<ItemOutcome> ToOutcomes(IEnumerable<EvaluationItemResult> results, IReadOnlyList<string> itemIds) =>
+        results
+            .Where(r => r.Repeat == 0) // the comparison scores the first answer; repeats measure consistency in the Evaluation report
+            .Select(r => new ItemOutcome(
+                r.Item < itemIds.Count ? itemIds[r.Item] : $"item-{r.Item}",
+                r.Error is null && Correct(r.Scores),
+                r.LatencyS,
+                r.CostUsd,
+                r.Predicted ?? r.Output,
+                r.Error))
+            .ToList();
 
     /// <summary>An item counts as right when its primary score (label, else exact, else the first) is 1.</summary>
-    private static bool Correct(JsonNode? scores)
+    private static bool Correct(IReadOnlyDictionary<string, double>? scores)
     {
-        if (scores is not JsonObject obj || obj.Count == 0)
+        if (scores is null || scores.Count == 0)
             return false;
-        var primary = obj["label"] ?? obj["exact"] ?? obj.First().Value;
-        return primary?.GetValueKind() switch
-        {
-            JsonValueKind.Number => primary.GetValue<double>() >= 0.999,
-            JsonValueKind.True => true,
-            _ => false,
-        };
+        var primary = scores.TryGetValue("label", out var label) ? label : scores.TryGetValue("exact", out var exact) ? exact : scores.First().Value;
+        return primary >= 0.999;
     }
 }

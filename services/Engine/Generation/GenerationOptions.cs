@@ -23,6 +23,12 @@ public sealed record GenerationOptions
 
     /// <summary>Report this many most likely alternatives per token (0-20); default 0.</summary>
     public int TopLogprobs { get; init; }
+
+    /// <summary>Added to a token's logit before sampling (OpenAI <c>logit_bias</c>: -100 all but bans, 100 all but forces); null for none.</summary>
+    public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
+
+    /// <summary>Makes a fresh constraint for each generation (a grammar as a logit mask); null for free text.</summary>
+    public Func<ITokenConstraint>? Constraint { get; init; }
 }
 
 /// <summary>One generated token as it streams out.</summary>

@@ -100,6 +100,7 @@ public sealed class TextGenerator(CausalLm model)
         var decoder = new StreamingText(options.Stop);
         Generator? rng = options.Seed is { } seed ? new Generator((ulong)seed, Model.Device) : null;
         using var cache = Model.NewCache();
+        using var shaping = new LogitShaping(options, Model.Config.VocabSize, Model.Device);
         Model.SetTraining(false);
         var next = tensor(promptIds.Select(i => (long)i).ToArray(), [1, promptIds.Count], device: Model.Device);
         try
@@ -117,7 +118,7 @@ public sealed class TextGenerator(CausalLm model)
                 {
                     var logits = Model.Forward(next, null, cache)[0, -1];
                     var logp = logits.log_softmax(-1);
-                    id = Pick(logits, options, rng);
+                    id = Pick(shaping.Apply(logits), options, rng);
                     logprob = logp[id].item<float>();
                     if (options.TopLogprobs > 0)
                     {
@@ -134,11 +135,15 @@ public sealed class TextGenerator(CausalLm model)
                     yield return (decoder.Flush() is { Length: > 0 } rest ? new GeneratedToken(id, rest, logprob, top) : null, FinishReasons.Stop);
                     yield break;
                 }
+                shaping.Accept(id);
                 var bytes = tok?.TokenBytes(id) ?? [];
                 var (released, stopped) = decoder.Push(bytes);
+                // A constraint whose grammar is complete ends the output as a stop sequence would, all text released.
+                var complete = !stopped && shaping.IsComplete;
                 var last = step == maxNew - 1;
                 // On the last token, text held back as a possible stop prefix is released with it.
-                if (last && !stopped) released += decoder.Flush();
+                if ((last || complete) && !stopped) released += decoder.Flush();
+                stopped |= complete;
                 yield return (new GeneratedToken(id, released, logprob, top),
                     stopped ? FinishReasons.Stop : last ? FinishReasons.Length : null);
                 if (stopped) yield break;

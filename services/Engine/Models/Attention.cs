@@ -8,6 +8,8 @@ internal static class Attention
     /// <summary>
     /// Scaled dot-product attention over [B, H, T, D] queries and [B, Hkv, S, D] keys/values, causal with
     /// the cache offset, optionally masking padded keys (<paramref name="keyMask"/> [B, S], 1 = real token).
+    /// A four-dimensional <paramref name="keyMask"/> is the whole boolean mask [B, 1, T, S] (true = may attend),
+    /// used as it is: packed sequences pass their block-diagonal causal mask this way.
     /// </summary>
     public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? keyMask, double dropout, bool training)
     {
@@ -22,6 +24,8 @@ internal static class Attention
         var t = q.shape[2];
         var s = k.shape[2];
         var p = training ? dropout : 0.0;
+        if (keyMask is not null && keyMask.dim() == 4)
+            return F.scaled_dot_product_attention(q, k, v, keyMask, p);
         if (keyMask is null && t == s)
             return F.scaled_dot_product_attention(q, k, v, p: p, is_casual: true);
         if (keyMask is null && t == 1)

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Kernels;
 using AspireTune.Engine.Tokenization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -83,6 +84,15 @@ public sealed class CausalLm : IDisposable
         set => Network.Settings.MatmulDType = value ? ScalarType.BFloat16 : null;
     }
 
+    /// <summary>
+    /// Use the engine's fused CUDA kernels (chunked cross-entropy, one-launch AdamW) where they can run; on by
+    /// default. Without a GPU, or with <c>ASPIRETUNE_FUSED_KERNELS=0</c>, the plain TorchSharp path runs.
+    /// </summary>
+    public bool FusedKernels { get; set; } = true;
+
+    /// <summary>The fused kernels this model uses now, or null.</summary>
+    internal EngineKernels? Kernels => FusedKernels ? EngineKernels.For(Device) : null;
+
     /// <summary>Number of parameters of the base model (adapters excluded).</summary>
     public long ParameterCount => NamedParameters().Where(p => !IsLoraName(p.Name)).Sum(p => p.Parameter.numel());
 
@@ -99,6 +109,8 @@ public sealed class CausalLm : IDisposable
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.Count} tokens but the config's vocab_size is {config.VocabSize}");
         manual_seed(seed);
+        // TorchSharp's manual_seed leaves the CUDA generators alone: without this, the seed would not fix a GPU init.
+        if ((device ?? CPU).type == DeviceType.CUDA) cuda.manual_seed_all(seed);
         var model = new CausalLm(config, tokenizer, device ?? CPU);
         model.Network.InitializeWeights();
         return model;
@@ -254,18 +266,36 @@ public sealed class CausalLm : IDisposable
 
     /// <summary>
     /// Summed cross-entropy of <paramref name="targets"/> [B, T] (the token each position should predict,
-    /// -100 where no loss applies) for <paramref name="inputIds"/> [B, T]. The logits are released as soon as
-    /// autograd no longer needs them, and log-softmax reads them in the matmul dtype and writes float32 directly.
+    /// -100 where no loss applies) for <paramref name="inputIds"/> [B, T]. With the fused kernels (CUDA, bf16
+    /// matmuls) the head and its softmax run in chunks of rows and no logits tensor for the batch exists; otherwise
+    /// the logits are released as soon as autograd no longer needs them, and log-softmax reads them in the matmul
+    /// dtype and writes float32 directly.
     /// </summary>
-    public Tensor LossSum(Tensor inputIds, Tensor targets)
+    /// <param name="inputIds">Token ids [B, T].</param>
+    /// <param name="targets">Next-token targets [B, T], -100 where no loss applies.</param>
+    /// <param name="positions">Packed sequences: positions [B, T] restarting at 0 for each example.</param>
+    /// <param name="attentionMask">Packed sequences: the boolean mask [B, 1, T, T], causal within each example only.</param>
+    public Tensor LossSum(Tensor inputIds, Tensor targets, Tensor? positions = null, Tensor? attentionMask = null)
     {
+        if (Kernels is { } kernels && Network.Settings.MatmulDType == ScalarType.BFloat16)
+            return LossSumChunked(inputIds, targets, ChunkedCrossEntropy.DefaultChunkRows(Config.VocabSize), kernels.CrossEntropy, positions, attentionMask);
         using var scope = NewDisposeScope();
-        var logits = Network.Forward(inputIds, null, null);
+        var logits = Network.Forward(inputIds, attentionMask, null, positions);
         var logp = logits.view(-1, logits.shape[2]).log_softmax(-1, ScalarType.Float32);
         logits.Dispose();
         var t = targets.reshape(-1);
         var picked = logp.gather(1, t.clamp_min(0).unsqueeze(1)).squeeze(1);
         var loss = picked.mul(t.ne(-100)).sum().neg();
+        return scope.MoveToOuter(loss);
+    }
+
+    /// <summary><see cref="LossSum"/> through <see cref="ChunkedCrossEntropy"/> with the given row kernel and chunk size.</summary>
+    internal Tensor LossSumChunked(Tensor inputIds, Tensor targets, long chunkRows, ChunkedCrossEntropy.RowKernel kernel,
+        Tensor? positions = null, Tensor? attentionMask = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = Network.Hidden(inputIds, attentionMask, null, positions);
+        var loss = ChunkedCrossEntropy.Sum(hidden, Network.HeadWeight, targets, Network.Settings.MatmulDType, chunkRows, kernel);
         return scope.MoveToOuter(loss);
     }
 

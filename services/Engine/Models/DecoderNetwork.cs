@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace AspireTune.Engine.Models;
 
@@ -21,8 +22,25 @@ internal abstract class DecoderNetwork : nn.Module<Tensor, Tensor>
     public ModelConfig Config { get; }
     public RunSettings Settings { get; }
 
-    /// <summary>Logits [B, T, V] for token ids [B, T]; <paramref name="attentionMask"/> [B, past + T] marks real tokens.</summary>
-    public abstract Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache);
+    /// <summary>
+    /// Logits [B, T, V] for token ids [B, T]; <paramref name="attentionMask"/> [B, past + T] marks real tokens, or is
+    /// the full boolean mask [B, 1, T, T] of packed sequences, whose <paramref name="positions"/> [B, T] restart at 0
+    /// for every example (default: past .. past + T - 1).
+    /// </summary>
+    public Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
+    {
+        using var scope = NewDisposeScope();
+        var x = Hidden(ids, attentionMask, cache, positions);
+        var w = HeadWeight;
+        var logits = Settings.MatmulDType is { } d ? F.linear(x.to(d), w.to(d)) : F.linear(x, w);
+        return scope.MoveToOuter(logits);
+    }
+
+    /// <summary>The final normed hidden states [B, T, hidden] that the output head multiplies.</summary>
+    public abstract Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null);
+
+    /// <summary>The output head's weight [V, hidden] (the token embedding when tied).</summary>
+    public abstract Tensor HeadWeight { get; }
 
     public override Tensor forward(Tensor ids) => Forward(ids, null, null);
 

@@ -128,22 +128,21 @@ internal sealed class Gpt2Network : DecoderNetwork
         }
     }
 
-    public override Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
         if (past + t > Config.MaxPositions)
             throw new ArgumentException($"sequence of {past + t} tokens exceeds the model's {Config.MaxPositions} positions");
-        using var pos = arange(past, past + t, dtype: ScalarType.Int64, device: ids.device).unsqueeze(0);
+        using var pos = positions?.alias() ?? arange(past, past + t, dtype: ScalarType.Int64, device: ids.device).unsqueeze(0);
         var x = transformer.wte.forward(ids) + transformer.wpe.forward(pos);
         if (training && Settings.EmbeddingDropout > 0) x = F.dropout(x, Settings.EmbeddingDropout, true);
         for (var i = 0; i < transformer.h.Count; i++)
             x = transformer.h[i].Forward(x, attentionMask, cache, i);
-        x = transformer.ln_f.forward(x);
-        var w = (Tensor?)lm_head_weight ?? transformer.wte.weight;
-        var dt = Settings.MatmulDType;
-        return dt is { } d ? F.linear(x.to(d), w.to(d)) : F.linear(x, w);
+        return transformer.ln_f.forward(x);
     }
+
+    public override Tensor HeadWeight => (Tensor?)lm_head_weight ?? transformer.wte.weight;
 
     public override IEnumerable<(string, Projection)> Projections()
     {

@@ -32,6 +32,9 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
     public Parameter? lora_B;
     public double LoraScale { get; private set; }
 
+    // A frozen weight (LoRA training, serving) in the matmul dtype, cast once instead of at every forward.
+    private Tensor? _frozenCast;
+
     public Projection(string name, int inFeatures, int outFeatures, bool withBias, bool conv1D, RunSettings run) : base(name)
     {
         _run = run;
@@ -68,13 +71,36 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
             if (Conv1D) weight.add_(delta.t()); else weight.add_(delta);
         }
         using (no_grad()) lora_B.zero_();
+        DropFrozenCast();
+    }
+
+    /// <summary>Forgets the cached cast of a frozen weight (after its values changed).</summary>
+    public void DropFrozenCast()
+    {
+        _frozenCast?.Dispose();
+        _frozenCast = null;
+    }
+
+    private Tensor CastWeight(ScalarType dtype)
+    {
+        if (weight.requires_grad || weight.dtype == dtype)
+        {
+            DropFrozenCast();
+            return weight.to(dtype);
+        }
+        if (_frozenCast is null || _frozenCast.dtype != dtype)
+        {
+            DropFrozenCast();
+            using (no_grad()) _frozenCast = weight.detach().to(dtype).DetachFromDisposeScope();
+        }
+        return _frozenCast.alias();
     }
 
     public override Tensor forward(Tensor x)
     {
         var dt = _run.MatmulDType;
         var xin = dt is { } d && x.dtype != d ? x.to(d) : x;
-        var w = dt is { } d2 ? weight.to(d2) : (Tensor)weight;
+        var w = dt is { } d2 ? CastWeight(d2) : (Tensor)weight;
         var b = bias is null ? null : dt is { } d3 ? bias.to(d3) : (Tensor)bias;
         Tensor y;
         if (Conv1D)
@@ -89,9 +115,13 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
         if (lora_A is not null && lora_B is not null)
         {
             var la = dt is { } d4 ? lora_A.to(d4) : (Tensor)lora_A;
-            var lb = dt is { } d5 ? lora_B.to(d5) : (Tensor)lora_B;
+            // The scale goes on the [out, r] factor, not on the [tokens, out] product, and addmm adds the
+            // adapter's product to the base output inside the GEMM.
+            var lb = lora_B.mul(LoraScale);
+            if (dt is { } d5) lb = lb.to(d5);
             var h = _run.LoraDropout > 0 && training ? F.dropout(xin, _run.LoraDropout, true) : xin;
-            y = y + F.linear(F.linear(h, la), lb).mul(LoraScale);
+            var down = F.linear(h, la);
+            y = addmm(y.reshape(-1, Out), down.reshape(-1, down.shape[^1]), lb.t(), 1, 1).view(y.shape);
         }
         return y;
     }

@@ -90,12 +90,15 @@ internal sealed class LlamaLayer : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? keyMask, KvCache? cache, int layer)
     {
         using var scope = NewDisposeScope();
-        var h = x + Drop(self_attn.Forward(input_layernorm.forward(x), cos, sin, keyMask, cache, layer));
-        var y = h + Drop(mlp.forward(post_attention_layernorm.forward(h)));
+        var h = x + Drop(self_attn.Forward(ToMatmul(input_layernorm.forward(x)), cos, sin, keyMask, cache, layer));
+        var y = h + Drop(mlp.forward(ToMatmul(post_attention_layernorm.forward(h))));
         return scope.MoveToOuter(y);
     }
 
     private Tensor Drop(Tensor t) => training && _run.ResidualDropout > 0 ? F.dropout(t, _run.ResidualDropout, true) : t;
+
+    // One cast of the normed activations for the three (or two) projections that read them, not one each.
+    private Tensor ToMatmul(Tensor t) => _run.MatmulDType is { } d && t.dtype != d ? t.to(d) : t;
 }
 
 internal sealed class LlamaBody : nn.Module<Tensor, Tensor>
@@ -137,13 +140,15 @@ internal sealed class LlamaNetwork : DecoderNetwork
         register_buffer("inv_freq", _invFreq, persistent: false);
     }
 
-    public override Tensor Forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
         using var scope = NewDisposeScope();
-        var pos = arange(past, past + t, dtype: ScalarType.Float32, device: ids.device);
-        var freqs = outer(pos, _invFreq);
+        // [T, D], or [B, 1, T, D] when packed sequences bring their own positions.
+        var freqs = positions is null
+            ? outer(arange(past, past + t, dtype: ScalarType.Float32, device: ids.device), _invFreq)
+            : positions.to(ScalarType.Float32).unsqueeze(-1).mul(_invFreq).unsqueeze(1);
         var emb = cat([freqs, freqs], -1);
         var mm = Settings.MatmulDType;
         Tensor cos = emb.cos(), sin = emb.sin();
@@ -152,11 +157,10 @@ internal sealed class LlamaNetwork : DecoderNetwork
         if (training && Settings.EmbeddingDropout > 0) x = F.dropout(x, Settings.EmbeddingDropout, true);
         for (var i = 0; i < model.layers.Count; i++)
             x = model.layers[i].Forward(x, cos, sin, attentionMask, cache, i);
-        x = model.norm.forward(x);
-        var w = (Tensor?)lm_head_weight ?? model.embed_tokens.weight;
-        var logits = mm is { } d2 ? F.linear(x.to(d2), w.to(d2)) : F.linear(x, w);
-        return scope.MoveToOuter(logits);
+        return scope.MoveToOuter(model.norm.forward(x));
     }
+
+    public override Tensor HeadWeight => (Tensor?)lm_head_weight ?? model.embed_tokens.weight;
 
     public override IEnumerable<(string, Projection)> Projections()
     {

@@ -1,12 +1,13 @@
+using AspireTune.Engine.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AspireTune.Engine.Training;
 
 /// <summary>
-/// Trainable parameters as views of one contiguous fp32 buffer per weight-decay group, with gradients as
-/// views of a matching buffer: zeroing gradients, clipping and AdamW are then a few kernels for the whole
-/// model instead of several per parameter.
+/// Trainable parameters as views of one contiguous fp32 buffer, grouped by weight decay (decayed matrices
+/// first, then biases and norms), with gradients as views of a matching buffer: zeroing gradients, their norm
+/// and AdamW are then one or a few kernels for the whole model instead of several per parameter.
 /// </summary>
 internal sealed class FlatParameters : IDisposable
 {
@@ -23,44 +24,52 @@ internal sealed class FlatParameters : IDisposable
     {
         var list = trainable.ToList();
         // Decoupled weight decay applies to matrices only: biases and norm weights (1-D) are never decayed.
-        Groups =
-        [
-            .. new[] { ("decay", weightDecay, list.Where(p => p.P.dim() >= 2).ToList()),
-                       ("no_decay", 0.0, list.Where(p => p.P.dim() < 2).ToList()) }
-                .Where(g => g.Item3.Count > 0)
-                .Select(g => Build(g.Item1, g.Item2, g.Item3, device)),
-        ];
+        var groups = new[] { ("decay", weightDecay, list.Where(p => p.P.dim() >= 2).ToList()),
+                             ("no_decay", 0.0, list.Where(p => p.P.dim() < 2).ToList()) }
+            .Where(g => g.Item3.Count > 0).ToList();
+        var total = list.Sum(m => m.P.numel());
+        Data = zeros(total, dtype: ScalarType.Float32, device: device);
+        Grad = zeros(total, dtype: ScalarType.Float32, device: device);
+        var built = new List<Group>();
+        long offset = 0;
+        using (no_grad())
+        {
+            foreach (var (name, wd, members) in groups)
+            {
+                var start = offset;
+                foreach (var (_, p) in members)
+                {
+                    var n = p.numel();
+                    var view = Data.narrow(0, offset, n).view(p.shape);
+                    view.copy_(p);
+                    p.set_(view);
+                    p.grad = Grad.narrow(0, offset, n).view(p.shape);
+                    offset += n;
+                }
+                built.Add(new Group(name, wd, Data.narrow(0, start, offset - start), Grad.narrow(0, start, offset - start), members));
+            }
+        }
+        Groups = built;
+        DecayEnd = Groups.Count > 0 && Groups[0].Name == "decay" && Groups[0].WeightDecay > 0 ? Groups[0].Data.numel() : 0;
     }
 
     public IReadOnlyList<Group> Groups { get; }
 
-    public long Count => Groups.Sum(g => g.Data.numel());
+    /// <summary>Every trainable value, the groups one after the other.</summary>
+    public Tensor Data { get; }
 
-    private static Group Build(string name, double wd, List<(string Name, Parameter P)> members, Device device)
-    {
-        var total = members.Sum(m => m.P.numel());
-        var data = zeros(total, dtype: ScalarType.Float32, device: device);
-        var grad = zeros(total, dtype: ScalarType.Float32, device: device);
-        long offset = 0;
-        using (no_grad())
-        {
-            foreach (var (_, p) in members)
-            {
-                var n = p.numel();
-                var view = data.narrow(0, offset, n).view(p.shape);
-                view.copy_(p);
-                p.set_(view);
-                p.grad = grad.narrow(0, offset, n).view(p.shape);
-                offset += n;
-            }
-        }
-        return new Group(name, wd, data, grad, members);
-    }
+    /// <summary>Every gradient, laid out as <see cref="Data"/>.</summary>
+    public Tensor Grad { get; }
 
-    public void ZeroGrad()
-    {
-        foreach (var g in Groups) g.Grad.zero_();
-    }
+    /// <summary>Elements [0, DecayEnd) of <see cref="Data"/> are weight-decayed.</summary>
+    public long DecayEnd { get; }
+
+    public long Count => Data.numel();
+
+    public void ZeroGrad() => Grad.zero_();
+
+    /// <summary>Global L2 norm of all gradients, on the device (no host synchronisation).</summary>
+    public Tensor GradNorm() => Grad.norm();
 
     /// <summary>
     /// Global L2 norm of all gradients (returned, before clipping), scaling them down to
@@ -68,14 +77,16 @@ internal sealed class FlatParameters : IDisposable
     /// </summary>
     public Tensor ClipGradNorm(double maxNorm)
     {
+        var norm = GradNorm();
+        if (maxNorm > 0) Clip(norm, maxNorm);
+        return norm;
+    }
+
+    /// <summary>Scales the gradients by min(1, maxNorm / (norm + 1e-6)).</summary>
+    public void Clip(Tensor norm, double maxNorm)
+    {
         using var scope = NewDisposeScope();
-        var norm = Groups.Count == 1 ? Groups[0].Grad.norm() : stack(Groups.Select(g => g.Grad.norm())).norm();
-        if (maxNorm > 0)
-        {
-            var coef = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
-            foreach (var g in Groups) g.Grad.mul_(coef);
-        }
-        return scope.MoveToOuter(norm);
+        Grad.mul_((maxNorm / (norm + 1e-6)).clamp_max(1.0));
     }
 
     public float[][] Snapshot() => [.. Groups.Select(g => g.Data.cpu().data<float>().ToArray())];
@@ -102,39 +113,79 @@ internal sealed class FlatParameters : IDisposable
             g.Data.Dispose();
             g.Grad.Dispose();
         }
+        Data.Dispose();
+        Grad.Dispose();
     }
 }
 
 /// <summary>
-/// AdamW with decoupled weight decay (Loshchilov and Hutter), the same arithmetic as torch.optim.AdamW,
-/// applied to each flat group in seven kernels.
+/// AdamW with decoupled weight decay (Loshchilov and Hutter), the same arithmetic as torch.optim.AdamW, over
+/// the flat buffers: one fused kernel launch for the whole model (gradient clipping folded in) when the engine's
+/// kernels run, else seven TorchSharp kernels per group.
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
     private readonly FlatParameters _params;
+    private readonly EngineKernels? _kernels;
     private readonly double _beta1;
     private readonly double _beta2;
     private readonly double _eps;
+    private readonly Tensor _expAvg;
+    private readonly Tensor _expAvgSq;
 
-    public FlatAdamW(FlatParameters parameters, double beta1, double beta2, double eps)
+    public FlatAdamW(FlatParameters parameters, double beta1, double beta2, double eps, EngineKernels? kernels = null)
     {
         _params = parameters;
+        _kernels = kernels;
         _beta1 = beta1;
         _beta2 = beta2;
         _eps = eps;
-        ExpAvg = [.. parameters.Groups.Select(g => zeros_like(g.Data))];
-        ExpAvgSq = [.. parameters.Groups.Select(g => zeros_like(g.Data))];
+        _expAvg = zeros_like(parameters.Data);
+        _expAvgSq = zeros_like(parameters.Data);
+        long offset = 0;
+        var avg = new List<Tensor>();
+        var sq = new List<Tensor>();
+        foreach (var g in parameters.Groups)
+        {
+            var n = g.Data.numel();
+            avg.Add(_expAvg.narrow(0, offset, n));
+            sq.Add(_expAvgSq.narrow(0, offset, n));
+            offset += n;
+        }
+        ExpAvg = [.. avg];
+        ExpAvgSq = [.. sq];
     }
 
     public int StepCount { get; set; }
+
+    /// <summary>First moments, one view per parameter group.</summary>
     public Tensor[] ExpAvg { get; }
+
+    /// <summary>Second moments, one view per parameter group.</summary>
     public Tensor[] ExpAvgSq { get; }
 
-    public void Step(double lr)
+    /// <summary>True when steps run as the one fused kernel.</summary>
+    public bool Fused => _kernels is not null;
+
+    public void Step(double lr) => Step(lr, null, 0);
+
+    /// <summary>
+    /// One step; with <paramref name="gradNorm"/> (from <see cref="FlatParameters.GradNorm"/>) and a positive
+    /// <paramref name="maxNorm"/>, the gradients are first clipped to that norm as clip_grad_norm_ does.
+    /// </summary>
+    public void Step(double lr, Tensor? gradNorm, double maxNorm)
     {
         StepCount++;
         var bc1 = 1 - Math.Pow(_beta1, StepCount);
         var bc2Sqrt = Math.Sqrt(1 - Math.Pow(_beta2, StepCount));
+        var decay = _params.Groups.FirstOrDefault(g => g.WeightDecay > 0)?.WeightDecay ?? 0;
+        if (_kernels is not null)
+        {
+            _kernels.AdamW(_params.Data, _params.Grad, _expAvg, _expAvgSq, _params.DecayEnd, maxNorm > 0 ? gradNorm : null, (float)maxNorm,
+                (float)(1 - lr * decay), (float)_beta1, (float)_beta2, (float)_eps, (float)(lr / bc1), (float)bc2Sqrt);
+            return;
+        }
+        if (gradNorm is not null && maxNorm > 0) _params.Clip(gradNorm, maxNorm);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         for (var i = 0; i < _params.Groups.Count; i++)
@@ -153,5 +204,7 @@ internal sealed class FlatAdamW : IDisposable
     {
         foreach (var t in ExpAvg) t.Dispose();
         foreach (var t in ExpAvgSq) t.Dispose();
+        _expAvg.Dispose();
+        _expAvgSq.Dispose();
     }
 }

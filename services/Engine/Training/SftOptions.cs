@@ -84,4 +84,11 @@ public sealed record SftOptions
 
     /// <summary>Longest training sequence in tokens (prompt + completion + end-of-text); default 512.</summary>
     [Range(2, 1 << 20)] public int MaxSequenceLength { get; init; } = 512;
+
+    /// <summary>
+    /// Packs several training examples into each row of <see cref="MaxSequenceLength"/> tokens (positions restart
+    /// and attention stays within each example), so a batch holds real tokens instead of padding and every step has
+    /// the same shape; <see cref="BatchSize"/> then counts rows. Evaluation is unchanged. Default false.
+    /// </summary>
+    public bool Packing { get; init; }
 }

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
 using AspireTune.Engine.Checkpoints;
+using AspireTune.Engine.Distributed;
 using AspireTune.Engine.Generation;
 using AspireTune.Engine.Models;
 using TorchSharp;
@@ -24,6 +25,12 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
 
     public CausalLm Model { get; } = model;
     public SftOptions Options { get; } = options;
+
+    /// <summary>
+    /// Data parallelism across processes (one per GPU): each rank trains on its share of every batch and the gradients
+    /// are summed over the ranks before clipping, so every rank takes the same step. Checkpoints are written by rank 0.
+    /// </summary>
+    public IDataParallel? DataParallel { get; init; }
 
     /// <summary>
     /// Trains until the step budget, early stopping or cancellation (which throws
@@ -52,9 +59,13 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         var device = Model.Device;
         var trainable = Model.NamedParameters().Where(p => p.Parameter.requires_grad).ToList();
         using var flat = new FlatParameters(trainable, Options.WeightDecay, device);
-        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon);
+        using var optimizer = new FlatAdamW(flat, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Model.Kernels);
+        // Every rank starts from rank 0's weights (LoRA adapters and any other random initialisation included).
+        DataParallel?.Broadcast(flat.Data);
 
-        var batchesPerEpoch = (trainSeqs.Count + Options.BatchSize - 1) / Options.BatchSize;
+        // What a batch is made of: one example per row, or (packing) rows of several examples.
+        List<List<SftSequence>> units = Options.Packing ? SftData.Pack(trainSeqs, maxLen) : [.. trainSeqs.Select(s => new List<SftSequence> { s })];
+        var batchesPerEpoch = (units.Count + Options.BatchSize - 1) / Options.BatchSize;
         var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
         var totalSteps = Math.Min(Options.Epochs * stepsPerEpoch, Options.MaxSteps ?? int.MaxValue);
         var state = new TrainerState { Seed = Options.Seed, TotalSteps = totalSteps, OptionsFingerprint = Fingerprint(train.Count) };
@@ -75,15 +86,15 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             var epoch = (step - 1) / stepsPerEpoch;
             if (epoch != orderEpoch)
             {
-                order = Shuffle(trainSeqs.Count, Options.Seed, epoch);
+                order = Shuffle(units.Count, Options.Seed, epoch);
                 orderEpoch = epoch;
             }
             var stepWatch = Stopwatch.StartNew();
             var first = (step - 1) % stepsPerEpoch * Options.GradientAccumulationSteps;
             var micro = Enumerable.Range(first, Options.GradientAccumulationSteps).Where(b => b < batchesPerEpoch)
-                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => trainSeqs[i]).ToList()).ToList();
+                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => units[i]).ToList()).ToList();
             // The loss is the mean over every completion token of the step, whatever the micro-batch split.
-            var stepTargets = micro.Sum(m => m.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength)));
+            var stepTargets = micro.Sum(m => m.Sum(u => u.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength))));
             Tensor? lossSum = null;
             var tokens = 0;
             Model.SetTraining(true);
@@ -92,18 +103,41 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 // Dropout draws depend only on (seed, step, micro-batch): a resumed run repeats them exactly.
                 Reseed(Options.Seed * 1_000_003 + step * 131L + m, device);
                 using var scope = NewDisposeScope();
-                var (ids, targets, n, _) = SftData.Collate(micro[m], padId, device);
-                tokens += n;
-                var loss = Model.LossSum(ids, targets);
+                var shard = DataParallel is { WorldSize: > 1 } dp ? micro[m].Where((_, i) => i % dp.WorldSize == dp.Rank).ToList() : micro[m];
+                if (shard.Count == 0)
+                    continue; // a last batch smaller than the world: this rank adds nothing but still joins the sum below
+                Tensor loss;
+                if (Options.Packing)
+                {
+                    var (ids, targets, positions, mask, n, _) = SftData.CollatePacked(shard, padId, device);
+                    tokens += n;
+                    loss = Model.LossSum(ids, targets, positions, mask);
+                }
+                else
+                {
+                    var (ids, targets, n, _) = SftData.Collate([.. shard.Select(u => u[0])], padId, device);
+                    tokens += n;
+                    loss = Model.LossSum(ids, targets);
+                }
                 (loss / Math.Max(1, stepTargets)).backward();
                 var detached = loss.detach();
                 var running = scope.MoveToOuter(lossSum is null ? detached : lossSum + detached);
                 lossSum?.Dispose();
                 lossSum = running;
             }
-            using var gradNormTensor = flat.ClipGradNorm(Options.MaxGradNorm);
+            if (DataParallel is { } parallel)
+            {
+                // Each rank's loss was divided by the global target count: the sum over ranks is the whole step's gradient.
+                parallel.AllReduceSum(flat.Grad); // one buffer: one collective for the whole model
+                using var totals = tensor(new[] { lossSum is null ? 0f : lossSum.item<float>(), tokens }, device: device);
+                parallel.AllReduceSum(totals);
+                lossSum?.Dispose();
+                lossSum = totals[0].clone();
+                tokens = (int)totals[1].item<float>();
+            }
+            using var gradNormTensor = flat.GradNorm();
             var lr = Schedules.LearningRate(Options.Schedule, Options.LearningRate, step, Options.WarmupSteps, totalSteps);
-            optimizer.Step(lr);
+            optimizer.Step(lr, gradNormTensor, Options.MaxGradNorm);
             flat.ZeroGrad();
             // One host synchronisation per step, after the optimizer's kernels are queued.
             var gradNorm = (double)gradNormTensor.item<float>();
@@ -112,9 +146,10 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             var trainLoss = lossValue / Math.Max(1, stepTargets);
             state.Step = step;
             state.TrainLosses.Add(trainLoss);
+            state.TrainedTokens += tokens;
             var epochProgress = (double)step / stepsPerEpoch;
             observer?.OnProgress(new TrainingProgress(step, totalSteps, epochProgress, trainLoss, lr, gradNorm,
-                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds)));
+                tokens / Math.Max(1e-9, stepWatch.Elapsed.TotalSeconds), state.TrainedTokens));
 
             if (step % Options.EvalEverySteps == 0 || step == totalSteps)
             {
@@ -148,7 +183,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 if (Options.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= Options.EarlyStoppingPatience)
                     stoppedEarly = true;
             }
-            if ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly)
+            if (DataParallel is not { Rank: > 0 } && ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly))
                 SaveCheckpoint(checkpointDirectory, state, flat, optimizer, trainLoss);
             if (stoppedEarly) break;
         }
@@ -313,7 +348,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
     }
 
     private string Fingerprint(int trainCount) => string.Create(CultureInfo.InvariantCulture,
-        $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}");
+        $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}{(Options.Packing ? ";packed" : "")}");
 
     private static int[] Shuffle(int n, long seed, int epoch)
     {

@@ -17,6 +17,9 @@ internal sealed class TrainerState
     public int EvalsWithoutImprovement { get; set; }
     public List<EvaluationResult> Evaluations { get; set; } = [];
     public List<double> TrainLosses { get; set; } = [];
+
+    /// <summary>Tokens (prompt and completion, padding excluded) of every step so far; kept across resumes.</summary>
+    public long TrainedTokens { get; set; }
     public string OptionsFingerprint { get; set; } = "";
 
     private static readonly JsonSerializerOptions Json = new()

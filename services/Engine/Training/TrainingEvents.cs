@@ -8,8 +8,9 @@ namespace AspireTune.Engine.Training;
 /// <param name="LearningRate">Learning rate applied at this step.</param>
 /// <param name="GradNorm">Global gradient L2 norm before clipping.</param>
 /// <param name="TokensPerSecond">Completion and prompt tokens (padding excluded) per second of this step.</param>
+/// <param name="TrainedTokens">Tokens (padding excluded) of every step up to this one, resumed steps included.</param>
 public sealed record TrainingProgress(int Step, int TotalSteps, double Epoch, double TrainLoss, double LearningRate,
-    double GradNorm, double TokensPerSecond);
+    double GradNorm, double TokensPerSecond, long TrainedTokens = 0);
 
 /// <summary>One evaluation on the validation split.</summary>
 /// <param name="Step">Optimizer step evaluated after.</param>

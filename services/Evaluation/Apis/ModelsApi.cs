@@ -1,42 +1,11 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Evaluation.Apis;
-
-/// <summary>A model endpoint as the API accepts it. The key is never sent: only the name of the configuration key that holds it.</summary>
-public sealed record ModelEndpointRequest
-{
-    /// <summary>Id used by runs, e.g. <c>gpt-4o-mini</c> (letters, digits, <c>.</c>, <c>_</c>, <c>-</c>).</summary>
-    public string Id { get; init; } = "";
-    public EndpointKind Kind { get; init; } = EndpointKind.OpenAICompatible;
-    /// <summary>Base URL of the OpenAI API (ending in <c>/v1</c> for most servers); default api.openai.com for kind OpenAI.</summary>
-    public string? BaseUrl { get; init; }
-    /// <summary>Model or deployment id sent in requests.</summary>
-    public string Model { get; init; } = "";
-    /// <summary>Configuration key holding the API key, e.g. <c>Evaluation:Secrets:openai</c>.</summary>
-    public string? ApiKeySecret { get; init; }
-    /// <summary>USD per million input tokens.</summary>
-    public double InputPricePerMillion { get; init; }
-    /// <summary>USD per million output tokens.</summary>
-    public double OutputPricePerMillion { get; init; }
-    /// <summary>Calls in flight at most (all runs together). Default 4.</summary>
-    public int MaxConcurrency { get; init; } = 4;
-    /// <summary>Requests per minute at most; unlimited when null.</summary>
-    public int? RequestsPerMinute { get; init; }
-
-    /// <summary>Any other member; a raw key here is refused.</summary>
-    [JsonExtensionData]
-    public Dictionary<string, JsonElement>? Extra { get; init; }
-}
-
-/// <summary>A model endpoint as the API returns it: the key's configuration name and whether it is set, never the key.</summary>
-public sealed record ModelEndpointResponse(string Id, EndpointKind Kind, string BaseUrl, string Model, string? ApiKeySecret, bool ApiKeyConfigured,
-    double InputPricePerMillion, double OutputPricePerMillion, int MaxConcurrency, int? RequestsPerMinute, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 
 public static partial class ModelsApi
 {
@@ -143,6 +112,19 @@ public static partial class ModelsApi
         value.StartsWith("sk-", StringComparison.Ordinal) || (value.Length >= 32 && !value.Contains(':') && value.All(char.IsLetterOrDigit));
 
     private static ModelEndpointResponse ToResponse(ModelEndpointEntity e, IConfiguration configuration) =>
-        new(e.Id, e.Kind, e.BaseUrl, e.Model, e.ApiKeySecret, e.ApiKeySecret is not null && !string.IsNullOrEmpty(configuration[e.ApiKeySecret]),
-            e.InputPricePerMillion, e.OutputPricePerMillion, e.MaxConcurrency, e.RequestsPerMinute, e.CreatedAt, e.UpdatedAt);
+        new()
+        {
+            Id = e.Id,
+            Kind = e.Kind,
+            BaseUrl = e.BaseUrl,
+            Model = e.Model,
+            ApiKeySecret = e.ApiKeySecret,
+            ApiKeyConfigured = e.ApiKeySecret is not null && !string.IsNullOrEmpty(configuration[e.ApiKeySecret]),
+            InputPricePerMillion = e.InputPricePerMillion,
+            OutputPricePerMillion = e.OutputPricePerMillion,
+            MaxConcurrency = e.MaxConcurrency,
+            RequestsPerMinute = e.RequestsPerMinute,
+            CreatedAt = e.CreatedAt,
+            UpdatedAt = e.UpdatedAt,
+        };
 }

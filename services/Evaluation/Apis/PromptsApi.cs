@@ -1,3 +1,4 @@
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Prompts;
 using AspireTune.ServiceDefaults.Security;
@@ -5,12 +6,6 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Evaluation.Apis;
-
-/// <summary>A new version of a named prompt (Semantic Kernel template syntax: <c>{{$input}}</c>, <c>{{$examples}}</c>, <c>{{$context}}</c>).</summary>
-public sealed record PromptVersionRequest(string Name, string Template, string? System = null, string? Description = null, IReadOnlyList<string>? Labels = null);
-
-public sealed record PromptVersionResponse(string Name, int Version, string Ref, string Template, string? System, string? Description,
-    IReadOnlyList<string> Labels, DateTimeOffset CreatedAt);
 
 public sealed record PromptSummary(string Name, int LatestVersion, IReadOnlyDictionary<string, int> Labels);
 
@@ -61,7 +56,7 @@ public static class PromptsApi
         {
             Name = request.Name!,
             Version = next,
-            Template = request.Template,
+            Template = request.Template!,
             System = request.System,
             Description = request.Description,
             CreatedAt = DateTimeOffset.UtcNow,
@@ -118,5 +113,15 @@ public static class PromptsApi
     }
 
     private static PromptVersionResponse ToResponse(PromptVersionEntity v, IReadOnlyList<string> labels) =>
-        new(v.Name, v.Version, $"{v.Name}@{v.Version}", v.Template, v.System, v.Description, labels, v.CreatedAt);
+        new()
+        {
+            Name = v.Name,
+            Version = v.Version,
+            Ref = $"{v.Name}@{v.Version}",
+            Template = v.Template,
+            System = v.System,
+            Description = v.Description,
+            Labels = labels,
+            CreatedAt = v.CreatedAt,
+        };
 }

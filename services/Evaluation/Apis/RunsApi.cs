@@ -124,14 +124,8 @@ public static class RunsApi
         }
         var spec = RunSpec.Read(run.SpecJson);
         http.Response.ContentType = "application/jsonl";
-        await using var json = new Utf8JsonWriter(http.Response.Body);
         await foreach (var result in db.ItemResults.AsNoTracking().Where(r => r.RunId == id).OrderBy(r => r.Pair).ThenBy(r => r.Item).ThenBy(r => r.Repeat).AsAsyncEnumerable().WithCancellation(ct))
-        {
-            RunExecutor.WriteResult(json, result, items[result.Item], spec.Prompts[result.Pair / spec.ModelEndpoints.Count], spec.ModelEndpoints[result.Pair % spec.ModelEndpoints.Count]);
-            await json.FlushAsync(ct);
-            json.Reset();
-            await http.Response.Body.WriteAsync("\n"u8.ToArray(), ct);
-        }
+            await EvaluationResultsJsonl.WriteLineAsync(http.Response.Body, RunExecutor.ToResult(result, items[result.Item], spec), ct);
         return TypedResults.Empty;
     }
 

@@ -1,19 +1,7 @@
+using AspireTune.Contracts.Evaluation;
 using AspireTune.ServiceDefaults.Work;
 
 namespace AspireTune.Evaluation.Data;
-
-/// <summary>Where a model endpoint lives and what protocol it speaks.</summary>
-public enum EndpointKind
-{
-    /// <summary>api.openai.com (or the base URL given).</summary>
-    OpenAI,
-
-    /// <summary>Azure OpenAI's OpenAI-compatible v1 API (<c>https://&lt;resource&gt;.openai.azure.com/openai/v1</c>); the key goes in <c>api-key</c>.</summary>
-    AzureOpenAI,
-
-    /// <summary>Any OpenAI-compatible <c>/v1</c> URL, AspireTune's own model server included.</summary>
-    OpenAICompatible,
-}
 
 /// <summary>A hosted or local model reachable over the OpenAI API. The key is only a configuration key name.</summary>
 public sealed class ModelEndpointEntity
@@ -76,6 +64,8 @@ public sealed class RunEntity : ILeasedWork
 {
     public Guid Id { get; set; }
     public Guid? ExperimentId { get; set; }
+    /// <summary>W3C trace context of the request or message that created the run: its execution continues that trace.</summary>
+    public string? TraceParent { get; set; }
     public RunStatus Status { get; set; }
     public required string SpecJson { get; set; }
     public required string DatasetArtifactId { get; set; }

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Threading.RateLimiting;
+using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -93,6 +94,32 @@ public sealed class ModelGateway(IHttpClientFactory httpClients, IConfiguration 
         {
             EvaluationTelemetry.Calls.Add(1, new("endpoint", endpoint.Id), new("outcome", "error"));
             throw new ModelCallException(reason, e);
+        }
+        finally
+        {
+            limits.Concurrency.Release();
+        }
+    }
+
+    /// <summary>Embeddings of the texts from the endpoint's <c>/v1/embeddings</c> (the <c>similar</c> assertion), within its concurrency.</summary>
+    public async Task<IReadOnlyList<float[]>> EmbedAsync(ModelEndpointEntity endpoint, IReadOnlyList<string> texts, CancellationToken ct)
+    {
+        var limits = _limits.GetOrAdd(endpoint.Id, _ => new Limits(endpoint.MaxConcurrency, endpoint.RequestsPerMinute));
+        var http = httpClients.CreateClient(ClientName);
+        if (endpoint.Kind == EndpointKind.AzureOpenAI && ResolveKey(endpoint) is { } azureKey)
+            http.DefaultRequestHeaders.Add("api-key", azureKey);
+        var client = new OpenAI.Embeddings.EmbeddingClient(endpoint.Model, new System.ClientModel.ApiKeyCredential(ResolveKey(endpoint) is { Length: > 0 } key ? key : "none"),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(BaseUrl(endpoint)), Transport = new System.ClientModel.Primitives.HttpClientPipelineTransport(http) });
+        await limits.Concurrency.WaitAsync(ct);
+        try
+        {
+            var result = await client.GenerateEmbeddingsAsync(texts, cancellationToken: ct);
+            return result.Value.OrderBy(e => e.Index).Select(e => e.ToFloats().ToArray()).ToList();
+        }
+        catch (Exception e) when (e is System.ClientModel.ClientResultException or HttpRequestException or TimeoutRejectedException or BrokenCircuitException && !ct.IsCancellationRequested)
+        {
+            var status = e is System.ClientModel.ClientResultException { Status: > 0 } c ? $" (HTTP {c.Status})" : "";
+            throw new ModelCallException($"Endpoint '{endpoint.Id}' could not embed the texts{status}.", e);
         }
         finally
         {

@@ -1,14 +1,10 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Retrieval;
 using AspireTune.Evaluation.Prompts;
 
 namespace AspireTune.Evaluation.Retrieval;
-
-/// <summary>A neighbor as the Retrieval service returns it.</summary>
-public sealed record Neighbor(string Id, double Score, string Text, string? Label, JsonElement? Metadata);
-
-/// <summary>The Retrieval service's answer to a neighbors query.</summary>
-public sealed record NeighborsResponse(string Collection, IReadOnlyList<Neighbor> Neighbors);
 
 /// <summary>What a prompt gets from retrieval: labelled neighbors as examples, all neighbors' text as context.</summary>
 public sealed record RetrievedContext(IReadOnlyList<PromptExample> Examples, IReadOnlyList<string> Passages);
@@ -18,7 +14,7 @@ public sealed class RetrievalException(string message, Exception? inner = null) 
 
 /// <summary>
 /// Calls the Retrieval service: <c>POST {Evaluation:RetrievalBaseUrl}/api/retrieval/collections/{collection}/neighbors</c>
-/// with <c>{"text", "k"}</c>.
+/// with a <see cref="NeighborsRequest"/>.
 /// </summary>
 public sealed class RetrievalClient(HttpClient http)
 {
@@ -27,7 +23,7 @@ public sealed class RetrievalClient(HttpClient http)
         HttpResponseMessage response;
         try
         {
-            response = await http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/neighbors", new { text, k }, ct);
+            response = await http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/neighbors", new NeighborsRequest { Text = text, K = k }, ContractJson.Options, ct);
         }
         catch (HttpRequestException e)
         {
@@ -44,7 +40,7 @@ public sealed class RetrievalClient(HttpClient http)
             NeighborsResponse? body;
             try
             {
-                body = await response.Content.ReadFromJsonAsync<NeighborsResponse>(JsonSerializerOptions.Web, ct);
+                body = await response.Content.ReadFromJsonAsync<NeighborsResponse>(ContractJson.Options, ct);
             }
             catch (JsonException e)
             {

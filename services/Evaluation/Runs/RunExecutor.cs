@@ -46,8 +46,11 @@ public sealed class RunExecutor(
             return;
         }
 
-        using var activity = EvaluationTelemetry.ActivitySource.StartActivity("evaluation.run");
+        // Part of the trace that created the run (an experiment's, under Aspire), though a worker loop picked it up.
+        using var activity = EvaluationTelemetry.ActivitySource.StartActivity("evaluation.run", ActivityKind.Internal, run.TraceParent);
         activity?.SetTag("aspiretune.run_id", runId);
+        activity?.SetTag("aspiretune.experiment_id", run.ExperimentId);
+        using var logScope = logger.BeginScope(new Dictionary<string, object?> { ["RunId"] = runId, ["ExperimentId"] = run.ExperimentId });
         EvaluationTelemetry.ActiveRuns.Add(1);
         try
         {
@@ -91,14 +94,15 @@ public sealed class RunExecutor(
             var (version, problem) = await PromptResolver.ResolveAsync(db, reference, stopping);
             prompts.Add(PromptTemplates.Compile(version ?? throw new RunFailedException(problem!)));
         }
-        var endpointIds = spec.ModelEndpoints.Concat(spec.Scorers.Select(s => Scorer.Parse(s).JudgeEndpoint).OfType<string>()).Distinct().ToList();
+        var endpointIds = spec.ModelEndpoints.Concat(spec.Scorers.SelectMany(s => Scorer.Parse(s).Endpoints)).Distinct().ToList();
         var endpoints = await db.ModelEndpoints.AsNoTracking().Where(e => endpointIds.Contains(e.Id)).ToDictionaryAsync(e => e.Id, stopping);
         foreach (var missing in endpointIds.Where(id => !endpoints.ContainsKey(id)))
             throw new RunFailedException($"Model endpoint '{missing}' was deleted after the run was created.");
 
         JudgeCall judge = async (endpointId, system, user, ct) =>
             (await gateway.CompleteAsync(endpoints[endpointId], new ModelCall(system, user, 0, 16), 0, ct)).Output;
-        var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric)).ToList();
+        EmbedCall embed = (endpointId, texts, ct) => gateway.EmbedAsync(endpoints[endpointId], texts, ct);
+        var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric, embed)).ToList();
         foreach (var label in scorers.OfType<LabelScorer>())
             label.SetLabels(items.Where(i => i.Expected is not null).Select(i => i.Expected!));
 
@@ -184,7 +188,8 @@ public sealed class RunExecutor(
             var scores = new ScoreResult();
             foreach (var scorer in run.Scorers)
                 if (!scorer.NeedsExpected || item.Expected is not null)
-                    await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output), scores, ct);
+                    await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output)
+                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd }, scores, ct);
             result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
@@ -235,48 +240,33 @@ public sealed class RunExecutor(
     private async Task<ArtifactRef> WriteResultsAsync(RunEntity run, RunContext context, List<ItemResultEntity> results, CancellationToken ct)
     {
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            foreach (var r in results)
-            {
-                var item = context.Items[r.Item];
-                WriteResult(json, r, item, context.Spec.Prompts[r.Pair / context.Spec.ModelEndpoints.Count], context.Spec.ModelEndpoints[r.Pair % context.Spec.ModelEndpoints.Count]);
-                json.Flush();
-                json.Reset();
-                buffer.WriteByte((byte)'\n');
-            }
-        }
+        foreach (var r in results)
+            EvaluationResultsJsonl.WriteLine(buffer, ToResult(r, context.Items[r.Item], context.Spec));
         buffer.Position = 0;
         return await artifacts.PutAsync(buffer, "evaluation-results", $"{run.Id:N}.jsonl", "application/jsonl", ct);
     }
 
     /// <summary>One line of the per-item results (also served by <c>GET /api/evaluation/runs/{id}/results</c>).</summary>
-    internal static void WriteResult(Utf8JsonWriter json, ItemResultEntity r, DatasetItem item, string prompt, string endpoint)
+    public static EvaluationItemResult ToResult(ItemResultEntity r, DatasetItem item, RunSpec spec) => new()
     {
-        json.WriteStartObject();
-        json.WriteString("prompt", prompt);
-        json.WriteString("modelEndpoint", endpoint);
-        json.WriteNumber("item", r.Item);
-        json.WriteNumber("line", item.Line);
-        json.WriteNumber("repeat", r.Repeat);
-        json.WriteString("input", item.Input);
-        json.WriteString("expected", item.Expected);
-        json.WriteString("output", r.Output);
-        json.WriteString("predicted", r.Predicted);
-        json.WritePropertyName("scores");
-        if (r.ScoresJson is null)
-            json.WriteNullValue();
-        else
-            json.WriteRawValue(r.ScoresJson, skipInputValidation: true);
-        json.WriteNumber("latencyS", r.LatencyMs / 1000);
-        json.WriteNumber("inputTokens", r.InputTokens);
-        json.WriteNumber("outputTokens", r.OutputTokens);
-        json.WriteNumber("costUsd", r.CostUsd);
-        json.WriteBoolean("cached", r.Cached);
-        json.WriteString("error", r.Error);
-        json.WriteString("scoreErrors", r.ScoreErrors);
-        json.WriteEndObject();
-    }
+        Prompt = spec.Prompts[r.Pair / spec.ModelEndpoints.Count],
+        ModelEndpoint = spec.ModelEndpoints[r.Pair % spec.ModelEndpoints.Count],
+        Item = r.Item,
+        Line = item.Line,
+        Repeat = r.Repeat,
+        Input = item.Input,
+        Expected = item.Expected,
+        Output = r.Output,
+        Predicted = r.Predicted,
+        Scores = r.ScoresJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, double>>(r.ScoresJson),
+        LatencyS = r.LatencyMs / 1000,
+        InputTokens = r.InputTokens,
+        OutputTokens = r.OutputTokens,
+        CostUsd = r.CostUsd,
+        Cached = r.Cached,
+        Error = r.Error,
+        ScoreErrors = r.ScoreErrors,
+    };
 
     private async Task FinishCancelledAsync(RunEntity run)
     {

@@ -68,8 +68,9 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
             try
             {
                 var scorer = Scorer.Parse(scorerSpec);
-                if (scorer.JudgeEndpoint is { } judge && !await db.ModelEndpoints.AnyAsync(e => e.Id == judge, ct))
-                    Error("scorers", $"Judge endpoint '{judge}' of scorer '{scorerSpec}' does not exist.");
+                foreach (var endpoint in scorer.Endpoints)
+                    if (!await db.ModelEndpoints.AnyAsync(e => e.Id == endpoint, ct))
+                        Error("scorers", $"Endpoint '{endpoint}' of scorer '{scorerSpec}' does not exist.");
             }
             catch (ArgumentException e)
             {
@@ -121,6 +122,7 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
         {
             Id = request.RunId,
             ExperimentId = request.ExperimentId,
+            TraceParent = System.Diagnostics.Activity.Current?.Id,
             Status = RunStatus.Queued,
             SpecJson = spec.Write(),
             DatasetArtifactId = request.Dataset.Id,

@@ -7,7 +7,17 @@ using NJsonSchema;
 namespace AspireTune.Evaluation.Scoring;
 
 /// <summary>What a scorer sees of one call.</summary>
-public sealed record ScoreInput(string Input, string? Expected, string Output);
+public sealed record ScoreInput(string Input, string? Expected, string Output)
+{
+    /// <summary>The item's metadata, when it has some.</summary>
+    public IReadOnlyDictionary<string, JsonElement>? Metadata { get; init; }
+
+    /// <summary>Latency of the call in seconds.</summary>
+    public double LatencyS { get; init; }
+
+    /// <summary>Cost of the call in USD.</summary>
+    public double CostUsd { get; init; }
+}
 
 /// <summary>The scores of one call (0-1 each, plus auxiliary values such as absolute error) and scorer notes.</summary>
 public sealed class ScoreResult
@@ -23,7 +33,7 @@ public delegate Task<string> JudgeCall(string endpointId, string system, string 
 /// <summary>
 /// One scorer, from its spec string: <c>exact</c>, <c>normalized</c>, <c>label</c>, <c>contains</c>,
 /// <c>contains:TEXT</c>, <c>regex:PATTERN</c>, <c>json</c>, <c>json-schema:SCHEMA</c>, <c>numeric</c>,
-/// <c>numeric:TOLERANCE</c>, <c>judge:ENDPOINT</c>.
+/// <c>numeric:TOLERANCE</c>, <c>judge:ENDPOINT</c>, <c>assert[:judge=ENDPOINT,embedding=ENDPOINT]</c>.
 /// </summary>
 public abstract class Scorer
 {
@@ -36,10 +46,13 @@ public abstract class Scorer
     /// <summary>The judge endpoint id for <c>judge:</c>, else null.</summary>
     public virtual string? JudgeEndpoint => null;
 
+    /// <summary>Every model endpoint the scorer calls (judge, embeddings).</summary>
+    public virtual IEnumerable<string> Endpoints => JudgeEndpoint is { } judge ? [judge] : [];
+
     public abstract ValueTask ScoreAsync(ScoreInput input, ScoreResult result, CancellationToken ct);
 
     /// <summary>Parses a spec; throws <see cref="ArgumentException"/> with a message fit for the user.</summary>
-    public static Scorer Parse(string spec, JudgeCall? judge = null, string? rubric = null)
+    public static Scorer Parse(string spec, JudgeCall? judge = null, string? rubric = null, EmbedCall? embed = null)
     {
         var (kind, argument) = spec.IndexOf(':') is var colon and > 0 ? (spec[..colon].Trim().ToLowerInvariant(), spec[(colon + 1)..]) : (spec.Trim().ToLowerInvariant(), null);
         return kind switch
@@ -56,7 +69,8 @@ public abstract class Scorer
             "token-f1" => new TokenF1Scorer(),
             "rouge-l" => new RougeLScorer(),
             "json-fields" => new JsonFieldsScorer(),
-            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields."),
+            "assert" => new AssertionScorer(argument, judge, embed),
+            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields, assert[:judge=ENDPOINT,embedding=ENDPOINT]."),
         };
     }
 

@@ -71,38 +71,11 @@ public static class FilesApi
             body = request.Body;
         }
 
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await body.ReadAsync(chunk, ct)) > 0)
-        {
-            if (buffer.Length + read > limit)
-                return TooLarge(buffer.Length + read, limit, known: false);
-            buffer.Write(chunk, 0, read);
-        }
-        if (buffer.Length == 0)
-            return TypedResults.Problem(statusCode: 400, title: "The file is empty.", detail: $"'{fileName}' has no content; a training file needs at least one JSONL line.");
-
-        var parsed = JsonlDataset.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
-        if (!parsed.IsValid)
-            return TypedResults.Problem(statusCode: 400, title: "The file is not valid training JSONL.", detail: $"'{fileName}': {parsed.Summary()}",
-                extensions: new Dictionary<string, object?> { ["errors"] = parsed.Errors.Select(e => new { line = e.Line, message = e.Message }).ToList() });
-
-        buffer.Position = 0;
-        var artifact = await artifacts.PutAsync(buffer, "fine-tuning-files", "data.jsonl", "application/jsonl", ct);
-        var entity = new DataFile
-        {
-            Id = "file-" + Guid.NewGuid().ToString("N"),
-            FileName = fileName,
-            ArtifactId = artifact.Id,
-            Sha256 = artifact.Sha256,
-            Bytes = artifact.Length,
-            Format = parsed.Format,
-            Examples = parsed.Examples.Count,
-        };
-        db.Files.Add(entity);
-        await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/fine-tuning/files/{entity.Id}", FileResponse.From(entity));
+        var intake = await FileIntake.StoreAsync(body, fileName, limit, db, artifacts, ct);
+        if (intake.File is { } stored)
+            return TypedResults.Created($"/api/fine-tuning/files/{stored.Id}", FileResponse.From(stored));
+        return TypedResults.Problem(statusCode: intake.Status, title: intake.Title, detail: intake.Detail,
+            extensions: intake.LineErrors is null ? null : new Dictionary<string, object?> { ["errors"] = intake.LineErrors.Select(e => new { line = e.Line, message = e.Message }).ToList() });
     }
 
     public static async Task<Results<Ok<FileResponse>, NotFound<ProblemDetails>>> GetAsync(string id, FineTuningDbContext db, CancellationToken ct) =>
@@ -110,13 +83,10 @@ public static class FilesApi
             ? TypedResults.Ok(FileResponse.From(file))
             : TypedResults.NotFound(new ProblemDetails { Status = 404, Title = "File not found.", Detail = $"No file has the id '{id}'." });
 
-    private static ProblemHttpResult TooLarge(long size, long limit, bool known = true) =>
-        TypedResults.Problem(statusCode: 413, title: "The file is too large.",
-            detail: known
-                ? $"The upload is {size:N0} bytes; the limit is {limit:N0} bytes (FineTuning:MaxUploadBytes)."
-                : $"The upload exceeds the limit of {limit:N0} bytes (FineTuning:MaxUploadBytes).");
+    private static ProblemHttpResult TooLarge(long size, long limit) =>
+        TypedResults.Problem(statusCode: 413, title: "The file is too large.", detail: FileIntake.TooLargeDetail(size, limit));
 
-    private static string SafeName(string name)
+    internal static string SafeName(string name)
     {
         var cleaned = Path.GetFileName(name.Replace('\\', '/'));
         return string.IsNullOrWhiteSpace(cleaned) ? "upload.jsonl" : cleaned.Length > 200 ? cleaned[..200] : cleaned;

@@ -1,4 +1,3 @@
-using AspireTune.ServiceDefaults.Messaging;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -157,32 +156,10 @@ public static class JobsApi
         return app;
     }
 
-    public static async Task<Results<Created<JobResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(
+    public static async Task<Results<Created<JobResponse>, ValidationProblem>> CreateAsync(
         CreateJobRequest request, FineTuningDbContext db, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
-        if (string.IsNullOrWhiteSpace(request.Model))
-            errors["model"] = ["The base model is required (e.g. \"aspiretune-tiny\"; GET /api/models lists them)."];
-        else if (!await db.Models.AnyAsync(m => m.Id == request.Model, ct))
-            errors["model"] = [$"The base model '{request.Model}' is not registered. GET /api/models lists the models; POST /api/models/import adds one."];
-
-        var files = new Dictionary<string, DataFile>();
-        foreach (var (key, id, required) in new[] { ("training_file", request.TrainingFile, true), ("validation_file", request.ValidationFile, false), ("test_file", request.TestFile, false) })
-        {
-            if (string.IsNullOrWhiteSpace(id))
-            {
-                if (required)
-                    errors[key] = ["The training file is required: upload it with POST /api/fine-tuning/files and pass its id."];
-                continue;
-            }
-            if (await db.Files.FindAsync([id], ct) is { } file)
-                files[key] = file;
-            else
-                errors[key] = [$"No file has the id '{id}'. Upload it with POST /api/fine-tuning/files first."];
-        }
-        if (request.Suffix is { } suffix && !System.Text.RegularExpressions.Regex.IsMatch(suffix, "^[a-z0-9-]{1,40}$"))
-            errors["suffix"] = [$"'{suffix}' is not a valid suffix: use 1 to 40 lower-case letters, digits and '-'."];
-
         var hyper = new Dictionary<string, string>();
         foreach (var (name, value) in request.Hyperparameters ?? [])
         {
@@ -199,44 +176,24 @@ public static class JobsApi
                     break;
             }
         }
-        foreach (var (key, messages) in HyperparameterSpec.Validate(hyper))
+        var submission = new JobSubmission
+        {
+            Model = request.Model,
+            TrainingFile = request.TrainingFile,
+            ValidationFile = request.ValidationFile,
+            TestFile = request.TestFile,
+            Suffix = request.Suffix,
+            Hyperparameters = hyper,
+            ExperimentId = request.ExperimentId,
+        };
+        var result = errors.Count > 0 ? null : await JobSubmitter.SubmitAsync(submission, db, ct);
+        foreach (var (key, messages) in result?.Errors ?? [])
             errors[key] = messages;
         if (errors.Count > 0)
             return TypedResults.ValidationProblem(errors, title: "The fine-tuning job request is not valid.");
-
-        var training = files["training_file"];
-        files.TryGetValue("validation_file", out var validation);
-        files.TryGetValue("test_file", out var test);
-        var job = new FineTuningJob
-        {
-            Id = Guid.NewGuid(),
-            ExperimentId = request.ExperimentId,
-            BaseModel = request.Model!,
-            Status = JobStatus.ValidatingFiles,
-            TrainingFileId = training.Id,
-            TrainingArtifactId = training.ArtifactId,
-            TrainingSha256 = training.Sha256,
-            TrainingBytes = training.Bytes,
-            ValidationFileId = validation?.Id,
-            ValidationArtifactId = validation?.ArtifactId,
-            ValidationSha256 = validation?.Sha256,
-            ValidationBytes = validation?.Bytes ?? 0,
-            TestFileId = test?.Id,
-            TestArtifactId = test?.ArtifactId,
-            TestSha256 = test?.Sha256,
-            TestBytes = test?.Bytes ?? 0,
-            Suffix = request.Suffix,
-            HyperparametersJson = JsonSerializer.Serialize(hyper),
-        };
-        db.Jobs.Add(job);
-        JobEvents.Add(db, job.Id, "info", "created", $"Job created: base model {job.BaseModel}, training file {training.Id} ({training.Examples} examples).");
-        // The job and its command commit together (outbox): the command leaves once, even if the broker is away now.
-        db.SendOnCommit(StartFineTuningQueue, ToCommand(job));
-        await db.SaveChangesAsync(ct);
+        var job = result!.Job!;
         return TypedResults.Created($"/api/fine-tuning/jobs/{JobIds.Format(job.Id)}", JobResponse.From(job));
     }
-
-    internal static readonly Uri StartFineTuningQueue = new($"queue:{StartFineTuningConsumerDefinition.QueueName}");
 
     internal static StartFineTuning ToCommand(FineTuningJob job) => new()
     {
@@ -281,37 +238,15 @@ public static class JobsApi
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id);
-        var now = DateTimeOffset.UtcNow;
-        var cancelledNow = await db.Jobs
-            .Where(j => j.Id == job.Id && (j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Queued))
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.CancelRequested, true).SetProperty(j => j.FinishedAt, now), ct);
-        if (cancelledNow == 1)
-        {
-            JobEvents.Add(db, job.Id, "info", "cancelled", "Job cancelled before training started.");
-            db.PublishOnCommit(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now });
-            await db.SaveChangesAsync(ct);
-        }
-        else
-        {
-            var requested = await db.Jobs.Where(j => j.Id == job.Id && j.Status == JobStatus.Running)
-                .ExecuteUpdateAsync(s => s.SetProperty(j => j.CancelRequested, true), ct);
-            if (requested == 1)
+        var (current, cancellable) = await JobSubmitter.CancelAsync(db, job, ct);
+        if (!cancellable)
+            return TypedResults.Conflict(new ProblemDetails
             {
-                JobEvents.Add(db, job.Id, "info", "cancel_requested", "Cancellation requested; the worker stops at its next heartbeat.");
-                await db.SaveChangesAsync(ct);
-            }
-            else
-            {
-                var current = await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == job.Id, ct);
-                return TypedResults.Conflict(new ProblemDetails
-                {
-                    Status = 409,
-                    Title = "The job has already finished.",
-                    Detail = $"Job {JobIds.Format(job.Id)} is {current.Status}; only validating_files, queued and running jobs can be cancelled.",
-                });
-            }
-        }
-        return TypedResults.Ok(JobResponse.From(await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == job.Id, ct)));
+                Status = 409,
+                Title = "The job has already finished.",
+                Detail = $"Job {JobIds.Format(job.Id)} is {current.Status}; only validating_files, queued and running jobs can be cancelled.",
+            });
+        return TypedResults.Ok(JobResponse.From(current));
     }
 
     public static async Task<Results<Ok<ListResponse<JobEventResponse>>, NotFound<ProblemDetails>, ValidationProblem>> EventsAsync(

@@ -25,6 +25,7 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
     {
         Id = message.JobId,
         ExperimentId = message.ExperimentId,
+        TraceParent = System.Diagnostics.Activity.Current?.Id,
         BaseModel = message.BaseModel,
         Status = JobStatus.ValidatingFiles,
         TrainingArtifactId = message.TrainingFile.Id,

@@ -32,6 +32,8 @@ public sealed class FineTuningJob : ILeasedWork
 {
     public required Guid Id { get; init; }
     public Guid? ExperimentId { get; set; }
+    /// <summary>W3C trace context of the request or message that created the job: training continues that trace.</summary>
+    public string? TraceParent { get; set; }
     public required string BaseModel { get; set; }
     public required string Status { get; set; }
     public required string TrainingArtifactId { get; set; }
@@ -47,6 +49,9 @@ public sealed class FineTuningJob : ILeasedWork
     public long TestBytes { get; set; }
     public string? TestFileId { get; set; }
     public string? Suffix { get; set; }
+
+    /// <summary>Caller-defined key-value pairs (JSON object of strings), as the hosted APIs' <c>metadata</c>.</summary>
+    public string? MetadataJson { get; set; }
 
     /// <summary>The hyperparameters as requested (name to text, "auto" allowed).</summary>
     public required string HyperparametersJson { get; set; }

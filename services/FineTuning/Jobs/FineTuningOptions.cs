@@ -45,6 +45,10 @@ public sealed class FineTuningOptions
     [Range(0, 100_000)]
     public int ExactMatchExamples { get; set; } = 32;
 
+    /// <summary>The <c>organization_id</c> that <c>/v1/fine_tuning/jobs</c> reports, as the hosted API does. Default <c>org-aspiretune</c>.</summary>
+    [Required, RegularExpression("^[A-Za-z0-9_-]{1,64}$")]
+    public string OrganizationId { get; set; } = "org-aspiretune";
+
     /// <summary>Models kept loaded for serving at once (least recently used is unloaded). Default 4.</summary>
     [Range(1, 64)]
     public int MaxLoadedModels { get; set; } = 4;

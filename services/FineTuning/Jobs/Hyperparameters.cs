@@ -38,6 +38,7 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         new("n_epochs", 1, 100, true, "3 (1 above 10,000 examples, up to 10 below 100 so a small set gets about 100 steps)"),
         new("batch_size", 1, 256, true, "8, or fewer when the set is small (about 1/10 of the examples, at least 1)"),
         new("learning_rate", 1e-7, 1.0, false, "1e-3 for a model under 50M parameters, 1e-4 up to 1B, 2e-5 above; x10 with LoRA"),
+        new("learning_rate_multiplier", 1e-4, 100, false, "1: the automatic learning rate as is (ignored when learning_rate is given); the hosted APIs' name"),
         new("warmup_ratio", 0, 0.5, false, "0.1: linear warm-up over the first 10% of steps"),
         new("lr_scheduler", 0, 0, false, "cosine", ["cosine", "linear", "constant"]),
         new("weight_decay", 0, 1, false, "0.01 (AdamW, not applied to biases and norms)"),
@@ -88,6 +89,13 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         return errors;
     }
 
+    /// <summary>The learning rate "auto" means for a model of this size; a <c>learning_rate_multiplier</c> scales it.</summary>
+    public static double AutoLearningRate(long modelParameters, int loraRank)
+    {
+        var full = modelParameters < 50_000_000 ? 1e-3 : modelParameters < 1_000_000_000 ? 1e-4 : 2e-5;
+        return loraRank > 0 ? full * 10 : full;
+    }
+
     private static bool IsAuto(string value) => value.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Resolves "auto" and missing values for a data set of <paramref name="examples"/> examples and a model.</summary>
@@ -99,7 +107,6 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         var stepsPerEpoch = Math.Max(1, (examples + batch - 1) / batch);
         var epochs = (int)(Get("n_epochs") ?? (examples > 10_000 ? 1 : Math.Clamp((int)Math.Ceiling(100.0 / stepsPerEpoch), 3, 10)));
         var loraRank = (int)(Get("lora_rank") ?? 0);
-        var baseLr = modelParameters < 50_000_000 ? 1e-3 : modelParameters < 1_000_000_000 ? 1e-4 : 2e-5;
         var total = epochs * stepsPerEpoch;
         var evalInterval = (int)(Get("eval_interval") ?? Math.Max(1, total / 10));
         var scheduler = requested.TryGetValue("lr_scheduler", out var s) && !IsAuto(s) ? s.Trim().ToLowerInvariant() : "cosine";
@@ -107,7 +114,7 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         {
             Epochs = epochs,
             BatchSize = batch,
-            LearningRate = Get("learning_rate") ?? (loraRank > 0 ? baseLr * 10 : baseLr),
+            LearningRate = Get("learning_rate") ?? AutoLearningRate(modelParameters, loraRank) * (Get("learning_rate_multiplier") ?? 1),
             WarmupRatio = Get("warmup_ratio") ?? 0.1,
             Scheduler = scheduler,
             WeightDecay = Get("weight_decay") ?? 0.01,

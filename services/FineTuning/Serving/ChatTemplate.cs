@@ -9,10 +9,15 @@ namespace AspireTune.FineTuning.Serving;
 /// </summary>
 public static class ChatTemplate
 {
-    /// <summary>The text the model continues: every turn, then the assistant marker.</summary>
-    public static string RenderPrompt(IEnumerable<ChatMessage> messages)
+    /// <summary>
+    /// The text the model continues: the callable tools (when given, as one JSON array under a <c>&lt;|tools|&gt;</c>
+    /// marker), every turn (tool results under <c>&lt;|tool|&gt;</c>), then the assistant marker.
+    /// </summary>
+    public static string RenderPrompt(IEnumerable<ChatMessage> messages, IReadOnlyList<System.Text.Json.Nodes.JsonObject>? tools = null)
     {
         var builder = new System.Text.StringBuilder();
+        if (tools is { Count: > 0 })
+            builder.Append("<|tools|>\n").Append(new System.Text.Json.Nodes.JsonArray(tools.Select(t => (System.Text.Json.Nodes.JsonNode)t.DeepClone()).ToArray()).ToJsonString()).Append('\n');
         foreach (var message in messages)
             builder.Append("<|").Append(message.Role).Append("|>\n").Append(message.Content).Append('\n');
         builder.Append("<|assistant|>\n");

@@ -61,7 +61,6 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
                 metrics.Add(new MetricValue { Name = "valid_exact_match", Value = em });
             metrics.Add(new MetricValue { Name = "train_loss", Value = best.TrainLoss });
         }
-        var tokensPerEpoch = run.Train.Sum(e => Math.Min(h.MaxSeqLen, (e.Prompt.Length + e.Completion.Length) / 2 + 1));
         return new TrainingOutcome
         {
             Steps = result.Steps,
@@ -76,7 +75,7 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
                 _ => "inconclusive",
             },
             FitAdvice = result.Advice,
-            TrainedTokens = observer.Tokens > 0 ? observer.Tokens : (long)tokensPerEpoch * h.Epochs,
+            TrainedTokens = observer.Tokens,
         };
     }
 
@@ -87,15 +86,12 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
 
     private sealed class Observer(ITrainingListener listener) : ITrainingObserver
     {
-        private DateTime _last = DateTime.UtcNow;
+        /// <summary>Tokens the trainer counted over every step, exact and carried across resumes.</summary>
         public long Tokens;
 
         public void OnProgress(TrainingProgress p)
         {
-            // tokens/s of the step times the step's duration: the tokens the step processed.
-            var now = DateTime.UtcNow;
-            Tokens += (long)(p.TokensPerSecond * (now - _last).TotalSeconds);
-            _last = now;
+            Tokens = p.TrainedTokens;
             listener.OnStep(new StepReport(p.Step, p.TotalSteps, p.Epoch, p.TrainLoss, p.LearningRate, p.TokensPerSecond));
         }
 

@@ -58,8 +58,10 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
     public void OnStep(StepReport step)
     {
         LastStep = step.Step;
-        FineTuningTelemetry.TrainingLoss.Record(step.TrainLoss);
-        FineTuningTelemetry.TokensPerSecond.Record(step.TokensPerSecond);
+        var jobTag = new KeyValuePair<string, object?>("aspiretune.job_id", job.Id);
+        FineTuningTelemetry.TrainingLoss.Record(step.TrainLoss, jobTag);
+        FineTuningTelemetry.TokensPerSecond.Record(step.TokensPerSecond, jobTag);
+        FineTuningTelemetry.TrainingStep.Record(step.Step, jobTag);
         lock (_lossesSinceEvent)
             _lossesSinceEvent.Add(step.TrainLoss);
         var now = Stopwatch.GetTimestamp();

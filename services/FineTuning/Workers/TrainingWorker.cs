@@ -35,8 +35,6 @@ public sealed class TrainingWorker(
 
     protected override async Task ProcessAsync(WorkLease lease, CancellationToken stoppingToken)
     {
-        using var activity = FineTuningTelemetry.ActivitySource.StartActivity("fine-tuning train");
-        activity?.SetTag("aspiretune.job_id", lease.Id);
         FineTuningJob job;
         RegisteredModel baseModel;
         await using (var scope = Scopes.CreateAsyncScope())
@@ -45,6 +43,11 @@ public sealed class TrainingWorker(
             job = await db.Jobs.AsNoTracking().FirstAsync(j => j.Id == lease.Id, stoppingToken);
             baseModel = await db.Models.AsNoTracking().FirstAsync(m => m.Id == job.BaseModel, stoppingToken);
         }
+        // Part of the trace that created the job (an experiment's, under Aspire), though the work queue picked it up.
+        using var activity = FineTuningTelemetry.ActivitySource.StartActivity("fine-tuning train", ActivityKind.Internal, job.TraceParent);
+        activity?.SetTag("aspiretune.job_id", lease.Id);
+        activity?.SetTag("aspiretune.experiment_id", job.ExperimentId);
+        using var logScope = logger.BeginScope(new Dictionary<string, object?> { ["JobId"] = job.Id, ["ExperimentId"] = job.ExperimentId });
         if (job.CancelRequested)
         {
             // Cancelled while its previous worker was lost: nothing to train.

@@ -1,3 +1,4 @@
+using AspireTune.Contracts.Retrieval;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using AspireTune.Retrieval.Index;
 using AspireTune.Retrieval.Ingestion;
+using AspireTune.Contracts.Retrieval;
 
 namespace AspireTune.Retrieval.Apis;
 
@@ -65,41 +65,6 @@ public sealed record ExampleInput
 
 public sealed record IngestResult(string Collection, int Documents, int Unchanged, int Chunks, long Points);
 
-public enum SearchMode
-{
-    /// <summary>Cosine (or the collection's distance) on embeddings.</summary>
-    [JsonStringEnumMemberName("dense")]
-    Dense,
-
-    /// <summary>BM25 keyword ranking and dense ranking fused by reciprocal rank.</summary>
-    [JsonStringEnumMemberName("hybrid")]
-    Hybrid,
-}
-
-/// <summary>A neighbour query; the Evaluation service calls this per item.</summary>
-public sealed record NeighborsRequest
-{
-    public required string Text { get; init; }
-
-    /// <summary>How many neighbours. Default 4.</summary>
-    public int K { get; init; } = 4;
-
-    /// <summary>Exact matches on metadata fields, or on <c>label</c>.</summary>
-    public Dictionary<string, JsonElement>? Filter { get; init; }
-
-    public SearchMode Mode { get; init; } = SearchMode.Dense;
-
-    /// <summary>Re-rank by maximal marginal relevance for diverse results. Default false.</summary>
-    public bool Mmr { get; init; }
-
-    /// <summary>MMR trade-off: 1 is pure relevance, 0 pure diversity. Default 0.5.</summary>
-    public double MmrLambda { get; init; } = 0.5;
-}
-
-public sealed record Neighbor(string Id, double Score, string Text, string? Label, Dictionary<string, JsonElement> Metadata);
-
-public sealed record NeighborsResponse(string Collection, IReadOnlyList<Neighbor> Neighbors);
-
 /// <summary>
 /// Build a prompt for one input from its nearest labelled examples and passages. Placeholders in the template:
 /// <c>{{input}}</c>, <c>{{examples}}</c> (labelled neighbours as Input/Output pairs), <c>{{context}}</c> (unlabelled passages).
@@ -125,24 +90,6 @@ public sealed record PromptRequest
 }
 
 public sealed record PromptResponse(string Collection, string Prompt, int Tokens, IReadOnlyList<Neighbor> Examples, IReadOnlyList<Neighbor> Passages, int LeftOut);
-
-/// <summary>Classify a text by a vote of its nearest labelled examples (the kNN baseline).</summary>
-public sealed record ClassifyRequest
-{
-    public required string Text { get; init; }
-
-    /// <summary>Voters. Default 5.</summary>
-    public int K { get; init; } = 5;
-
-    /// <summary>Weight votes by similarity (default) or count them equally.</summary>
-    public bool WeightBySimilarity { get; init; } = true;
-
-    public Dictionary<string, JsonElement>? Filter { get; init; }
-
-    public SearchMode Mode { get; init; } = SearchMode.Dense;
-}
-
-public sealed record ClassifyResponse(string Collection, string Label, double Confidence, IReadOnlyDictionary<string, double> Votes, IReadOnlyList<Neighbor> Neighbors);
 
 /// <summary>Retrieval quality on labelled queries: each query names what counts as relevant.</summary>
 public sealed record EvaluateRequest

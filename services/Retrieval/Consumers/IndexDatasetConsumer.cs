@@ -1,4 +1,3 @@
-using System.Text;
 using AspireTune.Contracts.Retrieval;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Ingestion;
@@ -28,7 +27,7 @@ public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbCo
             throw new PayloadTooLargeException(message.Dataset.Length, options.Value.MaxUploadBytes, $"Dataset '{message.Dataset.Id}'");
         var collection = await service.EnsureCollectionAsync(message.Collection, context.CancellationToken);
         var bytes = await artifacts.ReadVerifiedAsync(message.Dataset, context.CancellationToken);
-        var examples = JsonlRecords.ParseDataset(message.Dataset.Id, Encoding.UTF8.GetString(bytes));
+        var examples = JsonlRecords.ParseDataset(message.Dataset.Id, bytes);
         if (examples.Count == 0)
             throw new RetrievalValidationException(message.Dataset.Id, $"Dataset '{message.Dataset.Id}' has no examples.");
         await service.WriteExamplesAsync(collection.Name, examples,

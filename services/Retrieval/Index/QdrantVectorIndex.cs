@@ -1,11 +1,13 @@
-using System.Net;
-using System.Net.Http.Json;
+using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using Grpc.Core;
 using Microsoft.Extensions.Options;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
+using Qdrant.Client;
+using Qdrant.Client.Grpc;
+using static Qdrant.Client.Grpc.Conditions;
 
 namespace AspireTune.Retrieval.Index;
 
@@ -13,7 +15,8 @@ namespace AspireTune.Retrieval.Index;
 public sealed record QdrantConnection(Uri Endpoint, string? ApiKey)
 {
     /// <summary>
-    /// Accepts Aspire's form <c>Endpoint=http://host:6333;Key=secret</c> and a plain URL. Returns null for an empty value.
+    /// Accepts Aspire's form <c>Endpoint=http://host:6334;Key=secret</c> (Qdrant's gRPC port, as Aspire's Qdrant resource
+    /// yields it) and a plain URL. Returns null for an empty value.
     /// </summary>
     public static QdrantConnection? Parse(string? connectionString)
     {
@@ -34,96 +37,76 @@ public sealed record QdrantConnection(Uri Endpoint, string? ApiKey)
         }
         return endpoint is not null && Uri.TryCreate(endpoint, UriKind.Absolute, out var uri)
             ? new QdrantConnection(uri, string.IsNullOrEmpty(key) ? null : key)
-            : throw new InvalidOperationException("ConnectionStrings:vectordb must be a URL or 'Endpoint=http://host:6333;Key=...'. The value given has no valid Endpoint.");
+            : throw new InvalidOperationException("ConnectionStrings:vectordb must be a URL or 'Endpoint=http://host:6334;Key=...'. The value given has no valid Endpoint.");
     }
 }
 
 /// <summary>
-/// A thin adapter over Qdrant's REST API (Qdrant.Client is not served here): collections, batched upserts with
-/// <c>wait=true</c>, <c>points/query</c> with payload filters, delete and count, the <c>api-key</c> header.
-/// Transient failures are retried by a Polly pipeline and then surface as 503, never as a hang.
+/// Qdrant through its official client (Qdrant.Client, gRPC): collections with keyword indexes on the filter fields,
+/// batched upserts that wait for the write, <c>Query</c> with payload filters, delete and exact count, the API key.
+/// Transient failures (unavailable, deadline, resource exhausted) are retried by a Polly pipeline and then surface as
+/// 503, never as a hang.
 /// </summary>
 public sealed class QdrantVectorIndex : IVectorIndex, IDisposable
 {
-    private readonly HttpClient _http;
+    private readonly QdrantClient _client;
     private readonly QdrantOptions _options;
-    private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
+    private readonly ResiliencePipeline _pipeline;
     private readonly Uri _endpoint;
 
     public QdrantVectorIndex(QdrantConnection connection, IOptions<QdrantOptions> options)
     {
         _options = options.Value;
         _endpoint = connection.Endpoint;
-        _http = new HttpClient(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds) })
-        {
-            BaseAddress = new Uri(connection.Endpoint.ToString().TrimEnd('/') + "/"),
-            Timeout = Timeout.InfiniteTimeSpan, // the pipeline's per-attempt timeout governs
-        };
-        if (connection.ApiKey is { } key)
-            _http.DefaultRequestHeaders.Add("api-key", key);
-        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage>();
+        _client = new QdrantClient(connection.Endpoint, connection.ApiKey, TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds));
+        var pipeline = new ResiliencePipelineBuilder();
         if (_options.RetryCount > 0)
-            pipeline.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+            pipeline.AddRetry(new RetryStrategyOptions
             {
                 MaxRetryAttempts = _options.RetryCount,
                 Delay = TimeSpan.FromMilliseconds(_options.RetryDelayMs),
                 BackoffType = DelayBackoffType.Exponential,
-                ShouldHandle = new PredicateBuilder<HttpResponseMessage>()
-                    .Handle<HttpRequestException>()
-                    .Handle<TimeoutRejectedException>()
-                    .HandleResult(r => IsTransient(r.StatusCode)),
+                ShouldHandle = new PredicateBuilder().Handle<RpcException>(e => IsTransient(e.StatusCode)).Handle<TimeoutRejectedException>(),
             });
         _pipeline = pipeline.AddTimeout(TimeSpan.FromSeconds(_options.AttemptTimeoutSeconds)).Build();
     }
 
-    private static bool IsTransient(HttpStatusCode status) =>
-        status is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout or HttpStatusCode.TooManyRequests;
+    private static bool IsTransient(StatusCode status) =>
+        status is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.ResourceExhausted or StatusCode.Aborted;
 
     public string Kind => "qdrant";
 
     public async Task CreateCollectionAsync(string collection, int dimensions, VectorDistance distance, CancellationToken ct)
     {
-        using var existing = await SendAsync(HttpMethod.Get, $"collections/{Uri.EscapeDataString(collection)}", null, ct, allowNotFound: true);
-        if (existing.StatusCode != HttpStatusCode.NotFound)
+        if (await CallAsync("collection exists", t => _client.CollectionExistsAsync(collection, t), ct))
         {
-            var info = await ReadResultAsync(existing, ct);
-            var vectors = info?["config"]?["params"]?["vectors"];
-            var size = vectors?["size"]?.GetValue<int>();
-            if (size is { } s && s != dimensions)
+            var info = await CallAsync("get collection", t => _client.GetCollectionInfoAsync(collection, t), ct);
+            var size = info.Config?.Params?.VectorsConfig?.Params?.Size;
+            if (size is { } s && s != (ulong)dimensions)
                 throw new CollectionConflictException($"Qdrant already holds '{collection}' with {s} dimensions; {dimensions} were asked for.");
             return;
         }
-        var body = new JsonObject
-        {
-            ["vectors"] = new JsonObject { ["size"] = dimensions, ["distance"] = distance.ToString() },
-        };
-        using var created = await SendAsync(HttpMethod.Put, $"collections/{Uri.EscapeDataString(collection)}", body, ct);
+        var parameters = new VectorParams { Size = (ulong)dimensions, Distance = distance switch { VectorDistance.Dot => Distance.Dot, VectorDistance.Euclid => Distance.Euclid, _ => Distance.Cosine } };
+        await CallAsync("create collection", t => _client.CreateCollectionAsync(collection, parameters, cancellationToken: t), ct);
         // Filters on labels and metadata are exact matches: keyword indexes keep them fast on large collections.
         foreach (var field in new[] { "label", "document_id" })
-        {
-            var index = new JsonObject { ["field_name"] = field, ["field_schema"] = "keyword" };
-            using var _ = await SendAsync(HttpMethod.Put, $"collections/{Uri.EscapeDataString(collection)}/index?wait=true", index, ct);
-        }
+            await CallAsync("create payload index", t => _client.CreatePayloadIndexAsync(collection, field, PayloadSchemaType.Keyword, wait: true, cancellationToken: t), ct);
     }
 
-    public async Task DeleteCollectionAsync(string collection, CancellationToken ct)
-    {
-        using var _ = await SendAsync(HttpMethod.Delete, $"collections/{Uri.EscapeDataString(collection)}", null, ct, allowNotFound: true);
-    }
+    public Task DeleteCollectionAsync(string collection, CancellationToken ct) =>
+        CallAsync("delete collection", async t =>
+        {
+            if (await _client.CollectionExistsAsync(collection, t))
+                await _client.DeleteCollectionAsync(collection, cancellationToken: t);
+            return true;
+        }, ct);
 
     public async Task UpsertAsync(string collection, IReadOnlyList<IndexPoint> points, CancellationToken ct)
     {
         foreach (var batch in points.Chunk(_options.UpsertBatchSize))
         {
-            var array = new JsonArray();
-            foreach (var point in batch)
-                array.Add(new JsonObject
-                {
-                    ["id"] = point.Id,
-                    ["vector"] = JsonSerializer.SerializeToNode(point.Vector.ToArray()),
-                    ["payload"] = ToPayload(point.Payload),
-                });
-            using var _ = await SendAsync(HttpMethod.Put, $"collections/{Uri.EscapeDataString(collection)}/points?wait=true", new JsonObject { ["points"] = array }, ct);
+            var structs = batch.Select(ToPoint).ToList();
+            await CallAsync("upsert", t => _client.UpsertAsync(collection, structs, wait: true, cancellationToken: t), ct, collection);
         }
     }
 
@@ -131,133 +114,130 @@ public sealed class QdrantVectorIndex : IVectorIndex, IDisposable
     {
         foreach (var batch in ids.Chunk(_options.UpsertBatchSize))
         {
-            var body = new JsonObject { ["points"] = new JsonArray(batch.Select(id => (JsonNode)JsonValue.Create(id)!).ToArray()) };
-            using var _ = await SendAsync(HttpMethod.Post, $"collections/{Uri.EscapeDataString(collection)}/points/delete?wait=true", body, ct);
+            var guids = batch.Select(Guid.Parse).ToList();
+            await CallAsync("delete points", t => _client.DeleteAsync(collection, guids, wait: true, cancellationToken: t), ct, collection);
         }
     }
 
     public async Task<IReadOnlyList<IndexHit>> QueryAsync(string collection, ReadOnlyMemory<float> vector, int k, IReadOnlyDictionary<string, string>? filter, bool withVectors, CancellationToken ct)
     {
-        var body = new JsonObject
-        {
-            ["query"] = JsonSerializer.SerializeToNode(vector.ToArray()),
-            ["limit"] = k,
-            ["with_payload"] = true,
-            ["with_vector"] = withVectors,
-        };
-        if (ToFilter(filter) is { } f)
-            body["filter"] = f;
-        using var response = await SendAsync(HttpMethod.Post, $"collections/{Uri.EscapeDataString(collection)}/points/query", body, ct);
-        var result = await ReadResultAsync(response, ct);
-        var hits = new List<IndexHit>();
-        foreach (var point in result?["points"]?.AsArray() ?? [])
-        {
-            var payload = point!["payload"] ?? new JsonObject();
-            hits.Add(new IndexHit(
-                point["id"]!.ToString(),
-                point["score"]!.GetValue<float>(),
-                FromPayload(payload),
-                withVectors && point["vector"] is JsonArray v ? v.Select(x => x!.GetValue<float>()).ToArray() : null));
-        }
-        return hits;
+        var query = vector.ToArray();
+        var points = await CallAsync("query", t => _client.QueryAsync(collection, query, filter: ToFilter(filter), limit: (ulong)k,
+            payloadSelector: true, vectorsSelector: withVectors, cancellationToken: t), ct, collection);
+        return points.Select(p => new IndexHit(
+            p.Id.HasUuid ? p.Id.Uuid : p.Id.Num.ToString(CultureInfo.InvariantCulture),
+            p.Score,
+            FromPayload(p.Payload),
+            withVectors ? DenseVector(p.Vectors) : null)).ToList();
     }
 
-    public async Task<long> CountAsync(string collection, CancellationToken ct)
-    {
-        using var response = await SendAsync(HttpMethod.Post, $"collections/{Uri.EscapeDataString(collection)}/points/count", new JsonObject { ["exact"] = true }, ct);
-        var result = await ReadResultAsync(response, ct);
-        return result?["count"]?.GetValue<long>() ?? 0;
-    }
+    public async Task<long> CountAsync(string collection, CancellationToken ct) =>
+        (long)await CallAsync("count", t => _client.CountAsync(collection, exact: true, cancellationToken: t), ct, collection);
 
     /// <summary>Equality on <c>label</c> or <c>metadata.&lt;field&gt;</c>; a value that reads as a number or boolean also matches that type.</summary>
-    internal static JsonObject? ToFilter(IReadOnlyDictionary<string, string>? filter)
+    internal static Filter? ToFilter(IReadOnlyDictionary<string, string>? filter)
     {
         if (filter is not { Count: > 0 })
             return null;
-        var must = new JsonArray();
+        var must = new Filter();
         foreach (var (field, value) in filter)
         {
             var key = field == FilterFields.Label ? "label" : $"metadata.{field}";
-            var alternatives = new List<JsonNode> { JsonValue.Create(value)! };
-            if (long.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var number))
-                alternatives.Add(JsonValue.Create(number)!);
+            var alternatives = new List<Condition> { MatchKeyword(key, value) };
+            if (long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var number))
+                alternatives.Add(Match(key, number));
             if (bool.TryParse(value, out var flag))
-                alternatives.Add(JsonValue.Create(flag)!);
+                alternatives.Add(Match(key, flag));
             if (alternatives.Count == 1)
-                must.Add(new JsonObject { ["key"] = key, ["match"] = new JsonObject { ["value"] = alternatives[0] } });
+                must.Must.Add(alternatives[0]);
             else
-                must.Add(new JsonObject
-                {
-                    ["should"] = new JsonArray(alternatives.Select(a => (JsonNode)new JsonObject { ["key"] = key, ["match"] = new JsonObject { ["value"] = a } }).ToArray()),
-                });
-        }
-        return new JsonObject { ["must"] = must };
-    }
-
-    private static JsonObject ToPayload(PointPayload payload) => new()
-    {
-        ["text"] = payload.Text,
-        ["label"] = payload.Label,
-        ["document_id"] = payload.DocumentId,
-        ["metadata"] = JsonSerializer.SerializeToNode(payload.Metadata),
-    };
-
-    private static PointPayload FromPayload(JsonNode payload) => new()
-    {
-        Text = payload["text"]?.GetValue<string>() ?? "",
-        Label = payload["label"]?.GetValue<string>(),
-        DocumentId = payload["document_id"]?.GetValue<string>() ?? "",
-        Metadata = payload["metadata"] is JsonObject m ? m.Deserialize<Dictionary<string, JsonElement>>() ?? [] : [],
-    };
-
-    private static async Task<JsonNode?> ReadResultAsync(HttpResponseMessage response, CancellationToken ct)
-    {
-        var body = await response.Content.ReadFromJsonAsync<JsonNode>(ct);
-        return body?["result"];
-    }
-
-    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct, bool allowNotFound = false)
-    {
-        HttpResponseMessage response;
-        try
-        {
-            response = await _pipeline.ExecuteAsync(async token =>
             {
-                using var request = new HttpRequestMessage(method, path);
-                if (body is not null)
-                    request.Content = JsonContent.Create(body);
-                return await _http.SendAsync(request, token);
-            }, ct);
+                var any = new Filter();
+                any.Should.AddRange(alternatives);
+                must.Must.Add(new Condition { Filter = any });
+            }
         }
-        catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException)
-        {
-            throw new DependencyUnavailableException($"Qdrant at {_endpoint} did not answer {method} /{path.Split('?')[0]} after {_options.RetryCount} retries: {e.Message}", e);
-        }
-        if (response.IsSuccessStatusCode || (allowNotFound && response.StatusCode == HttpStatusCode.NotFound))
-            return response;
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(ct);
-            var error = TryReadError(text) ?? text;
-            if (IsTransient(response.StatusCode))
-                throw new DependencyUnavailableException($"Qdrant at {_endpoint} answered {(int)response.StatusCode} to {method} /{path.Split('?')[0]} after {_options.RetryCount} retries: {error}");
-            if (response.StatusCode == HttpStatusCode.NotFound)
-                throw new CollectionNotFoundException(path.Split('/')[1]);
-            throw new DependencyFailedException($"Qdrant answered {(int)response.StatusCode} to {method} /{path.Split('?')[0]}: {error}");
-        }
+        return must;
     }
 
-    private static string? TryReadError(string text)
+    internal static PointStruct ToPoint(IndexPoint point)
+    {
+        var structure = new PointStruct { Id = Guid.Parse(point.Id), Vectors = point.Vector.ToArray() };
+        structure.Payload["text"] = point.Payload.Text;
+        structure.Payload["label"] = point.Payload.Label is { } label ? label : new Value { NullValue = NullValue.NullValue };
+        structure.Payload["document_id"] = point.Payload.DocumentId;
+        var metadata = new Struct();
+        foreach (var (name, value) in point.Payload.Metadata)
+            metadata.Fields[name] = ToValue(value);
+        structure.Payload["metadata"] = new Value { StructValue = metadata };
+        return structure;
+    }
+
+    internal static PointPayload FromPayload(IDictionary<string, Value> payload) => new()
+    {
+        Text = payload.TryGetValue("text", out var text) ? text.StringValue : "",
+        Label = payload.TryGetValue("label", out var label) && label.KindCase == Value.KindOneofCase.StringValue ? label.StringValue : null,
+        DocumentId = payload.TryGetValue("document_id", out var document) ? document.StringValue : "",
+        Metadata = payload.TryGetValue("metadata", out var metadata) && metadata.KindCase == Value.KindOneofCase.StructValue
+            ? metadata.StructValue.Fields.ToDictionary(f => f.Key, f => FromValue(f.Value))
+            : [],
+    };
+
+    /// <summary>JSON metadata as Qdrant payload values (numbers integral when they are), so filters match them by type.</summary>
+    private static Value ToValue(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.String => element.GetString()!,
+        JsonValueKind.Number when element.TryGetInt64(out var integer) => integer,
+        JsonValueKind.Number => element.GetDouble(),
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        JsonValueKind.Array => new Value { ListValue = new ListValue { Values = { element.EnumerateArray().Select(ToValue) } } },
+        JsonValueKind.Object => new Value { StructValue = new Struct { Fields = { element.EnumerateObject().ToDictionary(p => p.Name, p => ToValue(p.Value)) } } },
+        _ => new Value { NullValue = NullValue.NullValue },
+    };
+
+    private static JsonElement FromValue(Value value) => JsonSerializer.SerializeToElement<object?>(Plain(value));
+
+    private static object? Plain(Value value) => value.KindCase switch
+    {
+        Value.KindOneofCase.StringValue => value.StringValue,
+        Value.KindOneofCase.IntegerValue => value.IntegerValue,
+        Value.KindOneofCase.DoubleValue => value.DoubleValue,
+        Value.KindOneofCase.BoolValue => value.BoolValue,
+        Value.KindOneofCase.ListValue => value.ListValue.Values.Select(Plain).ToList(),
+        Value.KindOneofCase.StructValue => value.StructValue.Fields.ToDictionary(f => f.Key, f => Plain(f.Value)),
+        _ => null,
+    };
+
+    private static float[]? DenseVector(VectorsOutput? vectors) =>
+        vectors?.Vector?.Dense?.Data.ToArray();
+
+    private async Task<T> CallAsync<T>(string operation, Func<CancellationToken, Task<T>> call, CancellationToken ct, string? collection = null)
     {
         try
         {
-            return JsonNode.Parse(text)?["status"]?["error"]?.GetValue<string>();
+            return await _pipeline.ExecuteAsync(async token => await call(token), ct);
         }
-        catch (JsonException)
+        catch (RpcException e) when (IsTransient(e.StatusCode))
         {
-            return null; // not Qdrant's JSON error shape: the raw text is reported instead
+            throw new DependencyUnavailableException($"Qdrant at {_endpoint} did not answer '{operation}' after {_options.RetryCount} retries: {e.Status.Detail}", e);
+        }
+        catch (TimeoutRejectedException e)
+        {
+            throw new DependencyUnavailableException($"Qdrant at {_endpoint} did not answer '{operation}' within {_options.AttemptTimeoutSeconds} s, {_options.RetryCount} retries: {e.Message}", e);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound && collection is not null)
+        {
+            throw new CollectionNotFoundException(collection);
+        }
+        catch (RpcException e)
+        {
+            throw new DependencyFailedException($"Qdrant answered {e.StatusCode} to '{operation}': {e.Status.Detail}");
         }
     }
 
-    public void Dispose() => _http.Dispose();
+    private Task CallAsync(string operation, Func<CancellationToken, Task> call, CancellationToken ct, string? collection = null) =>
+        CallAsync(operation, async t => { await call(t); return true; }, ct, collection);
+
+    public void Dispose() => _client.Dispose();
 }

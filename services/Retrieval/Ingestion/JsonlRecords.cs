@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AspireTune.Contracts.Datasets;
 
 namespace AspireTune.Retrieval.Ingestion;
 
@@ -36,21 +37,14 @@ internal static class JsonlRecords
         }
     }
 
-    /// <summary>Reads a dataset artifact's lines (<c>input</c>, <c>expected</c>, <c>metadata</c>) as labelled examples.</summary>
-    public static List<PendingDocument> ParseDataset(string sourceId, string content)
+    /// <summary>Reads a dataset artifact's lines (<c>input</c>, <c>expected</c>, <c>metadata</c>) as labelled examples; the first bad line is refused.</summary>
+    public static List<PendingDocument> ParseDataset(string sourceId, ReadOnlySpan<byte> content)
     {
-        var examples = new List<PendingDocument>();
-        foreach (var (lineNumber, record) in Records(sourceId, content))
-        {
-            if (!record.TryGetProperty("input", out var input))
-                throw new RetrievalValidationException($"{sourceId} line {lineNumber}", $"Dataset '{sourceId}' line {lineNumber} has no 'input'.");
-            var expected = record.TryGetProperty("expected", out var e) ? AsLabel(e) : null;
-            Dictionary<string, JsonElement>? metadata = null;
-            if (record.TryGetProperty("metadata", out var m) && m.ValueKind == JsonValueKind.Object)
-                metadata = m.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone());
-            examples.Add(RetrievalService.ExampleDocument(RequireString(sourceId, lineNumber, "input", input), expected, metadata));
-        }
-        return examples;
+        var read = LabelledJsonl.Read(content);
+        if (read.Errors.FirstOrDefault() is { } error)
+            throw new RetrievalValidationException($"{sourceId} line {error.Line}", $"Dataset '{sourceId}' {error}.");
+        return read.Examples.Select(e => RetrievalService.ExampleDocument(e.Example.Input, e.Example.Expected,
+            e.Example.Metadata?.ToDictionary(StringComparer.Ordinal))).ToList();
     }
 
     /// <summary>Each non-blank line as a JSON object, with its 1-based line number for error messages.</summary>

@@ -48,6 +48,28 @@ public sealed class TrainingTests
     }
 
     [Fact]
+    public void Train_PackedExamples_ImprovesValidationMetricsInFewerRows()
+    {
+        using var model = EngineFixtures.TinyGpt2();
+        var options = new SftOptions
+        {
+            Epochs = 5, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 3, EvalEverySteps = 8, EarlyStoppingPatience = 0,
+            CheckpointEverySteps = 0, ExactMatchExamples = 0, Dropout = 0.0, Seed = 5, Packing = true, MaxSequenceLength = 128,
+        };
+        var trainer = new SftTrainer(model, options);
+        var validation = Reviews(16, seed: 2);
+        var before = trainer.Evaluate(validation);
+
+        var result = trainer.Train(Reviews(96, seed: 1), validation, EngineFixtures.TempDirectory(),
+            cancellationToken: TestContext.Current.CancellationToken);
+
+        // 96 reviews of about 30 byte tokens fill about 22 rows of 128: 6 steps an epoch at 4 rows a step, not 24.
+        result.Steps.Should().BeLessThanOrEqualTo(5 * 8);
+        result.Best!.ValidationLoss.Should().BeLessThan(before.ValidationLoss * 0.5);
+        result.Best.MeanTokenAccuracy.Should().BeGreaterThan(before.MeanTokenAccuracy + 0.3);
+    }
+
+    [Fact]
     public void Train_ValidationStopsImproving_StopsEarlyAndRestoresBestStep()
     {
         using var model = EngineFixtures.TinyGpt2(seed: 3);

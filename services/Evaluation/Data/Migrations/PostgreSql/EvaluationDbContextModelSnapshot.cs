@@ -279,6 +279,9 @@ namespace AspireTune.Evaluation.Data.Migrations.PostgreSql
                     b.Property<int>("TotalCalls")
                         .HasColumnType("integer");
 
+                    b.Property<string>("TraceParent")
+                        .HasColumnType("text");
+
                     b.HasKey("Id");
 
                     b.HasIndex("Status");

@@ -272,6 +272,9 @@ namespace AspireTune.Evaluation.Data.Migrations.Sqlite
                     b.Property<int>("TotalCalls")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("TraceParent")
+                        .HasColumnType("TEXT");
+
                     b.HasKey("Id");
 
                     b.HasIndex("Status");

@@ -120,6 +120,9 @@ namespace AspireTune.FineTuning.Data.Migrations.PostgreSql
                         .IsConcurrencyToken()
                         .HasColumnType("text");
 
+                    b.Property<string>("MetadataJson")
+                        .HasColumnType("text");
+
                     b.Property<string>("QualityReportJson")
                         .HasColumnType("text");
 
@@ -154,6 +157,9 @@ namespace AspireTune.FineTuning.Data.Migrations.PostgreSql
 
                     b.Property<int>("TotalSteps")
                         .HasColumnType("integer");
+
+                    b.Property<string>("TraceParent")
+                        .HasColumnType("text");
 
                     b.Property<long>("TrainedTokens")
                         .HasColumnType("bigint");

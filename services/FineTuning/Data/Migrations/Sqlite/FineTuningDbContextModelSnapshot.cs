@@ -115,6 +115,9 @@ namespace AspireTune.FineTuning.Data.Migrations.Sqlite
                         .IsConcurrencyToken()
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("MetadataJson")
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("QualityReportJson")
                         .HasColumnType("TEXT");
 
@@ -149,6 +152,9 @@ namespace AspireTune.FineTuning.Data.Migrations.Sqlite
 
                     b.Property<int>("TotalSteps")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("TraceParent")
+                        .HasColumnType("TEXT");
 
                     b.Property<long>("TrainedTokens")
                         .HasColumnType("INTEGER");

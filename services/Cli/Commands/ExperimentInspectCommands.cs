@@ -1,0 +1,158 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using AspireTune.Cli.Infrastructure;
+using AspireTune.Contracts.Common;
+using AspireTune.Comparison.Apis;
+using AspireTune.Contracts.Comparison;
+using Spectre.Console;
+
+namespace AspireTune.Cli.Commands;
+
+/// <summary><c>aspiretune experiment list|show|report|cancel</c>: reading and stopping experiments.</summary>
+public static class ExperimentInspectCommands
+{
+    private const string Experiments = "api/experiments";
+
+    public static void AddTo(Command experiment, CliIo io, ConnectionOptions connection)
+    {
+        experiment.Subcommands.Add(List(io, connection));
+        experiment.Subcommands.Add(Show(io, connection));
+        experiment.Subcommands.Add(Report(io, connection));
+        experiment.Subcommands.Add(Cancel(io, connection));
+    }
+
+    private static Command List(CliIo io, ConnectionOptions connection)
+    {
+        var page = new Option<int>("--page") { Description = "Page number (1-based).", DefaultValueFactory = _ => 1 };
+        var size = new Option<int>("--page-size") { Description = "Experiments per page (1-200).", DefaultValueFactory = _ => 20 };
+        var command = new Command("list", "List experiments, newest first.") { page, size };
+        command.SetServiceAction(io, connection, async (c, parse, ct) =>
+        {
+            var found = await c.GetAsync<Page<ExperimentSummary>>($"{Experiments}?page={parse.GetValue(page)}&pageSize={parse.GetValue(size)}", ct);
+            if (parse.GetValue(connection.Json))
+            {
+                io.WriteJson(found);
+                return ExitCodes.Ok;
+            }
+            var table = CliIo.Table("id", "name", "status", "step", "winner", "created (UTC)");
+            foreach (var e in found.Items)
+                table.AddRow(e.Id.ToString(), Markup.Escape(e.Name), e.Status, e.Step, Markup.Escape(e.Winner ?? ""), EvaluationCommand.Time(e.CreatedAt));
+            io.Write(table);
+            io.Out.MarkupLineInterpolated($"[grey]page {found.PageNumber}, {found.Items.Count} of {found.Total}[/]");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Show(CliIo io, ConnectionOptions connection)
+    {
+        var id = new Argument<Guid>("id") { Description = "Experiment id." };
+        var command = new Command("show", "Show an experiment: status, candidates, decision and its log.") { id };
+        command.SetServiceAction(io, connection, async (c, parse, ct) =>
+        {
+            var e = await c.GetAsync<ExperimentView>($"{Experiments}/{parse.GetValue(id)}", ct);
+            if (parse.GetValue(connection.Json))
+            {
+                io.WriteJson(e);
+                return ExitCodes.Ok;
+            }
+            io.Out.MarkupLineInterpolated($"Experiment [bold]{e.Name}[/] ({e.Id}): {e.Status}, step {e.Step}");
+            var candidates = CliIo.Table("candidate", "kind", "status", "model endpoint", "error");
+            foreach (var k in e.Candidates)
+                candidates.AddRow(Markup.Escape(k.Name), k.Kind.ToString(), k.Status, Markup.Escape(k.ModelEndpoint ?? ""), Markup.Escape(k.Error ?? ""));
+            io.Write(candidates);
+            if (e.Winner is not null)
+                io.Out.MarkupLineInterpolated($"[green bold]Decision: {e.Winner}[/] {e.Decision}");
+            if (e.Error is not null)
+                io.Out.MarkupLineInterpolated($"[red]{e.Error}[/]");
+            foreach (var line in e.Log.TakeLast(20))
+                io.Out.MarkupLineInterpolated($"[grey]{line.At.UtcDateTime.ToString("HH:mm:ss", CultureInfo.InvariantCulture)}[/] [blue]{line.Step,-11}[/] {line.Message}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Report(CliIo io, ConnectionOptions connection)
+    {
+        var id = new Argument<Guid>("id") { Description = "Experiment id." };
+        var output = new Option<DirectoryInfo?>("--output", "-o") { Description = "Folder for <id>.html and <id>.json (default: the data folder's reports/, or ./reports with --url)." };
+        var open = new Option<bool>("--open") { Description = "Open the HTML report in the browser (xdg-open / open)." };
+        var command = new Command("report", "Download the decision report (HTML with charts, and JSON); with --json print the JSON.") { id, output, open };
+        command.SetServiceAction(io, connection, async (c, parse, ct) =>
+        {
+            var (report, html) = await DownloadReportAsync(c, parse.GetValue(id), parse.GetValue(output)?.FullName, ct);
+            if (parse.GetValue(connection.Json))
+                io.WriteJson(report);
+            else
+            {
+                io.Write(ReportTable(report));
+                io.Out.MarkupLineInterpolated($"[green bold]Decision: {report.Winner}[/]");
+                io.Out.WriteLine(report.Decision);
+                io.Out.MarkupLineInterpolated($"Report: [link]{html}[/] (and {Path.ChangeExtension(html, ".json")})");
+            }
+            if (parse.GetValue(open))
+                OpenInBrowser(io, html);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>Writes the report as <c>ID.html</c> and <c>ID.json</c> into the folder (default: the data folder's reports/).</summary>
+    internal static async Task<(ExperimentReport Report, string Html)> DownloadReportAsync(ServiceConnection c, Guid id, string? folder, CancellationToken ct)
+    {
+        folder ??= c.LocalFolder("reports");
+        Directory.CreateDirectory(folder);
+        var html = Path.Combine(folder, $"{id}.html");
+        using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{id}/report"), ct))
+            await File.WriteAllBytesAsync(html, await response.Content.ReadAsByteArrayAsync(ct), ct);
+        using (var response = await c.SendRawAsync(new HttpRequestMessage(HttpMethod.Get, $"{Experiments}/{id}/report.json"), ct))
+        {
+            var bytes = await response.Content.ReadAsByteArrayAsync(ct);
+            await File.WriteAllBytesAsync(Path.ChangeExtension(html, ".json"), bytes, ct);
+            return (JsonSerializer.Deserialize<ExperimentReport>(bytes, ContractJson.Options) ?? throw new CliException($"The report of {id} is empty."), html);
+        }
+    }
+
+    /// <summary>Every candidate: accuracy with its interval, macro-F1, p95 latency, cost per 1k requests, Pareto front.</summary>
+    internal static Table ReportTable(ExperimentReport report)
+    {
+        var table = CliIo.Table("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
+        static string N(double value, string format, double scale = 1) => double.IsFinite(value) ? (value * scale).ToString(format, CultureInfo.InvariantCulture) : "n/a";
+        foreach (var c in report.Candidates)
+            table.AddRow(Markup.Escape(c.Name), N(c.Accuracy, "P1"), $"{N(c.AccuracyLower, "P1")}-{N(c.AccuracyUpper, "P1")}", N(c.MacroF1, "0.000"),
+                N(c.LatencyP95, "0.0", 1000), N(c.CostPer1k, "0.####"), c.OnParetoFront ? "yes" : "");
+        return table;
+    }
+
+    private static Command Cancel(CliIo io, ConnectionOptions connection)
+    {
+        var id = new Argument<Guid>("id") { Description = "Experiment id." };
+        var command = new Command("cancel", "Cancel a queued or running experiment.") { id };
+        command.SetServiceAction(io, connection, async (c, parse, ct) =>
+        {
+            var e = await c.PostAsync<object?, ExperimentSummary>($"{Experiments}/{parse.GetValue(id)}/cancel", null, ct);
+            if (parse.GetValue(connection.Json))
+                io.WriteJson(e);
+            else
+                io.Out.MarkupLineInterpolated($"Experiment [bold]{e.Name}[/] ({e.Id}): {e.Status}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>Hands a file to the desktop's opener; on a machine without one says where the file is instead.</summary>
+    internal static void OpenInBrowser(CliIo io, string path)
+    {
+        var opener = OperatingSystem.IsMacOS() ? "open" : OperatingSystem.IsWindows() ? "explorer" : "xdg-open";
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo(opener, path) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true });
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            io.Err.MarkupLineInterpolated($"[yellow]No '{opener}' here to open {path}; open it yourself.[/]");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+using System.Text.Json.Serialization;
+using AspireTune.Contracts.Common;
+using AspireTune.Contracts.Datasets;
+
+namespace AspireTune.Contracts.Comparison;
+
+// The Comparison service's HTTP shapes that clients (the CLI, other teams) call. Members the service validates
+// itself are optional in the request, so a missing one is answered with a ProblemDetails naming it.
+
+/// <summary><c>POST /api/experiments</c>: start an experiment on a dataset given inline (JSONL text) or as a path inside the data folder.</summary>
+public sealed record CreateExperimentRequest
+{
+    /// <summary>Human-readable name (1-200 characters).</summary>
+    public string? Name { get; init; }
+
+    /// <summary>The labelled dataset as JSONL text: one <c>{"input", "expected", "metadata"?}</c> per line.</summary>
+    public string? Dataset { get; init; }
+
+    /// <summary>Or: a JSONL file inside the data folder, absolute or relative to it.</summary>
+    public string? DatasetPath { get; init; }
+
+    /// <summary>Candidate kinds: any of <c>prompted</c>, <c>retrieval</c>, <c>fine-tuned</c>, <c>knn</c> (<see cref="CandidateKinds"/>). Default all four.</summary>
+    public IReadOnlyList<string>? Candidates { get; init; }
+
+    /// <summary>Evaluation model endpoint ids to prompt; default: the base model served by AspireTune itself.</summary>
+    public IReadOnlyList<string>? ModelEndpoints { get; init; }
+
+    /// <summary>Base model to fine-tune (registry id). Default <c>Comparison:DefaultBaseModel</c>.</summary>
+    public string? BaseModel { get; init; }
+
+    /// <summary>Held-out share for the final comparison, in (0, 0.5]. Default 0.2.</summary>
+    public double? TestFraction { get; init; }
+
+    /// <summary>Seed for splits. Default 42.</summary>
+    public int? Seed { get; init; }
+}
+
+/// <summary>The answer to <c>POST /api/experiments</c> (202).</summary>
+public sealed record ExperimentAccepted
+{
+    /// <summary>Experiment id; the correlation id of its events.</summary>
+    public required Guid Id { get; init; }
+
+    /// <summary>The experiment's name.</summary>
+    public required string Name { get; init; }
+
+    /// <summary><c>queued</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>Where to follow it: <c>/api/experiments/{id}</c>.</summary>
+    public required string Location { get; init; }
+}
+
+/// <summary><c>GET /api/experiments/{id}</c>: an experiment, its candidates and its log.</summary>
+public sealed record ExperimentView
+{
+    /// <summary>Experiment id.</summary>
+    public required Guid Id { get; init; }
+
+    /// <summary>The experiment's name.</summary>
+    public required string Name { get; init; }
+
+    /// <summary><c>queued</c>, <c>running</c>, <c>succeeded</c>, <c>failed</c> or <c>cancelled</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>The workflow step it is at: <c>curation</c>, <c>candidates</c>, <c>done</c>, ...</summary>
+    public required string Step { get; init; }
+
+    /// <summary>When it was created.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When it last changed.</summary>
+    public required DateTimeOffset UpdatedAt { get; init; }
+
+    /// <summary>When it finished; null while it runs.</summary>
+    public DateTimeOffset? CompletedAt { get; init; }
+
+    /// <summary>SHA-256 of the dataset as received.</summary>
+    public string? DatasetSha256 { get; init; }
+
+    /// <summary>What curation did; null before curation.</summary>
+    public CurationReport? Curation { get; init; }
+
+    /// <summary>The candidates, by name.</summary>
+    public required IReadOnlyList<CandidateView> Candidates { get; init; }
+
+    /// <summary>The winning candidate's name, when decided.</summary>
+    public string? Winner { get; init; }
+
+    /// <summary>The written decision, when decided.</summary>
+    public string? Decision { get; init; }
+
+    /// <summary>Why it failed.</summary>
+    public string? Error { get; init; }
+
+    /// <summary>The HTML report's URL (<c>/api/experiments/{id}/report</c>; JSON at <c>report.json</c>), when written.</summary>
+    public string? ReportUrl { get; init; }
+
+    /// <summary>What happened, in order.</summary>
+    public required IReadOnlyList<LogView> Log { get; init; }
+}
+
+/// <summary>One candidate of an experiment.</summary>
+public sealed record CandidateView
+{
+    /// <summary>The candidate's name (<see cref="CandidateName"/>: <c>kind:target</c>).</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Its kind.</summary>
+    public required CandidateKind Kind { get; init; }
+
+    /// <summary><c>pending</c>, <c>tuning</c>, <c>evaluating</c>, <c>succeeded</c> or <c>failed</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>The Evaluation endpoint id it is run on, when it is a model.</summary>
+    public string? ModelEndpoint { get; init; }
+
+    /// <summary>Prompt versions tried, then kept (<c>name@version</c>, comma-separated).</summary>
+    public string? Prompts { get; init; }
+
+    /// <summary>Why it failed.</summary>
+    public string? Error { get; init; }
+}
+
+/// <summary>One line of an experiment's log.</summary>
+public sealed record LogView
+{
+    /// <summary>When.</summary>
+    public required DateTimeOffset At { get; init; }
+
+    /// <summary>The workflow step.</summary>
+    public required string Step { get; init; }
+
+    /// <summary>What happened.</summary>
+    public required string Message { get; init; }
+}
+
+/// <summary>What curation did to a dataset, stored with the experiment and shown in the report.</summary>
+public sealed record CurationReport
+{
+    /// <summary>Non-blank lines received.</summary>
+    public required int Received { get; init; }
+
+    /// <summary>Lines that were not examples.</summary>
+    public required int FormatErrors { get; init; }
+
+    /// <summary>The first of those lines (at most 50), with why.</summary>
+    public required IReadOnlyList<DatasetError> Errors { get; init; }
+
+    /// <summary>Exact copies (after normalisation) removed.</summary>
+    public required int ExactDuplicatesRemoved { get; init; }
+
+    /// <summary>Near duplicates removed.</summary>
+    public required int NearDuplicatesRemoved { get; init; }
+
+    /// <summary>Jaccard similarity on word 3-shingles from which two inputs count as near duplicates.</summary>
+    public required double NearDuplicateThreshold { get; init; }
+
+    /// <summary>Inputs that appeared with different labels; all their copies are dropped (the label is unknowable).</summary>
+    public required int ConflictingLabelsRemoved { get; init; }
+
+    /// <summary>Examples kept.</summary>
+    public required int Kept { get; init; }
+
+    /// <summary>Kept examples per label.</summary>
+    public required IReadOnlyDictionary<string, int> LabelCounts { get; init; }
+
+    /// <summary>Largest label count over smallest; above 3 the report warns that accuracy flatters the majority label.</summary>
+    public required double ImbalanceRatio { get; init; }
+
+    /// <summary>Training examples.</summary>
+    public required int Train { get; init; }
+
+    /// <summary>Validation examples (prompt selection, early stopping).</summary>
+    public required int Validation { get; init; }
+
+    /// <summary>Held-out test examples every candidate is compared on.</summary>
+    public required int Test { get; init; }
+
+    /// <summary>Near-duplicate pairs found across splits after splitting (leakage); zero unless the threshold is raised.</summary>
+    public required int CrossSplitNearDuplicates { get; init; }
+
+    /// <summary>What to keep in mind when reading the results.</summary>
+    public required IReadOnlyList<string> Warnings { get; init; }
+}
+
+/// <summary><c>GET /api/experiments/{id}/report.json</c>: the decision report's facts. Undefined statistics are null.</summary>
+public sealed record ExperimentReport
+{
+    /// <summary>The experiment's name.</summary>
+    public required string Experiment { get; init; }
+
+    /// <summary>What curation did.</summary>
+    public required CurationReport Curation { get; init; }
+
+    /// <summary>The winning candidate's name.</summary>
+    public required string Winner { get; init; }
+
+    /// <summary>The written decision.</summary>
+    public required string Decision { get; init; }
+
+    /// <summary>Every candidate that produced results.</summary>
+    public required IReadOnlyList<CandidateSummary> Candidates { get; init; }
+
+    /// <summary>Paired tests against the most accurate candidate.</summary>
+    public required IReadOnlyList<PairwiseTest> Pairwise { get; init; }
+}
+
+/// <summary>One candidate's results on the test split. Latencies are in seconds.</summary>
+public sealed record CandidateSummary
+{
+    /// <summary>The candidate's name.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Its kind.</summary>
+    public required CandidateKind Kind { get; init; }
+
+    /// <summary>Test items answered or attempted.</summary>
+    public required int Items { get; init; }
+
+    /// <summary>Items whose call failed.</summary>
+    public required int Errors { get; init; }
+
+    /// <summary>Share of items answered right.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double Accuracy { get; init; }
+
+    /// <summary>95% bootstrap interval of the accuracy, lower end.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double AccuracyLower { get; init; }
+
+    /// <summary>95% bootstrap interval of the accuracy, upper end.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double AccuracyUpper { get; init; }
+
+    /// <summary>Macro-averaged F1 over the labels.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double MacroF1 { get; init; }
+
+    /// <summary>Median latency per request (s); null without a successful call.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double LatencyP50 { get; init; }
+
+    /// <summary>95th percentile latency (s).</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double LatencyP95 { get; init; }
+
+    /// <summary>99th percentile latency (s).</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double LatencyP99 { get; init; }
+
+    /// <summary>Mean cost of one request times 1,000, in USD.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double CostPer1k { get; init; }
+
+    /// <summary>Whether no other candidate is at least as accurate, as fast and as cheap.</summary>
+    public required bool OnParetoFront { get; init; }
+}
+
+/// <summary>A paired comparison of two candidates on the items both answered.</summary>
+public sealed record PairwiseTest
+{
+    /// <summary>The first candidate (the most accurate).</summary>
+    public required string A { get; init; }
+
+    /// <summary>The other candidate.</summary>
+    public required string B { get; init; }
+
+    /// <summary>Accuracy of A minus accuracy of B, on the items both answered.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double Difference { get; init; }
+
+    /// <summary>95% bootstrap interval of the difference, lower end.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double DifferenceLower { get; init; }
+
+    /// <summary>95% bootstrap interval of the difference, upper end.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double DifferenceUpper { get; init; }
+
+    /// <summary>Items only A answered right.</summary>
+    public required int AOnlyCorrect { get; init; }
+
+    /// <summary>Items only B answered right.</summary>
+    public required int BOnlyCorrect { get; init; }
+
+    /// <summary>Exact McNemar p-value of the discordant pairs.</summary>
+    [JsonConverter(typeof(FiniteOrNullConverter))]
+    public required double McNemarP { get; init; }
+
+    /// <summary>Whether <see cref="McNemarP"/> is below 0.05.</summary>
+    public bool Significant => McNemarP < 0.05;
+}

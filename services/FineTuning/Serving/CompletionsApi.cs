@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AspireTune.FineTuning.Curation;
+using AspireTune.FineTuning.Data;
+using AspireTune.Engine.Generation;
+using AspireTune.ServiceDefaults.Security;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+
+using static AspireTune.FineTuning.Serving.OpenAiApi;
+using static AspireTune.FineTuning.Serving.OpenAiSampling;
+using static AspireTune.FineTuning.Serving.OpenAiRequest;
+
+namespace AspireTune.FineTuning.Serving;
+
+/// <summary><c>POST /v1/completions</c>: string or token-id prompts, echo, logprobs, <c>max_tokens: 0</c> for scoring.</summary>
+public static class CompletionsApi
+{
+    private const int DefaultMaxTokens = 16;
+
+    public static async Task<IResult> CompletionsAsync(HttpContext http, FineTuningDbContext db, ModelHost host, CancellationToken ct)
+    {
+        try
+        {
+            var body = await ReadBodyAsync(http.Request, ct);
+            var model = await FindModelAsync(db, body, ct);
+            var settings = ParseSampling(body, DefaultMaxTokens, chat: false);
+            var echo = OptionalBool(body, "echo") ?? false;
+            var stream = OptionalBool(body, "stream") ?? false;
+            var prompts = ParsePrompts(body, model.HasTokenizer);
+            if (stream && (prompts.Count > 1 || echo))
+                throw new OpenAiException(400, "Streaming supports one prompt without echo.", "stream");
+            if (stream && settings.BestOf > 1)
+                throw new OpenAiException(400, "Streaming returns one choice here; use n = 1 and best_of = 1 with stream.", settings.N > 1 ? "n" : "best_of");
+
+            var clock = Stopwatch.StartNew();
+            using var lease = await host.AcquireAsync(model, ct);
+            var id = "cmpl-" + Guid.NewGuid().ToString("N");
+            var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            var encoded = prompts.Select(p => p.Ids ?? lease.Generator.EncodePrompt(p.Text!)).ToList();
+            foreach (var ids in encoded)
+            {
+                if (ids.Count == 0)
+                    throw new OpenAiException(400, "The prompt is empty: at least one token is needed.", "prompt");
+                if (ids.FirstOrDefault(i => i < 0 || i >= lease.Model.Config.VocabSize) is var bad && (bad < 0 || bad >= lease.Model.Config.VocabSize))
+                    throw new OpenAiException(400, $"Token id {bad} is outside the model's vocabulary of {lease.Model.Config.VocabSize}.", "prompt");
+                CheckContext(lease, ids.Count, settings.MaxTokens, "prompt");
+            }
+            CheckLogitBias(settings, lease.Model.Config.VocabSize);
+            var options = settings.ToOptions();
+
+            if (stream)
+            {
+                await StartSseAsync(http);
+                var count = 0;
+                await foreach (var token in lease.Generator.StreamAsync(encoded[0], options, ct))
+                {
+                    count++;
+                    await WriteSseAsync(http, new JsonObject
+                    {
+                        ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model.Id,
+                        ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["text"] = token.Text, ["logprobs"] = null, ["finish_reason"] = null, ["token_ids"] = new JsonArray(token.Id) }),
+                    }, ct);
+                }
+                var finish = count < settings.MaxTokens && count < lease.Model.Config.MaxPositions - encoded[0].Count ? FinishReasons.Stop : FinishReasons.Length;
+                await WriteSseAsync(http, new JsonObject
+                {
+                    ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model.Id,
+                    ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["text"] = "", ["logprobs"] = null, ["finish_reason"] = finish }),
+                }, ct);
+                await http.Response.WriteAsync("data: [DONE]\n\n", ct);
+                Record(clock, encoded[0].Count, count);
+                return Results.Empty;
+            }
+
+            var choices = new JsonArray();
+            int promptTokens = 0, completionTokens = 0;
+            for (var p = 0; p < encoded.Count; p++)
+            {
+                var ids = encoded[p];
+                promptTokens += ids.Count;
+                // best_of candidates, of which the n with the highest mean token logprob are returned, in generation order.
+                var candidates = Enumerable.Range(0, settings.BestOf)
+                    .Select(k => settings.MaxTokens == 0 ? null : lease.Generator.Generate(ids, settings.ToOptions(k), ct)).ToList();
+                completionTokens += candidates.Sum(c => c?.Tokens.Count ?? 0);
+                var kept = candidates.Select((c, k) => (Result: c, Order: k))
+                    .OrderByDescending(c => c.Result is { Tokens.Count: > 0 } r ? r.Tokens.Average(t => t.Logprob) : 0).Take(settings.N).OrderBy(c => c.Order)
+                    .Select(c => c.Result).ToList();
+                for (var j = 0; j < kept.Count; j++)
+                    choices.Add(Choice(lease, model, prompts[p], ids, kept[j], p * settings.N + j, echo, settings));
+            }
+            Record(clock, promptTokens, completionTokens);
+            return Results.Json(new JsonObject
+            {
+                ["id"] = id,
+                ["object"] = "text_completion",
+                ["created"] = created,
+                ["model"] = model.Id,
+                ["choices"] = choices,
+                ["usage"] = Usage(promptTokens, completionTokens),
+                ["system_fingerprint"] = "aspiretune",
+            });
+        }
+        catch (OpenAiException ex)
+        {
+            return await ErrorAsync(http, ex);
+        }
+    }
+
+    private static JsonObject Choice(ModelHost.Lease lease, RegisteredModel model, Prompt prompt, IReadOnlyList<int> ids, GenerationResult? result, int index, bool echo, Sampling settings)
+    {
+        var generated = result?.Tokens ?? [];
+        var text = new StringBuilder();
+        var logprobs = settings.CompletionLogprobs is not null ? new CompletionLogprobs() : null;
+        if (echo)
+        {
+            var promptText = prompt.Text ?? (model.HasTokenizer ? lease.Model.Tokenizer!.Decode(ids) : "");
+            if (logprobs is not null)
+            {
+                var scores = lease.Generator.Score(ids);
+                for (var i = 0; i < ids.Count; i++)
+                    logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, text.Length + logprobs.TextLength(i, lease, ids));
+            }
+            text.Append(promptText);
+        }
+        var offset = text.Length;
+        foreach (var token in generated)
+        {
+            logprobs?.Add(TokenText(lease, token.Id), token.Logprob, token.TopLogprobs?.ToDictionary(a => TokenText(lease, a.Id), a => a.Logprob, StringComparer.Ordinal), offset);
+            text.Append(token.Text);
+            offset += token.Text.Length;
+        }
+        return new JsonObject
+        {
+            ["index"] = index,
+            ["text"] = text.ToString(),
+            ["logprobs"] = logprobs?.ToJson(),
+            ["finish_reason"] = result?.FinishReason ?? FinishReasons.Length,
+            ["token_ids"] = new JsonArray(generated.Select(t => (JsonNode)t.Id).ToArray()),
+        };
+    }
+
+    /// <summary>The legacy completions <c>logprobs</c> object: parallel arrays per token.</summary>
+    private sealed class CompletionLogprobs
+    {
+        private readonly JsonArray _tokens = [], _logprobs = [], _top = [], _offsets = [];
+        private int _echoOffset;
+
+        public void Add(string token, double? logprob, Dictionary<string, double>? top, int offset)
+        {
+            _tokens.Add(token);
+            _logprobs.Add(logprob);
+            _top.Add(top is null ? null : new JsonObject(top.Select(t => KeyValuePair.Create(t.Key, (JsonNode?)t.Value))));
+            _offsets.Add(offset);
+        }
+
+        /// <summary>Offset of echoed prompt token i: the text of the tokens before it.</summary>
+        public int TextLength(int i, ModelHost.Lease lease, IReadOnlyList<int> ids)
+        {
+            if (i == 0)
+                _echoOffset = 0;
+            else
+                _echoOffset += TokenText(lease, ids[i - 1]).Length;
+            return _echoOffset;
+        }
+
+        public JsonObject ToJson() => new() { ["tokens"] = _tokens, ["token_logprobs"] = _logprobs, ["top_logprobs"] = _top, ["text_offset"] = _offsets };
+    }
+
+    private sealed record Prompt(string? Text, IReadOnlyList<int>? Ids);
+
+    private static List<Prompt> ParsePrompts(JsonObject body, bool hasTokenizer)
+    {
+        var node = body["prompt"] ?? throw new OpenAiException(400, "'prompt' is required: a string, an array of token ids, or an array of either.", "prompt");
+        var prompts = node switch
+        {
+            JsonValue v when v.GetValueKind() == JsonValueKind.String => [new Prompt(v.GetValue<string>(), null)],
+            JsonArray a when a.Count > 0 && a.All(x => x?.GetValueKind() == JsonValueKind.Number) => [new Prompt(null, TokenIds(a))],
+            JsonArray a when a.Count > 0 && a.All(x => x?.GetValueKind() == JsonValueKind.String) => a.Select(x => new Prompt(x!.GetValue<string>(), null)).ToList(),
+            JsonArray a when a.Count > 0 && a.All(x => x is JsonArray inner && inner.All(y => y?.GetValueKind() == JsonValueKind.Number)) => a.Select(x => new Prompt(null, TokenIds((JsonArray)x!))).ToList(),
+            _ => throw new OpenAiException(400, "'prompt' must be a string, an array of token ids, an array of strings or an array of token-id arrays.", "prompt"),
+        };
+        if (!hasTokenizer && prompts.Any(p => p.Text is not null))
+            throw new OpenAiException(400, "This model has no tokenizer: send the prompt as an array of token ids.", "prompt", "model_without_tokenizer");
+        return prompts;
+    }
+
+    private static List<int> TokenIds(JsonArray array) =>
+        array.Select((x, i) => x!.AsValue().TryGetValue<int>(out var id) ? id : throw new OpenAiException(400, $"prompt[{i}] is not a whole token id.", "prompt")).ToList();
+}
