@@ -36,6 +36,7 @@ builder.AddService<Projects.AspireTune_Comparison>("comparison", infrastructure,
     .WithReference(evaluation).WithReference(retrieval).WithReference(fineTuning)
     .WaitFor(evaluation).WaitFor(retrieval).WaitFor(fineTuning)
     .WithUrlForEndpoint("http", url => new() { Url = "/api/experiments/latest/report", DisplayText = "Latest report" })
+    .WithSampleExperimentCommand(serviceKey)
     .WithExternalHttpEndpoints();
 
 builder.Build().Run();

@@ -33,6 +33,34 @@ public static class ServiceResources
             .WithUrlForEndpoint("http", url => new() { Url = "/scalar/v1", DisplayText = "API reference" })
             .WithUrlForEndpoint("http", url => new() { Url = "/openapi/v1.json", DisplayText = "OpenAPI document", DisplayLocation = UrlDisplayLocation.DetailsOnly });
 
+    /// <summary>Name of the dashboard command that starts an experiment on the bundled sample.</summary>
+    public const string SampleExperimentCommand = "run-sample-experiment";
+
+    /// <summary>
+    /// A dashboard command for operators: start an experiment (kNN and the served base model prompted) on the bundled
+    /// SpamAssassin sample, a smoke test of the whole platform whose trace, logs and report then show in the dashboard.
+    /// </summary>
+    public static IResourceBuilder<ProjectResource> WithSampleExperimentCommand(this IResourceBuilder<ProjectResource> comparison, IResourceBuilder<ParameterResource> serviceKey)
+    {
+        var sample = Path.Combine(comparison.ApplicationBuilder.AppHostDirectory, "..", "samples", "spam-assassin", "spam.jsonl");
+        return comparison.WithHttpCommand("/api/experiments", "Run sample experiment", commandName: SampleExperimentCommand, commandOptions: new HttpCommandOptions
+        {
+            Description = "Starts an experiment on samples/spam-assassin (kNN and prompted candidates).",
+            IconName = "Play",
+            IsHighlighted = true,
+            PrepareRequest = async context =>
+            {
+                context.Request.Headers.Authorization = new("Bearer", await serviceKey.Resource.GetValueAsync(context.CancellationToken));
+                context.Request.Content = System.Net.Http.Json.JsonContent.Create(new
+                {
+                    name = $"sample {DateTime.UtcNow:yyyy-MM-dd HH:mm}",
+                    dataset = await File.ReadAllTextAsync(sample, context.CancellationToken),
+                    candidates = new[] { "knn", "prompted" },
+                });
+            },
+        });
+    }
+
     /// <summary>The service's own database (<c>ConnectionStrings:&lt;name&gt;</c>), waited for.</summary>
     public static IResourceBuilder<ProjectResource> WithDatabase(this IResourceBuilder<ProjectResource> service, Infrastructure infrastructure, string database) =>
         service.WithReference(infrastructure.Databases[database]).WaitFor(infrastructure.Databases[database]);

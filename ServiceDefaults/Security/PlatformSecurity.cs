@@ -46,6 +46,8 @@ public static class PlatformSecurity
             auth.AddJwtBearer(); // binds Authentication:Schemes:Bearer (Authority, ValidAudiences, SigningKeys...)
         builder.Services.AddTransient<IClaimsTransformation, RoleClaimsTransformation>();
 
+        // Refusals under /v1 in the OpenAI error shape with WWW-Authenticate, for the OpenAI SDKs; elsewhere the default.
+        builder.Services.AddSingleton<IAuthorizationMiddlewareResultHandler, OpenAiAuthorizationResultHandler>();
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy(Policies.Reader, p => Require(p, enabled, Policies.ReaderRoles))
             .AddPolicy(Policies.Operator, p => Require(p, enabled, Policies.OperatorRoles))

@@ -34,6 +34,21 @@ public sealed class ComparisonOptions
     /// <summary>Examples retrieved into the dynamic prompt. Default 4.</summary>
     [Range(1, 50)] public int RetrievalExamples { get; set; } = 4;
 
+    /// <summary>Default non-inferiority margin when the request gives none: accuracy points as a fraction. Default 0.02 (2 points).</summary>
+    [Range(0.0, 0.5)] public double NonInferiorityMargin { get; set; } = 0.02;
+
+    /// <summary>Price of an hour of the training job's machine (one GPU), USD. Default 2.50.</summary>
+    [Range(0.0, 1000.0)] public double GpuHourPrice { get; set; } = 2.5;
+
+    /// <summary>Hosting a self-served model (fine-tuned, or the base model served here) around the clock, USD per hour. Default 0.50.</summary>
+    [Range(0.0, 1000.0)] public double SelfServedHourPrice { get; set; } = 0.5;
+
+    /// <summary>Hosting the kNN baseline's index, USD per hour. Default 0.05.</summary>
+    [Range(0.0, 1000.0)] public double KnnHourPrice { get; set; } = 0.05;
+
+    /// <summary>Days the one-off training cost is spread over in the total cost of ownership. Default 90.</summary>
+    [Range(1.0, 3650.0)] public double CostHorizonDays { get; set; } = 90;
+
     /// <summary>Hyperparameters for the fine-tuning candidate, as the jobs API takes them (e.g. <c>n_epochs=4</c>).</summary>
     public Dictionary<string, string> FineTuningHyperparameters { get; set; } = new();
 }

@@ -20,6 +20,7 @@ public static class ComparisonExtensions
         builder.Services.AddScoped<ExperimentWorkflow>();
         builder.Services.AddHttpClient<EvaluationSetupClient>().AddServiceAccount();
         builder.Services.AddHttpClient<KnnBaselineClient>().AddServiceAccount();
+        builder.Services.AddHttpClient<WorkCanceller>().AddServiceAccount();
         builder.AddConsumers(bus => bus.AddConsumers(typeof(ComparisonExtensions).Assembly));
         return builder;
     }

@@ -1,7 +1,7 @@
 using AspireTune.ServiceDefaults.Security;
 using AspireTune.Evaluation.Apis;
 using AspireTune.Evaluation.Data;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
@@ -35,6 +35,8 @@ public static class EvaluationExtensions
             return new WorkQueueTiming(TimeSpan.FromSeconds(o.LeaseSeconds), TimeSpan.FromSeconds(o.LeaseSeconds) / 3, TimeSpan.FromMilliseconds(o.PollIntervalMs), o.MaxConcurrentRuns);
         });
         services.AddSingleton<ModelGateway>();
+        services.AddSingleton<TokenCounter>();
+        services.AddSingleton<LabelLikelihood>();
         // Hosted services stop in reverse order: the worker stops its runs before the writer drains their results.
         services.AddSingleton<ResultWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<ResultWriter>());
@@ -89,7 +91,7 @@ public static class EvaluationExtensions
     /// <summary>Maps the Evaluation service's HTTP APIs.</summary>
     public static WebApplication MapEvaluation(this WebApplication app)
     {
-        app.MapModelsApi();
+        app.MapModelEndpointsApi();
         app.MapPromptsApi();
         app.MapDatasetsApi();
         app.MapRunsApi();

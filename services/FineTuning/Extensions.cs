@@ -32,7 +32,6 @@ public static class FineTuningExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<ServedEndpoint>();
         builder.Services.AddScoped<JobValidator>();
-        builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, OpenAiAuthorizationResultHandler>();
         builder.Services.AddHostedService<BuiltInModelSeeder>();
         builder.Services.AddWorkQueue<FineTuningDbContext, FineTuningJob>("fine-tuning", TrainingWorker.Definition, sp =>
         {
@@ -51,7 +50,7 @@ public static class FineTuningExtensions
     {
         app.MapFilesApi();
         app.MapJobsApi();
-        app.MapModelsApi();
+        app.MapRegistryApi();
         app.MapOpenAiApi();
         app.MapOpenAiFilesApi();
         app.MapOpenAiFineTuningApi();

@@ -37,6 +37,8 @@ public static class RetrievalExtensions
         builder.Services.AddSingleton<EmbeddingService>();
         builder.Services.AddSingleton<KeywordIndexCache>();
         builder.Services.AddScoped<RetrievalService>();
+        builder.Services.AddScoped<QueryRanker>();
+        builder.Services.AddScoped<RetrievalQueries>();
         builder.Services.AddExceptionHandler<RetrievalExceptionHandler>();
         return builder;
     }
@@ -46,6 +48,7 @@ public static class RetrievalExtensions
     {
         app.UseRetrievalUploadLimit();
         app.MapCollectionsApi();
+        app.MapEmbeddingsApi();
         return app;
     }
 }

@@ -1,11 +1,8 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Numerics.Tensors;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using AspireTune.Contracts.Retrieval;
 using AspireTune.Retrieval.Apis;
 using AspireTune.Retrieval.Data;
 using AspireTune.Retrieval.Embeddings;
@@ -18,9 +15,10 @@ using Microsoft.Extensions.Options;
 namespace AspireTune.Retrieval;
 
 /// <summary>
-/// Collections, ingestion and queries. The database holds collections, documents and chunk texts (the source of
-/// truth for payloads and keyword search); the vector index holds the vectors. Writes embed first and touch the
-/// index and the database only once every vector is in hand, so a failed re-ingest leaves the old version searchable.
+/// Collections and what goes into them (queries are <see cref="RetrievalQueries"/>). The database holds
+/// collections, documents and chunk texts (the source of truth for payloads and keyword search); the vector index
+/// holds the vectors. Writes embed first and touch the index and the database only once every vector is in hand,
+/// so a failed re-ingest leaves the old version searchable.
 /// </summary>
 public sealed partial class RetrievalService(
     RetrievalDbContext db,
@@ -30,8 +28,6 @@ public sealed partial class RetrievalService(
     IOptions<RetrievalOptions> options,
     ILogger<RetrievalService> logger)
 {
-    private const int RrfK = 60; // the constant of Cormack et al.'s reciprocal rank fusion
-    private const string DefaultTemplate = "{{context}}\n\n{{examples}}\n\nInput: {{input}}\nOutput:";
     private static readonly ConcurrentDictionary<string, SemaphoreSlim> WriteLocks = new();
     private RetrievalOptions Options => options.Value;
 
@@ -103,7 +99,7 @@ public sealed partial class RetrievalService(
         logger.LogInformation("Deleted collection {Collection}", name);
     }
 
-    private async Task<CollectionRecord> RequireAsync(string name, CancellationToken ct) =>
+    public async Task<CollectionRecord> RequireAsync(string name, CancellationToken ct) =>
         await db.Collections.FindAsync([name], ct) ?? throw new CollectionNotFoundException(name);
 
     private CollectionInfo Info(CollectionRecord r) => new(r.Name, r.EmbeddingModel, r.Dimensions, Enum.Parse<VectorDistance>(r.Distance), r.Points, r.DocumentCount,
@@ -284,221 +280,8 @@ public sealed partial class RetrievalService(
             gate.Release();
         }
     }
-
-    // ---- queries ----
-
-    public async Task<NeighborsResponse> NeighborsAsync(string collection, NeighborsRequest request, CancellationToken ct)
-    {
-        var record = await RequireAsync(collection, ct);
-        var hits = await RankAsync(record, request.Text, request.K, request.Filter, request.Mode, request.Mmr, request.MmrLambda, ct);
-        return new NeighborsResponse { Collection = collection, Neighbors = hits.Select(ToNeighbor).ToList() };
-    }
-
-    public async Task<PromptResponse> PromptAsync(string collection, PromptRequest request, CancellationToken ct)
-    {
-        var record = await RequireAsync(collection, ct);
-        var template = string.IsNullOrWhiteSpace(request.Template) ? DefaultTemplate : request.Template;
-        if (!template.Contains("{{input}}", StringComparison.Ordinal))
-            throw new RetrievalValidationException("template", "The template has no {{input}} placeholder.");
-        if (request.TokenBudget is < 1 or > 1_000_000)
-            throw new RetrievalValidationException("tokenBudget", $"tokenBudget must be between 1 and 1,000,000; {request.TokenBudget} was given.");
-        var hits = await RankAsync(record, request.Input, request.K, request.Filter, request.Mode, request.Mmr, 0.5, ct);
-
-        var examples = new List<Scored>();
-        var passages = new List<Scored>();
-        var prompt = FillTemplate(template, request.Input, examples, passages);
-        var tokens = Chunker.CountTokens(prompt);
-        if (tokens > request.TokenBudget)
-            throw new RetrievalValidationException("tokenBudget", $"The template and input alone take {tokens} tokens, over the budget of {request.TokenBudget}.");
-        var leftOut = 0;
-        foreach (var hit in hits)
-        {
-            var target = hit.Payload.Label is null ? passages : examples;
-            target.Add(hit);
-            var candidate = FillTemplate(template, request.Input, examples, passages);
-            var candidateTokens = Chunker.CountTokens(candidate);
-            if (candidateTokens > request.TokenBudget)
-            {
-                target.RemoveAt(target.Count - 1);
-                leftOut++;
-                continue;
-            }
-            prompt = candidate;
-            tokens = candidateTokens;
-        }
-        return new PromptResponse(collection, prompt, tokens, examples.Select(ToNeighbor).ToList(), passages.Select(ToNeighbor).ToList(), leftOut);
-    }
-
-    internal static string FillTemplate(string template, string input, IReadOnlyList<Scored> examples, IReadOnlyList<Scored> passages)
-    {
-        var exampleText = examples.Count == 0 ? "" : "Examples:\n" + string.Join("\n\n", examples.Select(e => $"Input: {e.Payload.Text}\nOutput: {e.Payload.Label}"));
-        var contextText = passages.Count == 0 ? "" : "Context:\n" + string.Join("\n\n", passages.Select((p, i) => $"[{i + 1}] {p.Payload.Text}"));
-        var filled = template.Replace("{{examples}}", exampleText).Replace("{{context}}", contextText).Replace("{{input}}", input);
-        return BlankLines().Replace(filled, "\n\n").TrimStart();
-    }
-
-    [GeneratedRegex(@"\n{3,}")]
-    private static partial Regex BlankLines();
-
-    public async Task<ClassifyResponse> ClassifyAsync(string collection, ClassifyRequest request, CancellationToken ct)
-    {
-        var record = await RequireAsync(collection, ct);
-        var hits = await RankAsync(record, request.Text, request.K, request.Filter, request.Mode, false, 0.5, ct);
-        var voters = hits.Where(h => h.Payload.Label is not null).ToList();
-        if (voters.Count == 0)
-            throw new NoLabelledExamplesException(collection);
-        var votes = new Dictionary<string, double>(StringComparer.Ordinal);
-        var firstRank = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < voters.Count; i++)
-        {
-            var label = voters[i].Payload.Label!;
-            // Similarity weights are floored just above zero so a far but agreeing neighbour still counts a little.
-            votes[label] = votes.GetValueOrDefault(label) + (request.WeightBySimilarity ? Math.Max(voters[i].Score, 0) + 1e-6 : 1);
-            firstRank.TryAdd(label, i);
-        }
-        var winner = votes.OrderByDescending(v => v.Value).ThenBy(v => firstRank[v.Key]).First();
-        return new ClassifyResponse { Collection = collection, Label = winner.Key, Confidence = winner.Value / votes.Values.Sum(), Votes = votes, Neighbors = voters.Select(ToNeighbor).ToList() };
-    }
-
-    public async Task<EvaluateResponse> EvaluateAsync(string collection, EvaluateRequest request, CancellationToken ct)
-    {
-        var record = await RequireAsync(collection, ct);
-        if (request.Queries.Count == 0)
-            throw new RetrievalValidationException("queries", "No queries were given.");
-        double hitSum = 0, rrSum = 0, ndcgSum = 0;
-        KeywordSnapshot? labels = null;
-        for (var q = 0; q < request.Queries.Count; q++)
-        {
-            var query = request.Queries[q];
-            if (query.RelevantIds is not { Count: > 0 } && string.IsNullOrEmpty(query.RelevantLabel))
-                throw new RetrievalValidationException($"queries[{q}]", $"Query {q} names neither relevantIds nor relevantLabel.");
-            var hits = await RankAsync(record, query.Text, request.K, null, request.Mode, false, 0.5, ct);
-            bool Relevant(Scored h) =>
-                (query.RelevantIds is { } ids && (ids.Contains(h.Id) || ids.Contains(h.Payload.DocumentId))) ||
-                (query.RelevantLabel is { } label && h.Payload.Label == label);
-            int totalRelevant;
-            if (query.RelevantLabel is { } wanted)
-            {
-                labels ??= await keywords.GetAsync(db, record, ct);
-                totalRelevant = labels.Payloads.Count(p => p.Label == wanted);
-            }
-            else
-                totalRelevant = query.RelevantIds!.Count;
-            double dcg = 0;
-            var first = -1;
-            for (var i = 0; i < hits.Count; i++)
-            {
-                if (!Relevant(hits[i]))
-                    continue;
-                dcg += 1 / Math.Log2(i + 2);
-                if (first < 0)
-                    first = i;
-            }
-            var idcg = Enumerable.Range(0, Math.Min(request.K, Math.Max(totalRelevant, 1))).Sum(i => 1 / Math.Log2(i + 2));
-            hitSum += first >= 0 ? 1 : 0;
-            rrSum += first >= 0 ? 1.0 / (first + 1) : 0;
-            ndcgSum += dcg / idcg;
-        }
-        var n = request.Queries.Count;
-        return new EvaluateResponse(collection, n, request.K, request.Mode, hitSum / n, rrSum / n, ndcgSum / n);
-    }
-
-    internal sealed record Scored(string Id, double Score, PointPayload Payload, float[]? Vector);
-
-    private static Neighbor ToNeighbor(Scored s) => new() { Id = s.Id, Score = Math.Round(s.Score, 6), Text = s.Payload.Text, Label = s.Payload.Label, Metadata = s.Payload.Metadata };
-
-    private async Task<List<Scored>> RankAsync(CollectionRecord collection, string text, int k, Dictionary<string, JsonElement>? rawFilter, SearchMode mode, bool mmr, double lambda, CancellationToken ct)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-            throw new RetrievalValidationException("text", "The query text is empty.");
-        if (k < 1 || k > Options.MaxK)
-            throw new RetrievalValidationException("k", $"k must be between 1 and {Options.MaxK} (Retrieval:MaxK); {k} was given.");
-        if (lambda is < 0 or > 1)
-            throw new RetrievalValidationException("mmrLambda", $"mmrLambda must be between 0 and 1; {lambda} was given.");
-        var filter = ValidateFilter(collection, rawFilter);
-        var start = Stopwatch.GetTimestamp();
-        using var activity = RetrievalTelemetry.ActivitySource.StartActivity("retrieval.query");
-        activity?.SetTag("retrieval.collection", collection.Name);
-        activity?.SetTag("retrieval.mode", mode.ToString().ToLowerInvariant());
-        activity?.SetTag("retrieval.k", k);
-
-        var pool = mmr || mode == SearchMode.Hybrid ? Math.Max(4 * k, 20) : k;
-        var queryVector = (await embeddings.EmbedAsync(collection.Name, collection.EmbeddingModel, collection.Dimensions, [text], ct))[0];
-        var dense = await index.QueryAsync(collection.Name, queryVector, pool, filter, withVectors: mmr, ct);
-        var ranked = dense.Select(h => new Scored(h.Id, h.Score, h.Payload, h.Vector)).ToList();
-
-        if (mode == SearchMode.Hybrid)
-        {
-            var snapshot = await keywords.GetAsync(db, collection, ct);
-            var keyword = snapshot.Index.Search(text, pool, filter is null ? null : doc => snapshot.Payloads[doc].Matches(filter));
-            var fused = new Dictionary<string, (double Score, PointPayload Payload, float[]? Vector)>(StringComparer.Ordinal);
-            for (var i = 0; i < ranked.Count; i++)
-                fused[ranked[i].Id] = (1.0 / (RrfK + i + 1), ranked[i].Payload, ranked[i].Vector);
-            for (var i = 0; i < keyword.Count; i++)
-            {
-                var id = snapshot.Index.Ids[keyword[i].Doc];
-                var add = 1.0 / (RrfK + i + 1);
-                fused[id] = fused.TryGetValue(id, out var f) ? (f.Score + add, f.Payload, f.Vector) : (add, snapshot.Payloads[keyword[i].Doc], null);
-            }
-            ranked = fused.Select(f => new Scored(f.Key, f.Value.Score, f.Value.Payload, f.Value.Vector)).OrderByDescending(s => s.Score).ThenBy(s => s.Id, StringComparer.Ordinal).ToList();
-        }
-
-        if (mmr)
-            ranked = await DiversifyAsync(collection, queryVector, ranked, k, lambda, ct);
-        var result = ranked.Take(k).ToList();
-        RetrievalTelemetry.QueryDuration.Record(Stopwatch.GetElapsedTime(start).TotalSeconds,
-            new KeyValuePair<string, object?>("mode", mode.ToString().ToLowerInvariant()), new KeyValuePair<string, object?>("index", index.Kind));
-        return result;
-    }
-
-    /// <summary>Maximal marginal relevance (Carbonell and Goldstein): trade similarity to the query against similarity to what is already picked.</summary>
-    private async Task<List<Scored>> DiversifyAsync(CollectionRecord collection, float[] query, List<Scored> candidates, int k, double lambda, CancellationToken ct)
-    {
-        var missing = candidates.Where(c => c.Vector is null).ToList();
-        if (missing.Count > 0)
-        {
-            var vectors = await embeddings.EmbedAsync(collection.Name, collection.EmbeddingModel, collection.Dimensions, missing.Select(m => m.Payload.Text).ToList(), ct);
-            var byId = missing.Select((m, i) => (m.Id, Vector: vectors[i])).ToDictionary(x => x.Id, x => x.Vector);
-            candidates = candidates.Select(c => c.Vector is null ? c with { Vector = byId[c.Id] } : c).ToList();
-        }
-        var relevance = candidates.Select(c => (double)TensorPrimitives.CosineSimilarity(query, c.Vector!)).ToList();
-        var selected = new List<int>();
-        var remaining = Enumerable.Range(0, candidates.Count).ToList();
-        while (selected.Count < k && remaining.Count > 0)
-        {
-            var best = remaining.MaxBy(i => lambda * relevance[i] - (1 - lambda) * (selected.Count == 0 ? 0 : selected.Max(s => (double)TensorPrimitives.CosineSimilarity(candidates[i].Vector!, candidates[s].Vector!))));
-            selected.Add(best);
-            remaining.Remove(best);
-        }
-        return selected.Select(i => candidates[i]).ToList();
-    }
-
-    private static Dictionary<string, string>? ValidateFilter(CollectionRecord collection, Dictionary<string, JsonElement>? filter)
-    {
-        if (filter is not { Count: > 0 })
-            return null;
-        var known = JsonSerializer.Deserialize<List<string>>(collection.MetadataFields) ?? [];
-        var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (field, value) in filter)
-        {
-            if (field != FilterFields.Label && !known.Contains(field))
-                throw new RetrievalValidationException($"filter.{field}",
-                    $"Collection '{collection.Name}' has no metadata field '{field}'. Known fields: {(known.Count == 0 ? "(none)" : string.Join(", ", known))}, and 'label'.");
-            if (value.ValueKind is JsonValueKind.Object or JsonValueKind.Array or JsonValueKind.Null or JsonValueKind.Undefined)
-                throw new RetrievalValidationException($"filter.{field}", $"Filter '{field}' must be a string, number or boolean to match exactly.");
-            result[field] = PointPayload.AsText(value);
-        }
-        return result;
-    }
 }
 
 internal sealed record PendingDocument(string DocumentId, string ContentHash, List<PendingChunk> Chunks);
 
 internal sealed record PendingChunk(string Id, string Text, string? Label, Dictionary<string, JsonElement> Metadata);
-
-public sealed class NoLabelledExamplesException(string collection)
-    : RetrievalException($"No labelled examples are near this text in collection '{collection}': the kNN classifier needs points with a label (index a dataset or POST examples).")
-{
-    public override int StatusCode => StatusCodes.Status422UnprocessableEntity;
-    public override string Title => "Nothing to vote with.";
-}

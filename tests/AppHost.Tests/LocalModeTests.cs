@@ -82,6 +82,11 @@ public sealed class LocalModeTests
             (await http.GetStringAsync($"api/experiments/{id}/report", ct)).Should().Contain("Decision");
             (await http.GetStringAsync("api/experiments/latest/report", ct)).Should().Contain("apphost-local", "the dashboard's 'Latest report' link shows this experiment");
 
+            // The dashboard's "Run sample experiment" command starts one, authenticated with the service account.
+            var command = await app.ResourceCommands.ExecuteCommandAsync("comparison", ServiceResources.SampleExperimentCommand, ct);
+            command.Success.Should().BeTrue(command.Message);
+            (await http.GetFromJsonAsync<JsonObject>("api/experiments", ct))!["items"]!.AsArray().Should().Contain(e => e!["name"]!.GetValue<string>().StartsWith("sample ", StringComparison.Ordinal));
+
             // One trace, begun by the POST above, reaches every service process.
             var trace = await WaitForAsync(() => otlp.Spans.GroupBy(s => s.TraceId)
                 .FirstOrDefault(t => Services.All(service => t.Any(s => s.Service == service)) && t.Any(s => s.Name == "fine-tuning train")), TimeSpan.FromSeconds(30), ct);

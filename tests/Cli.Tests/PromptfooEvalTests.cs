@@ -134,6 +134,30 @@ public sealed class PromptfooEvalTests(EmbeddedHostFixture host) : IClassFixture
         rows.Single(r => r.Provider == "small").FailedAssertions.Should().Contain("similar");
     }
 
+    [Fact]
+    public async Task Eval_AspireTuneProvider_PromptsTheModelAspireTuneServes()
+    {
+        var folder = TestInfrastructure.TempDataFolder("promptfoo-own");
+        File.WriteAllText(Path.Combine(folder, "promptfooconfig.yaml"), """
+            prompts: ["Say something about {{topic}}"]
+            providers:
+              - id: aspiretune:aspiretune-tiny
+                config: { max_tokens: 8 }
+            evaluateOptions: { maxConcurrency: 2 }
+            tests:
+              - vars: { topic: whales }
+                assert: [{ type: latency, threshold: 600000 }]
+            """);
+
+        var result = await Cli.RunAsync("eval", Path.Combine(folder, "promptfooconfig.yaml"), "--url", host.Url, "--json");
+
+        result.Exit.Should().Be(ExitCodes.Ok, result.ToString());
+        var row = result.Json<EvalCommand.EvalReport>().Results.Should().ContainSingle().Which;
+        row.Provider.Should().Be("aspiretune:aspiretune-tiny");
+        row.Error.Should().BeNull();
+        row.Output.Should().NotBeNull("the served model answered through its /v1 API");
+    }
+
     [Theory]
     [InlineData("""{"vars": {"question": "q"}, "assert": [{"type": "javascript", "value": "output.length > 3"}]}""", "tests.jsonl:2", "'javascript' assertions run code")]
     [InlineData("""{"vars": {"question": "q"}, "assert": [{"type": "levenshtein", "value": "x"}]}""", "tests.jsonl:2", "assertion type 'levenshtein' is not supported")]

@@ -87,7 +87,7 @@ public sealed class AnalysisTests
         var html = ReportWriter.ToHtml("demo & test", curation, result, DateTimeOffset.UnixEpoch);
 
         html.Should().Contain("<svg").And.Contain("Pareto").And.Contain("&lt;script&gt;").And.NotContain("<script>x");
-        html.Split("<svg").Length.Should().Be(5);
+        html.Split("<svg").Length.Should().Be(6); // accuracy, cost and latency scatters, latency bars, cost of ownership
         ReportWriter.ToJson("demo", curation, result).Should().Contain("\"winner\"");
     }
 }

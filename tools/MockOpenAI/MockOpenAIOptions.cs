@@ -22,8 +22,35 @@ public sealed class MockOpenAIOptions
     /// </summary>
     public string Fallback { get; set; } = "echo";
 
+    /// <summary>
+    /// When set, the mock also scores text the way evaluation harnesses ask servers to: <c>POST /v1/tokenize</c>
+    /// (one token per UTF-8 byte) and <c>/v1/completions</c> with <c>echo</c> and <c>max_tokens: 0</c>. Unset: both
+    /// answer 404, like a hosted API without them.
+    /// </summary>
+    public MockScoring? Scoring { get; set; }
+
     /// <summary>Behaviour per model name (faults, latency); models not listed answer normally.</summary>
     public Dictionary<string, MockModelBehavior> Models { get; set; } = new(StringComparer.Ordinal);
+}
+
+/// <summary>Log-probabilities for scored text: every token of a prompt gets the value of the first rule matching its whole text.</summary>
+public sealed class MockScoring
+{
+    /// <summary>Context length reported by the tokenize route. Default 4096.</summary>
+    public int ContextLength { get; set; } = 4096;
+
+    /// <summary>Rules tried in order against the decoded prompt text (the context followed by the scored continuation).</summary>
+    public List<MockLogprobRule> Rules { get; set; } = [];
+
+    /// <summary>Logprob per token when no rule matches. Default -3.</summary>
+    public double DefaultLogprob { get; set; } = -3;
+}
+
+/// <summary>A logprob per token for prompts whose text matches the regex (case-insensitive).</summary>
+public sealed class MockLogprobRule
+{
+    public string Pattern { get; set; } = "";
+    public double Logprob { get; set; }
 }
 
 /// <summary>A reply chosen by a regular expression over the last user message.</summary>

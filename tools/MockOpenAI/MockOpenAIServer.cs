@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: a test double of the whole OpenAI surface the platform calls (chat, completions,
+// embeddings, streaming, failure injection), kept in one file so a test reads it in one place.
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
@@ -61,6 +63,7 @@ public sealed class MockOpenAIServer : IAsyncDisposable
         app.MapGet("/v1/models", (HttpContext http) => engine.Models(http));
         app.MapPost("/v1/chat/completions", (HttpContext http) => engine.HandleAsync(http, MockEngine.Kind.Chat));
         app.MapPost("/v1/completions", (HttpContext http) => engine.HandleAsync(http, MockEngine.Kind.Completion));
+        app.MapPost("/v1/tokenize", (HttpContext http) => engine.TokenizeAsync(http));
         app.MapPost("/v1/embeddings", (HttpContext http) => engine.HandleAsync(http, MockEngine.Kind.Embedding));
         app.MapGet("/mock/stats", () => Results.Json(state.Snapshot()));
         return app;
@@ -149,6 +152,11 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
             return;
         }
         var model = body?["model"]?.GetValue<string>() ?? "mock";
+        if (kind == Kind.Completion && options.Scoring is not null && body?["echo"]?.GetValue<bool>() == true && body["max_tokens"]?.GetValue<int>() == 0)
+        {
+            await WriteScores(http, model, body["prompt"]);
+            return;
+        }
         var prompt = kind switch
         {
             Kind.Chat => LastUserMessage(body?["messages"] as JsonArray),
@@ -459,6 +467,59 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
             for (var i = 0; i < vector.Length; i++)
                 vector[i] /= norm;
         return vector;
+    }
+
+    /// <summary><c>/v1/tokenize</c>: one token per UTF-8 byte of the prompt, or of the messages' contents joined by newlines.</summary>
+    public async Task TokenizeAsync(HttpContext http)
+    {
+        if (options.Scoring is not { } scoring)
+        {
+            state.Answer(404);
+            http.Response.StatusCode = 404;
+            return;
+        }
+        var body = await JsonNode.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
+        var text = body?["messages"] is JsonArray messages
+            ? string.Join("\n", messages.Select(m => ContentText(m?["content"])))
+            : PromptText(body?["prompt"]);
+        var tokens = Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+        state.Answer(200);
+        await http.Response.WriteAsJsonAsync(new { count = tokens.Length, max_model_len = scoring.ContextLength, tokens, eos_token_id = (int?)null }, http.RequestAborted);
+    }
+
+    /// <summary>Echo scoring: every prompt (token-id array or string) comes back with a logprob per token (the first null).</summary>
+    private async Task WriteScores(HttpContext http, string model, JsonNode? prompt)
+    {
+        var prompts = prompt switch
+        {
+            JsonArray a when a.Count > 0 && a[0] is JsonArray => a.Select(p => Encoding.UTF8.GetString(p!.AsArray().Select(t => (byte)t!.GetValue<int>()).ToArray())).ToList(),
+            JsonArray a when a.Count > 0 && a[0] is JsonValue v && v.GetValueKind() == JsonValueKind.Number => [Encoding.UTF8.GetString(a.Select(t => (byte)t!.GetValue<int>()).ToArray())],
+            _ => PromptText(prompt).Split('\n').ToList(),
+        };
+        var choices = prompts.Select((text, i) =>
+        {
+            var bytes = Encoding.UTF8.GetBytes(text);
+            var rule = options.Scoring!.Rules.FirstOrDefault(r => Regex.IsMatch(text, r.Pattern, RegexOptions.IgnoreCase | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)));
+            var logprob = rule?.Logprob ?? options.Scoring.DefaultLogprob;
+            return new
+            {
+                index = i,
+                text,
+                logprobs = new
+                {
+                    tokens = bytes.Select(b => ((char)b).ToString()).ToArray(),
+                    token_logprobs = bytes.Select((_, k) => k == 0 ? (double?)null : logprob).ToArray(),
+                    text_offset = bytes.Select((_, k) => k).ToArray(),
+                },
+                finish_reason = "length",
+            };
+        }).ToList();
+        state.Answer(200);
+        await http.Response.WriteAsJsonAsync(new
+        {
+            id = "cmpl-mock", @object = "text_completion", created = 0, model, choices,
+            usage = new { prompt_tokens = prompts.Sum(p => Encoding.UTF8.GetByteCount(p)), completion_tokens = 0, total_tokens = prompts.Sum(p => Encoding.UTF8.GetByteCount(p)) },
+        }, http.RequestAborted);
     }
 
     private async Task WriteError(HttpContext http, int status, string code, string message)

@@ -98,9 +98,9 @@ public static class EvalCommand
         // 1. Providers (and graders) as model endpoints.
         var endpoints = new Dictionary<ProviderSpec, string>();
         foreach (var provider in suite.Providers)
-            endpoints[provider] = await RegisterAsync(c, provider, EndpointPrefix + Slug(provider.Label), ct);
-        string? judge = suite.Grading.Judge is { } j ? await RegisterAsync(c, j, EndpointPrefix + "grader", ct) : null;
-        string? embedding = suite.Grading.Embedding is { } e ? (e == suite.Grading.Judge ? judge : await RegisterAsync(c, e, EndpointPrefix + "embedding", ct)) : null;
+            endpoints[provider] = await RegisterAsync(c, provider, EndpointPrefix + Slug(provider.Label), suite.MaxConcurrency, ct);
+        string? judge = suite.Grading.Judge is { } j ? await RegisterAsync(c, j, EndpointPrefix + "grader", suite.MaxConcurrency, ct) : null;
+        string? embedding = suite.Grading.Embedding is { } e ? (e == suite.Grading.Judge ? judge : await RegisterAsync(c, e, EndpointPrefix + "embedding", suite.MaxConcurrency, ct)) : null;
         var scorer = "assert" + string.Join(",", new[] { judge is null ? null : $"judge={judge}", embedding is null ? null : $"embedding={embedding}" }.OfType<string>()) switch
         {
             "" => "",
@@ -168,7 +168,7 @@ public static class EvalCommand
         return new EvalReport(suite.Path, candidates, rows, outcomes, rows.Count(r => r.Pass), failed, errors, exit, runs.Select(r => r.Id).ToList());
     }
 
-    private static async Task<string> RegisterAsync(ServiceConnection c, ProviderSpec provider, string id, CancellationToken ct)
+    private static async Task<string> RegisterAsync(ServiceConnection c, ProviderSpec provider, string id, int concurrency, CancellationToken ct)
     {
         var request = new ModelEndpointRequest
         {
@@ -180,6 +180,8 @@ public static class EvalCommand
             ApiKeySecret = provider.AspireTune ? ServiceAccountHandler.ConfigurationKey : provider.ApiKeyVariable,
             InputPricePerMillion = provider.InputPricePerMillion,
             OutputPricePerMillion = provider.OutputPricePerMillion,
+            // evaluateOptions.maxConcurrency: promptfoo's limit on calls in flight, here per endpoint.
+            MaxConcurrency = concurrency,
         };
         await c.PutAsync<ModelEndpointRequest, ModelEndpointResponse>($"api/evaluation/models/{Uri.EscapeDataString(id)}", request, ct);
         return id;

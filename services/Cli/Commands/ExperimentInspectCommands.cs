@@ -118,11 +118,13 @@ public static class ExperimentInspectCommands
     /// <summary>Every candidate: accuracy with its interval, macro-F1, p95 latency, cost per 1k requests, Pareto front.</summary>
     internal static Table ReportTable(ExperimentReport report)
     {
-        var table = CliIo.Table("candidate", "accuracy", "95% CI", "macro-F1", "p95 ms", "USD / 1k", "Pareto");
+        // Fits 80 columns: long candidate names (fine-tuned model ids) keep their start and end; * marks the Pareto front.
+        var table = CliIo.Table("candidate", "acc %", "95% CI", "F1", "invalid", "p95 ms", "USD/1k").Caption("* on the Pareto front (accuracy, p95 latency, cost)");
         static string N(double value, string format, double scale = 1) => double.IsFinite(value) ? (value * scale).ToString(format, CultureInfo.InvariantCulture) : "n/a";
+        static string Short(string name) => name.Length <= 24 ? name : name[..12] + "~" + name[^11..];
         foreach (var c in report.Candidates)
-            table.AddRow(Markup.Escape(c.Name), N(c.Accuracy, "P1"), $"{N(c.AccuracyLower, "P1")}-{N(c.AccuracyUpper, "P1")}", N(c.MacroF1, "0.000"),
-                N(c.LatencyP95, "0.0", 1000), N(c.CostPer1k, "0.####"), c.OnParetoFront ? "yes" : "");
+            table.AddRow(Markup.Escape(Short(c.Name) + (c.OnParetoFront ? " *" : "")), N(c.Accuracy, "0.0", 100), $"{N(c.AccuracyLower, "0.0", 100)}-{N(c.AccuracyUpper, "0.0", 100)}",
+                N(c.MacroF1, "0.00"), c.Invalid.ToString(CultureInfo.InvariantCulture), N(c.LatencyP95, "0", 1000), N(c.CostPer1k, "0.###"));
         return table;
     }
 

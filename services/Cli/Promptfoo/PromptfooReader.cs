@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one reader of one external format (promptfoo configs), refusing every
+// unsupported key by name; its parts share the file/line error reporting.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -39,18 +41,21 @@ public static class PromptfooReader
         var tests = ReadTests(root["tests"] ?? throw new PromptfooConfigException(root.At, "'tests' is missing."), folder, defaults);
 
         var repeat = 1;
+        var concurrency = 4;
         if (root["evaluateOptions"] is { Map: not null } options)
             foreach (var (key, node) in options.Map)
             {
                 if (key == "repeat")
                     repeat = (int)node.RequireNumber("evaluateOptions.repeat");
-                else if (key is not ("maxConcurrency" or "showProgressBar" or "cache"))
+                else if (key == "maxConcurrency")
+                    concurrency = Math.Clamp((int)node.RequireNumber("evaluateOptions.maxConcurrency"), 1, 1024);
+                else if (key is not ("showProgressBar" or "cache"))
                     throw new PromptfooConfigException(node.At, $"evaluateOptions.{key} is not supported (supported: repeat, maxConcurrency, showProgressBar, cache).");
             }
         if (repeat is < 1 or > 100)
             throw new PromptfooConfigException(root["evaluateOptions"]!.At, "evaluateOptions.repeat must be between 1 and 100.");
 
-        return new PromptfooSuite(path, root["description"]?.Scalar, prompts, providers, tests, repeat, ReadGrading(defaults?["options"]), root["outputPath"]?.Scalar);
+        return new PromptfooSuite(path, root["description"]?.Scalar, prompts, providers, tests, repeat, ReadGrading(defaults?["options"]), root["outputPath"]?.Scalar, concurrency);
     }
 
     private static ConfigNode LoadDefaultTest(string reference, ConfigNode node, string folder)

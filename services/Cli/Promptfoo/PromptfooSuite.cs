@@ -39,4 +39,4 @@ public sealed record GradingSpec(ProviderSpec? Judge, ProviderSpec? Embedding);
 
 /// <summary>A promptfoo configuration as far as AspireTune maps it.</summary>
 public sealed record PromptfooSuite(string Path, string? Description, IReadOnlyList<PromptSpec> Prompts, IReadOnlyList<ProviderSpec> Providers,
-    IReadOnlyList<TestSpec> Tests, int Repeat, GradingSpec Grading, string? OutputPath);
+    IReadOnlyList<TestSpec> Tests, int Repeat, GradingSpec Grading, string? OutputPath, int MaxConcurrency = 4);

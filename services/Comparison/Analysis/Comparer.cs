@@ -11,8 +11,9 @@ namespace AspireTune.Comparison.Analysis;
 /// </summary>
 public static class Comparer
 {
-    public static ComparisonResult Compare(IReadOnlyList<CandidateResults> candidates, IReadOnlyDictionary<string, string> expectedByItem)
+    public static ComparisonResult Compare(IReadOnlyList<CandidateResults> candidates, IReadOnlyDictionary<string, string> expectedByItem, DecisionSettings? settings = null)
     {
+        settings ??= new DecisionSettings();
         if (candidates.Count == 0)
             throw new ArgumentException("There is no candidate to compare.", nameof(candidates));
 
@@ -29,14 +30,57 @@ public static class Comparer
         var winner = summaries.Where(s => s.Name == best.Name || indistinguishable.Contains(s.Name))
             .OrderBy(s => s.CostPer1k).ThenBy(s => s.LatencyP95).ThenByDescending(s => s.Accuracy).First();
 
+        var verdicts = candidates.Where(c => c.Name != best.Name)
+            .Select(c => Ownership.NonInferior(c, candidates.Single(x => x.Name == best.Name), settings)).OfType<NonInferiorityVerdict>().ToList();
+        var costs = candidates.Select(c => Ownership.Cost(c, settings)).ToList();
+        var acceptable = costs.Where(c => c.Candidate == best.Name || verdicts.Any(v => v.Candidate == c.Candidate && v.NonInferior)).ToList();
+        var cheapest = CostOfOwnership.CheapestByVolume(costs, settings.HorizonDays);
+        var cheapestAcceptable = CostOfOwnership.CheapestByVolume(acceptable, settings.HorizonDays);
+        var labels = expectedByItem.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+
+        var decision = WriteDecision(summaries, pairwise, best, winner)
+            + Ownership.Describe(best, verdicts, costs, cheapest, cheapestAcceptable, settings);
         return new ComparisonResult
         {
             Candidates = summaries,
             Pairwise = pairwise,
             Winner = winner.Name,
-            Decision = WriteDecision(summaries, pairwise, best, winner),
+            Decision = decision,
+            NonInferiority = verdicts,
+            Costs = costs,
+            CheapestByVolume = cheapest,
+            CheapestAcceptableByVolume = cheapestAcceptable,
+            CostHorizonDays = settings.HorizonDays,
+            Confusion = candidates.Select(c => Confusion(c, expectedByItem, labels)).ToList(),
         };
     }
+
+    /// <summary>p-values as readers expect them: three decimals, and <c>&lt; 0.001</c> below that.</summary>
+    public static string FormatP(double p) =>
+        double.IsNaN(p) ? "n/a" : p < 0.001 ? "< 0.001" : p.ToString("0.000", CultureInfo.InvariantCulture);
+
+    /// <summary>Invalid and error columns apart: a candidate that never names a label is not one that names the wrong one.</summary>
+    private static ConfusionMatrix Confusion(CandidateResults c, IReadOnlyDictionary<string, string> expectedByItem, List<string> labels)
+    {
+        const string invalid = "(invalid)", error = "(error)";
+        var columns = labels.Append(invalid).Append(error).ToList();
+        var byKey = labels.GroupBy(LabelKey).ToDictionary(g => g.Key, g => g.First());
+        var counts = labels.Select(_ => new int[columns.Count]).ToList();
+        foreach (var item in c.Items)
+        {
+            if (!expectedByItem.TryGetValue(item.ItemId, out var expected))
+                continue;
+            var answered = item.Error is not null ? error
+                : item.Correct ? expected
+                : !item.Invalid && item.Output is { } o && byKey.TryGetValue(LabelKey(o), out var label) ? label
+                : invalid;
+            counts[labels.IndexOf(expected)][columns.IndexOf(answered)]++;
+        }
+        return new ConfusionMatrix { Candidate = c.Name, Labels = labels, Columns = columns, Counts = counts };
+    }
+
+    // Case, spacing and punctuation ignored: the Evaluation service reports labels normalised.
+    private static string LabelKey(string text) => NearDuplicateIndex.Normalize(text).Replace(" ", "", StringComparison.Ordinal);
 
     private const int Resamples = 2000;
     private const int Seed = 17;
@@ -51,6 +95,11 @@ public static class Comparer
             Kind = c.Kind,
             Items = c.Items.Count,
             Errors = c.Items.Count(i => i.Error is not null),
+            Invalid = c.Items.Count(i => i.Error is null && i.Invalid),
+            ExamplesShownMean = c.Items.Any(i => i.ExamplesShown is not null) ? c.Items.Where(i => i.ExamplesShown is not null).Average(i => i.ExamplesShown!.Value) : null,
+            ExamplesRetrievedMean = c.Items.Any(i => i.ExamplesRetrieved is not null) ? c.Items.Where(i => i.ExamplesRetrieved is not null).Average(i => i.ExamplesRetrieved!.Value) : null,
+            InputsTruncated = c.Items.Count(i => i.InputTruncated),
+            LikelihoodAccuracy = c.Items.Any(i => i.LikelihoodCorrect is not null) ? c.Items.Average(i => i.LikelihoodCorrect == true ? 1.0 : 0) : null,
             Accuracy = accuracy.Value,
             AccuracyLower = accuracy.Lower ?? double.NaN,
             AccuracyUpper = accuracy.Upper ?? double.NaN,
@@ -103,6 +152,9 @@ public static class Comparer
         return summaries.Where(s => !summaries.Any(o => o.Name != s.Name && Dominates(o, s))).Select(s => s.Name).ToHashSet();
     }
 
+    /// <summary>"= 0.042" or "&lt; 0.001", to follow "p".</summary>
+    private static string PValue(double p) => FormatP(p) is var f && f.StartsWith('<') ? f : "= " + f;
+
     private static string WriteDecision(IReadOnlyList<CandidateSummary> summaries, IReadOnlyList<PairwiseTest> pairwise, CandidateSummary best, CandidateSummary winner)
     {
         var c = CultureInfo.InvariantCulture;
@@ -112,7 +164,7 @@ public static class Comparer
         if (winner.Name != best.Name)
         {
             var test = pairwise.Single(p => p.B == winner.Name);
-            sb.Append(c, $"{best.Name} scored higher ({best.Accuracy:P1}) but the difference is not significant (McNemar p = {test.McNemarP:0.###}), ");
+            sb.Append(c, $"{best.Name} scored higher ({best.Accuracy:P1}) but the difference is not significant (McNemar p {PValue(test.McNemarP)}), ");
             sb.Append(c, $"and {winner.Name} is cheaper or faster. ");
         }
         else
@@ -127,6 +179,15 @@ public static class Comparer
         var errors = summaries.Where(s => s.Errors > 0).ToList();
         if (errors.Count > 0)
             sb.Append(c, $"Errors counted as wrong answers: {string.Join(", ", errors.Select(e => $"{e.Name} {e.Errors}"))}. ");
+        var invalid = summaries.Where(s => s.Invalid > 0).ToList();
+        if (invalid.Count > 0)
+            sb.Append(c, $"Invalid answers (naming no label; counted as wrong): {string.Join(", ", invalid.Select(e => $"{e.Name} {e.Invalid} of {e.Items}"))}. ");
+        var likely = summaries.Where(s => s.LikelihoodAccuracy is not null).ToList();
+        if (likely.Count > 0)
+            sb.Append(c, $"Scored by the label the model finds most likely (log-likelihood per byte, as lm-evaluation-harness scores multiple choice): {string.Join(", ", likely.Select(l => $"{l.Name} {l.LikelihoodAccuracy:P1} (greedy answer {l.Accuracy:P1})"))}. ");
+        var fitted = summaries.Where(s => s.ExamplesRetrievedMean is { } offered && (s.ExamplesShownMean < offered || s.InputsTruncated > 0)).ToList();
+        if (fitted.Count > 0)
+            sb.Append(c, $"Prompts fitted to the model's context: {string.Join(", ", fitted.Select(f => $"{f.Name} saw {f.ExamplesShownMean:0.#} of {f.ExamplesRetrievedMean:0.#} examples on average{(f.InputsTruncated > 0 ? $", {f.InputsTruncated} inputs cut" : "")}"))}. ");
         sb.Append(c, $"Pareto front (accuracy, p95 latency, cost): {string.Join(", ", summaries.Where(s => s.OnParetoFront).Select(s => s.Name))}.");
         return sb.ToString();
     }

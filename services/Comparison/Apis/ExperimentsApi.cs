@@ -56,6 +56,8 @@ public static class ExperimentsApi
         var testFraction = request.TestFraction ?? 0.2;
         if (testFraction is <= 0 or > 0.5)
             errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];
+        if (request.NonInferiorityMargin is < 0 or > 0.5 || request.NonInferiorityMargin is double m && !double.IsFinite(m))
+            errors["nonInferiorityMargin"] = ["The non-inferiority margin is a fraction of accuracy in [0, 0.5] (0.02 = 2 points)."];
 
         string? jsonl = null;
         if ((request.Dataset is null) == (request.DatasetPath is null))
@@ -109,6 +111,7 @@ public static class ExperimentsApi
             BaseModel = request.BaseModel,
             TestFraction = testFraction,
             Seed = request.Seed ?? 42,
+            NonInferiorityMargin = request.NonInferiorityMargin,
         };
         var now = DateTimeOffset.UtcNow;
         // The experiment and its command commit together (outbox): the command leaves once, even if the process dies now.
@@ -188,9 +191,9 @@ public static class ExperimentsApi
         return TypedResults.Stream(artifacts.OpenRead(JsonSerializer.Deserialize<ArtifactRef>(json, Json)!), contentType);
     }
 
-    public static async Task<Results<Ok<ExperimentSummary>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ComparisonDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<ExperimentSummary>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ComparisonDbContext db, WorkCanceller canceller, CancellationToken ct)
     {
-        var e = await db.Experiments.FirstOrDefaultAsync(x => x.Id == id, ct);
+        var e = await db.Experiments.Include(x => x.Candidates).FirstOrDefaultAsync(x => x.Id == id, ct);
         if (e is null)
             return TypedResults.NotFound();
         if (e.Status is not (ExperimentStatus.Queued or ExperimentStatus.Running))
@@ -199,6 +202,14 @@ public static class ExperimentsApi
         e.Status = ExperimentStatus.Cancelled;
         e.CompletedAt = DateTimeOffset.UtcNow;
         e.Touch(DateTimeOffset.UtcNow);
+        await db.SaveChangesAsync(ct);
+        // Saved first, so the workflow starts nothing new; then what it started is stopped in its own service.
+        var (runs, job, problems) = await canceller.CancelStartedWorkAsync(e, ct);
+        db.Add(new ExperimentLogEntry
+        {
+            ExperimentId = e.Id, At = DateTimeOffset.UtcNow, Step = e.Step,
+            Message = $"Cancelled: {runs} evaluation run(s){(job ? " and the fine-tuning job" : "")} asked to stop.{(problems.Count > 0 ? " Could not cancel: " + string.Join("; ", problems) : "")}",
+        });
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(new ExperimentSummary(e.Id, e.Name, "cancelled", e.Step, e.CreatedAt, e.UpdatedAt, e.Winner));
     }

@@ -44,6 +44,8 @@ public sealed class Experiment
     [MaxLength(200)] public string? Collection { get; set; }
     public Guid? FineTuningJobId { get; set; }
     [MaxLength(200)] public string? FineTunedModel { get; set; }
+    /// <summary>How long the fine-tuning job ran (hours), from <c>TrainingCompleted</c>: the training cost's measure.</summary>
+    public double? TrainingHours { get; set; }
 
     [MaxLength(200)] public string? Winner { get; set; }
     public string? Decision { get; set; }

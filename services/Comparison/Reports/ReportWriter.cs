@@ -21,7 +21,74 @@ public static class ReportWriter
             Decision = result.Decision,
             Candidates = result.Candidates,
             Pairwise = result.Pairwise,
+            NonInferiority = result.NonInferiority,
+            CostHorizonDays = result.CostHorizonDays,
+            Costs = result.Costs.Select(x => new OwnershipCost { Candidate = x.Candidate, OneOffUsd = x.OneOff, FixedPerDayUsd = x.FixedPerDay, PerRequestUsd = x.PerRequest }).ToList(),
+            CheapestByVolume = Ranges(result.CheapestByVolume),
+            CheapestAcceptableByVolume = Ranges(result.CheapestAcceptableByVolume),
+            Confusion = result.Confusion,
         }, Json);
+
+    private static List<CheapestVolumeRange> Ranges(IEnumerable<AspireTune.Analysis.CheapestRange> ranges) =>
+        ranges.Select(r => new CheapestVolumeRange { Candidate = r.Candidate, FromRequestsPerDay = r.FromRequestsPerDay, ToRequestsPerDay = r.ToRequestsPerDay }).ToList();
+
+    private static string Examples(CandidateSummary s) =>
+        s.ExamplesShownMean is { } shown
+            ? string.Create(CultureInfo.InvariantCulture, $"{shown:0.#} of {s.ExamplesRetrievedMean ?? shown:0.#}{(s.InputsTruncated > 0 ? $", {s.InputsTruncated} inputs cut" : "")}")
+            : s.InputsTruncated > 0 ? $"{s.InputsTruncated} inputs cut" : "";
+
+    /// <summary>Non-inferiority and the total cost of ownership: the verdicts, the cost lines and where they cross.</summary>
+    private static void AppendDecisionDetails(StringBuilder sb, ComparisonResult result)
+    {
+        static string E(string s) => WebUtility.HtmlEncode(s);
+        var c = CultureInfo.InvariantCulture;
+        if (result.NonInferiority.Count > 0)
+        {
+            var v0 = result.NonInferiority[0];
+            sb.Append(c, $"<h2>Non-inferiority against {E(v0.Reference)} (margin {v0.Margin * 100:0.#} points, one-sided {v0.Confidence:P0} bound)</h2>");
+            sb.Append("<table><tr><th>candidate</th><th>items</th><th>accuracy difference</th><th>lower bound</th><th>verdict</th></tr>");
+            foreach (var v in result.NonInferiority)
+                sb.Append(c, $"<tr><td>{E(v.Candidate)}</td><td>{v.Items}</td><td>{v.Difference * 100:+0.0;-0.0;0.0} pts</td><td>{v.LowerBound * 100:+0.0;-0.0;0.0} pts</td><td>{(v.NonInferior ? "non-inferior" : "not shown non-inferior")}</td></tr>");
+            sb.Append("</table>");
+        }
+        if (result.Costs.Count == 0)
+            return;
+        sb.Append(c, $"<h2>Total cost of ownership (one-off costs spread over {result.CostHorizonDays:0.#} days)</h2><figure>");
+        var breakEvens = result.CheapestByVolume.Skip(1).Select(r => r.FromRequestsPerDay).ToList();
+        var maxVolume = Math.Max(1000, breakEvens.DefaultIfEmpty(0).Max() * 2);
+        sb.Append(Svg.CostLines("Daily cost against volume (dashed: where the cheapest candidate changes)",
+            result.Costs.Select(x => (x.Candidate, x.PerDay(0, result.CostHorizonDays), x.PerRequest)).ToList(), breakEvens, maxVolume));
+        sb.Append("</figure><table><tr><th>candidate</th><th>one-off USD</th><th>fixed USD / day</th><th>USD / request</th><th>cheapest from (requests a day)</th></tr>");
+        foreach (var x in result.Costs)
+        {
+            var ranges = result.CheapestByVolume.Where(r => r.Candidate == x.Candidate).Select(r => r.ToRequestsPerDay is { } to ? $"{Ownership.Volume(r.FromRequestsPerDay)} to {Ownership.Volume(to)}" : $"{Ownership.Volume(r.FromRequestsPerDay)} up").ToList();
+            sb.Append(c, $"<tr><td>{E(x.Candidate)}</td><td>{x.OneOff:0.####}</td><td>{x.FixedPerDay:0.####}</td><td>{x.PerRequest:0.########}</td><td>{E(ranges.Count == 0 ? "never" : string.Join("; ", ranges))}</td></tr>");
+        }
+        sb.Append("</table>");
+    }
+
+    private static void AppendConfusion(StringBuilder sb, ComparisonResult result)
+    {
+        static string E(string s) => WebUtility.HtmlEncode(s);
+        if (result.Confusion.Count == 0)
+            return;
+        sb.Append("<h2>Confusion matrices (rows: expected label; columns: answer)</h2>");
+        foreach (var m in result.Confusion)
+        {
+            sb.Append("<h3>").Append(E(m.Candidate)).Append("</h3><table><tr><th>expected \\ answered</th>");
+            foreach (var col in m.Columns)
+                sb.Append("<th>").Append(E(col)).Append("</th>");
+            sb.Append("</tr>");
+            for (var r = 0; r < m.Labels.Count; r++)
+            {
+                sb.Append("<tr><td>").Append(E(m.Labels[r])).Append("</td>");
+                for (var k = 0; k < m.Columns.Count; k++)
+                    sb.Append(k == r ? "<td><strong>" : "<td>").Append(m.Counts[r][k]).Append(k == r ? "</strong></td>" : "</td>");
+                sb.Append("</tr>");
+            }
+            sb.Append("</table>");
+        }
+    }
 
     public static string ToHtml(string experimentName, CurationReport curation, ComparisonResult result, DateTimeOffset generatedAt)
     {
@@ -50,19 +117,21 @@ public static class ReportWriter
             result.Candidates.Select(s => (s.Name, new[] { s.LatencyP50 * 1000, s.LatencyP95 * 1000, s.LatencyP99 * 1000 })).ToList()));
         sb.Append("</figure>");
 
-        sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>accuracy</th><th>95% CI</th><th>macro-F1</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
+        sb.Append("<table><tr><th>candidate</th><th>kind</th><th>items</th><th>errors</th><th>invalid</th><th>accuracy</th><th>95% CI</th><th>by likelihood</th><th>macro-F1</th><th>examples seen</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>USD / 1k</th><th>Pareto</th></tr>");
         foreach (var s in result.Candidates)
-            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{s.MacroF1:0.000}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
-        sb.Append("</table>");
+            sb.Append(c, $"<tr><td>{E(s.Name)}</td><td>{E(s.Kind.ToWireName())}</td><td>{s.Items}</td><td>{s.Errors}</td><td>{s.Invalid} ({(s.Items == 0 ? 0 : 100.0 * s.Invalid / s.Items):0}%)</td><td>{s.Accuracy:P1}</td><td>{s.AccuracyLower:P1} - {s.AccuracyUpper:P1}</td><td>{(s.LikelihoodAccuracy is { } la ? la.ToString("P1", c) : "")}</td><td>{s.MacroF1:0.000}</td><td>{Examples(s)}</td><td>{Ms(s.LatencyP50)}</td><td>{Ms(s.LatencyP95)}</td><td>{Ms(s.LatencyP99)}</td><td>{s.CostPer1k:0.####}</td><td>{(s.OnParetoFront ? "yes" : "")}</td></tr>");
+        sb.Append("</table><p>Invalid: the answer names no label (a near-miss of one included); counted as wrong, and apart from wrong labels. By likelihood: accuracy when the answer is the label the model finds most likely after the prompt (where the endpoint can score). Examples seen: mean number of retrieved examples the prompt held after fitting the model's context, of those retrieved.</p>");
+        AppendDecisionDetails(sb, result);
 
         if (result.Pairwise.Count > 0)
         {
             sb.Append("<h2>Paired tests against the most accurate candidate</h2><table><tr><th>A</th><th>B</th><th>accuracy A - B</th><th>95% CI</th><th>only A right</th><th>only B right</th><th>McNemar p</th></tr>");
             foreach (var p in result.Pairwise)
-                sb.Append(c, $"<tr><td>{E(p.A)}</td><td>{E(p.B)}</td><td>{p.Difference:+0.0%;-0.0%;0.0%}</td><td>{p.DifferenceLower:+0.0%;-0.0%;0.0%} - {p.DifferenceUpper:+0.0%;-0.0%;0.0%}</td><td>{p.AOnlyCorrect}</td><td>{p.BOnlyCorrect}</td><td>{p.McNemarP:0.####}</td></tr>");
+                sb.Append(c, $"<tr><td>{E(p.A)}</td><td>{E(p.B)}</td><td>{p.Difference:+0.0%;-0.0%;0.0%}</td><td>{p.DifferenceLower:+0.0%;-0.0%;0.0%} - {p.DifferenceUpper:+0.0%;-0.0%;0.0%}</td><td>{p.AOnlyCorrect}</td><td>{p.BOnlyCorrect}</td><td>{E(Comparer.FormatP(p.McNemarP))}</td></tr>");
             sb.Append("</table>");
         }
 
+        AppendConfusion(sb, result);
         sb.Append("<h2>Data curation</h2><table>");
         foreach (var (k, v) in new (string, string)[]
         {

@@ -72,13 +72,18 @@ public static class Svg
         var front = valid.Where(p => p.Front).OrderBy(p => p.X).ToList();
         if (front.Count > 1)
             sb.Append($"<polyline fill=\"none\" stroke=\"#C44E52\" stroke-dasharray=\"5,4\" stroke-width=\"1.5\" points=\"{string.Join(' ', front.Select(p => $"{F(Px(p.X))},{F(Py(p.Y))}"))}\"/>");
+        var placed = new Labels(top, height - bottom);
         for (var i = 0; i < valid.Count; i++)
         {
             var p = valid[i];
             sb.Append($"<circle cx=\"{F(Px(p.X))}\" cy=\"{F(Py(p.Y))}\" r=\"{(p.Front ? 8 : 6)}\" fill=\"{Palette[i % Palette.Length]}\" stroke=\"{(p.Front ? "#C44E52" : "none")}\" stroke-width=\"2\"><title>{E(p.Label)}</title></circle>");
             // Labels of points in the right third go to their left, so they stay inside the chart.
             var toLeft = Px(p.X) > left + (width - left - right) * 2 / 3.0;
-            sb.Append($"<text x=\"{F(Px(p.X) + (toLeft ? -10 : 10))}\" y=\"{F(Py(p.Y) - 8)}\" text-anchor=\"{(toLeft ? "end" : "start")}\">{E(p.Label)}</text>");
+            var x = Px(p.X) + (toLeft ? -10 : 10);
+            var y = placed.Place(toLeft ? x - TextWidth(p.Label) : x, Py(p.Y) - 8, TextWidth(p.Label));
+            if (Math.Abs(y - (Py(p.Y) - 8)) > 1) // moved away from its point: a leader line says whose it is
+                sb.Append($"<line x1=\"{F(Px(p.X))}\" y1=\"{F(Py(p.Y))}\" x2=\"{F(x)}\" y2=\"{F(y - 4)}\" stroke=\"#999\" stroke-width=\"0.8\"/>");
+            sb.Append($"<text x=\"{F(x)}\" y=\"{F(y)}\" text-anchor=\"{(toLeft ? "end" : "start")}\">{E(p.Label)}</text>");
         }
         return sb.Append("</svg>").ToString();
     }
@@ -111,6 +116,74 @@ public static class Svg
             }
         }
         return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>
+    /// Daily cost against volume (requests a day), one straight line per candidate (one-off cost spread over the
+    /// horizon + fixed cost a day + cost per request times volume), with the volumes where the cheapest changes marked.
+    /// </summary>
+    public static string CostLines(string title, IReadOnlyList<(string Label, double Intercept, double Slope)> lines, IReadOnlyList<double> breakEvens, double maxVolume)
+    {
+        const int width = 860, height = 420, right = 30, top = 40, bottom = 60;
+        var labelRoom = Math.Clamp(lines.Select(l => TextWidth(l.Label)).DefaultIfEmpty(60).Max() + 16, 80, 300);
+        const int left = 80;
+        var plotRight = width - right - labelRoom;
+        var maxY = lines.Select(l => l.Intercept + l.Slope * maxVolume).Where(double.IsFinite).DefaultIfEmpty(1).Max();
+        maxY = maxY <= 0 ? 1 : maxY * 1.1;
+        double Px(double v) => left + v / maxVolume * (plotRight - left);
+        double Py(double y) => height - bottom - y / maxY * (height - top - bottom);
+        var sb = new StringBuilder();
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
+        sb.Append($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"600\">{E(title)}</text>");
+        for (var t = 0; t <= 5; t++)
+        {
+            var yv = maxY * t / 5;
+            sb.Append($"<line x1=\"{left}\" y1=\"{F(Py(yv))}\" x2=\"{F(plotRight)}\" y2=\"{F(Py(yv))}\" stroke=\"#e5e5e5\"/><text x=\"{left - 8}\" y=\"{F(Py(yv) + 4)}\" text-anchor=\"end\" fill=\"#555\">{Round(yv)}</text>");
+            var xv = maxVolume * t / 5;
+            sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{Round(xv)}</text>");
+        }
+        sb.Append($"<text x=\"{(plotRight + left) / 2}\" y=\"{height - 15}\" text-anchor=\"middle\">requests a day</text>");
+        sb.Append($"<text transform=\"translate(18,{(height - bottom + top) / 2}) rotate(-90)\" text-anchor=\"middle\">USD a day</text>");
+        foreach (var v in breakEvens.Where(v => v > 0 && v <= maxVolume))
+            sb.Append($"<line x1=\"{F(Px(v))}\" y1=\"{top}\" x2=\"{F(Px(v))}\" y2=\"{height - bottom}\" stroke=\"#999\" stroke-dasharray=\"3,3\"><title>break-even at {Round(v)} requests a day</title></line>");
+        var placed = new Labels(top, height - bottom);
+        for (var i = 0; i < lines.Count; i++)
+        {
+            var (label, a, b) = lines[i];
+            var end = a + b * maxVolume;
+            sb.Append($"<line x1=\"{F(Px(0))}\" y1=\"{F(Py(a))}\" x2=\"{F(Px(maxVolume))}\" y2=\"{F(Py(end))}\" stroke=\"{Palette[i % Palette.Length]}\" stroke-width=\"2\"><title>{E(label)}: {F(a)} USD a day + {b.ToString("0.######", CultureInfo.InvariantCulture)} USD a request</title></line>");
+            var y = placed.Place(plotRight + 6, Py(end) + 4, TextWidth(label));
+            sb.Append($"<text x=\"{F(plotRight + 6)}\" y=\"{F(y)}\" fill=\"{Palette[i % Palette.Length]}\">{E(label)}</text>");
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    private static string Round(double v) => v.ToString(v == 0 ? "0" : v < 1 ? "0.###" : v < 10 ? "0.#" : "#,0", CultureInfo.InvariantCulture);
+
+    private static double TextWidth(string label) => label.Length * 7;
+
+    /// <summary>Text labels placed so that none overlaps another: a label that would is moved up or down, nearest free row first.</summary>
+    private sealed class Labels(double top, double bottom)
+    {
+        private const double Height = 15;
+        private readonly List<(double X1, double X2, double Y)> _placed = [];
+
+        /// <summary>The baseline to draw at, as near <paramref name="y"/> as a free row allows.</summary>
+        public double Place(double x, double y, double width)
+        {
+            for (var step = 0; step < 40; step++)
+            {
+                var offset = (step + 1) / 2 * Height * (step % 2 == 1 ? 1 : -1);
+                var candidate = Math.Clamp(y + offset, top + Height, bottom);
+                if (_placed.All(p => p.X2 < x || p.X1 > x + width || Math.Abs(p.Y - candidate) >= Height))
+                {
+                    _placed.Add((x, x + width, candidate));
+                    return candidate;
+                }
+            }
+            _placed.Add((x, x + width, y));
+            return y;
+        }
     }
 
     private static double Clamp(double v) => double.IsNaN(v) ? 0 : Math.Clamp(v, 0, 1);

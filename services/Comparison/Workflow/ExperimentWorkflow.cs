@@ -21,9 +21,11 @@ namespace AspireTune.Comparison.Workflow;
 
 /// <summary>
 /// The four-step workflow as a state machine persisted in the Comparison database. Each incoming event moves
-/// one experiment forward; commands go to the owning service's queue, facts are published.
+/// one experiment forward; commands go to the owning service's queue, facts are published. This file: how each
+/// event moves an experiment; the commands it sends are built in ExperimentWorkflow.Commands.cs, its split files
+/// are written and read in ExperimentWorkflow.Files.cs.
 /// </summary>
-public sealed class ExperimentWorkflow(
+public sealed partial class ExperimentWorkflow(
     ComparisonDbContext db,
     IArtifactStore artifacts,
     EvaluationSetupClient evaluation,
@@ -164,7 +166,7 @@ public sealed class ExperimentWorkflow(
             foreach (var item in items)
             {
                 var (label, seconds) = await retrieval.ClassifyAsync(experiment.Collection!, item.Input, Options.KnnNeighbors, context.CancellationToken);
-                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label));
+                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label, Invalid: label is null));
             }
             knn.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
             knn.Status = CandidateStatus.Succeeded;
@@ -184,6 +186,7 @@ public sealed class ExperimentWorkflow(
         if (candidate.Status != CandidateStatus.Tuning)
             return;
         experiment.FineTunedModel = message.ModelId;
+        experiment.TrainingHours = message.Duration.TotalHours;
         var endpoint = await evaluation.EnsureServedEndpointAsync(message.ModelId, message.ServedEndpoint, context.CancellationToken);
         var (name, template) = PromptVariants.FineTuned();
         var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
@@ -279,8 +282,9 @@ public sealed class ExperimentWorkflow(
         }
         var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
         var expected = test.ToDictionary(ItemId, e => e.Expected);
-        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!)).ToList();
-        var comparison = Comparer.Compare(results, expected);
+        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!,
+            c.Kind == CandidateKind.FineTuned ? experiment.TrainingHours ?? 0 : 0)).ToList();
+        var comparison = Comparer.Compare(results, expected, Settings(experiment));
         var curation = Curation(experiment);
         var prefix = $"experiments/{experiment.Id:N}";
         var html = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(ReportWriter.ToHtml(experiment.Name, curation, comparison, clock.GetUtcNow()))), prefix, "report.html", "text/html", context.CancellationToken);
@@ -318,6 +322,16 @@ public sealed class ExperimentWorkflow(
         ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
     }
 
+    /// <summary>The margin the request asked for (else the configured one) and the configured prices.</summary>
+    private DecisionSettings Settings(Experiment experiment) => new()
+    {
+        NonInferiorityMargin = JsonSerializer.Deserialize<StartExperiment>(experiment.RequestJson, Json)?.NonInferiorityMargin ?? Options.NonInferiorityMargin,
+        GpuHourPrice = Options.GpuHourPrice,
+        SelfServedHourPrice = Options.SelfServedHourPrice,
+        KnnHourPrice = Options.KnnHourPrice,
+        HorizonDays = Options.CostHorizonDays,
+    };
+
     private async Task FailAsync(Experiment experiment, string step, string reason, ConsumeContext context)
     {
         experiment.Status = ExperimentStatus.Failed;
@@ -337,62 +351,6 @@ public sealed class ExperimentWorkflow(
             ? await db.Experiments.Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == id, context.CancellationToken)
             : null;
 
-    /// <summary>The fine-tuning command, its files rebuilt from the stored splits (same bytes, same artifact ids).</summary>
-    private async Task<StartFineTuning> FineTuningCommandAsync(Experiment experiment, string baseModel, CancellationToken ct)
-    {
-        var prefix = $"experiments/{experiment.Id:N}";
-        async Task<ArtifactRef> ChatSplitAsync(string? split, string name) =>
-            await PutChatSplitAsync(prefix, name, DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(split), ct)).Examples, ct);
-        return new StartFineTuning
-        {
-            JobId = experiment.FineTuningJobId!.Value,
-            ExperimentId = experiment.Id,
-            BaseModel = baseModel,
-            TrainingFile = await ChatSplitAsync(experiment.TrainArtifactJson, "ft-train.jsonl"),
-            ValidationFile = await ChatSplitAsync(experiment.ValidationArtifactJson, "ft-validation.jsonl"),
-            Suffix = Slug(experiment),
-            Hyperparameters = Options.FineTuningHyperparameters,
-        };
-    }
-
-    private RunEvaluation Evaluate(Experiment experiment, Guid runId, IReadOnlyList<string> prompts, IReadOnlyList<string> endpoints, ArtifactRef dataset) => new()
-    {
-        RunId = runId,
-        ExperimentId = experiment.Id,
-        Prompts = prompts,
-        ModelEndpoints = endpoints,
-        Dataset = dataset,
-        Scorers = ["label"],
-        Temperature = 0,
-        MaxTokens = 8,
-    };
-
-    private async Task<ArtifactRef> PutSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
-    {
-        var rows = LabelledJsonl.Write(items.Select(e => e.ToRow() with { Metadata = WithId(e) }));
-        return await artifacts.PutAsync(new MemoryStream(rows), prefix, name, "application/jsonl", ct);
-    }
-
-    /// <summary>The split in the chat format of hosted fine-tuning APIs, prompted exactly as the fine-tuned candidate will be.</summary>
-    private async Task<ArtifactRef> PutChatSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
-    {
-        var lines = items.Select(e => JsonSerializer.Serialize(new
-        {
-            messages = new[]
-            {
-                new { role = "user", content = PromptVariants.TrainingPromptFor(e.Input) },
-                new { role = "assistant", content = e.Expected },
-            },
-        }));
-        return await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), prefix, name, "application/jsonl", ct);
-    }
-
-    private static Dictionary<string, JsonElement> WithId(LabeledExample e) =>
-        new(e.Metadata ?? new Dictionary<string, JsonElement>(), StringComparer.Ordinal) { ["id"] = JsonSerializer.SerializeToElement(ItemId(e)) };
-
-    /// <summary>Items keep the line number they had in the dataset as received: stable across every candidate.</summary>
-    public static string ItemId(LabeledExample e) =>
-        e.Metadata is not null && e.Metadata.TryGetValue("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : $"line-{e.Line}";
 
     private static bool Matches(string? predicted, string expected) =>
         string.Equals(predicted?.Trim(), expected.Trim(), StringComparison.OrdinalIgnoreCase);
@@ -403,10 +361,6 @@ public sealed class ExperimentWorkflow(
     // The whole id, compact: sequential ids share their leading digits, so a prefix would name every experiment of a
     // few minutes alike (one collection, one set of prompts, one fine-tuned model for all of them).
     private static string Slug(Experiment e) => $"exp-{CompactId.Encode(e.Id)}";
-
-    private static ArtifactRef Artifact(string? json) => JsonSerializer.Deserialize<ArtifactRef>(json ?? throw new InvalidOperationException("The experiment has no such split yet."), Json)!;
-
-    private static CurationReport Curation(Experiment e) => JsonSerializer.Deserialize<CurationReport>(e.CurationJson!, Json)!;
 
     private void Log(Experiment experiment, string step, string message)
     {

@@ -111,9 +111,17 @@ public static class EvaluationResults
                 r.Error is null && Correct(r.Scores),
                 r.LatencyS,
                 r.CostUsd,
-                r.Predicted ?? r.Output,
-                r.Error))
+                // An answer the label scorer could read as no label is invalid, and kept as written.
+                Invalid(r) ? r.Output : r.Predicted ?? r.Output,
+                r.Error,
+                Invalid(r),
+                r.ExamplesShown,
+                r.ExamplesRetrieved,
+                r.InputTruncated,
+                r.Scores?.TryGetValue("label_likelihood", out var likely) == true ? likely >= 0.999 : null))
             .ToList();
+
+    private static bool Invalid(EvaluationItemResult r) => r.Error is null && r.Predicted == EvaluationItemResult.NoLabel;
 
     /// <summary>An item counts as right when its primary score (label, else exact, else the first) is 1.</summary>
     private static bool Correct(IReadOnlyDictionary<string, double>? scores)

@@ -28,6 +28,12 @@ public sealed record StartExperiment
 
     /// <summary>Seed for splits and sampling.</summary>
     public int Seed { get; init; } = 42;
+
+    /// <summary>
+    /// Largest accuracy loss against the most accurate candidate that still counts as non-inferior, as a fraction
+    /// (0.02 = 2 points); null: the Comparison service's default (<c>Comparison:NonInferiorityMargin</c>).
+    /// </summary>
+    public double? NonInferiorityMargin { get; init; }
 }
 
 /// <summary>Event: the experiment was accepted and its dataset curated and split.</summary>

@@ -33,6 +33,9 @@ public sealed record CreateExperimentRequest
 
     /// <summary>Seed for splits. Default 42.</summary>
     public int? Seed { get; init; }
+
+    /// <summary>Non-inferiority margin: accuracy points as a fraction in [0, 0.5] (0.02 = 2 points). Default <c>Comparison:NonInferiorityMargin</c>.</summary>
+    public double? NonInferiorityMargin { get; init; }
 }
 
 /// <summary>The answer to <c>POST /api/experiments</c> (202).</summary>
@@ -204,6 +207,97 @@ public sealed record ExperimentReport
 
     /// <summary>Paired tests against the most accurate candidate.</summary>
     public required IReadOnlyList<PairwiseTest> Pairwise { get; init; }
+
+    /// <summary>Each other candidate against the most accurate one, at the experiment's margin.</summary>
+    public IReadOnlyList<NonInferiorityVerdict> NonInferiority { get; init; } = [];
+
+    /// <summary>Days the one-off (training) costs are spread over.</summary>
+    public double CostHorizonDays { get; init; }
+
+    /// <summary>What owning each candidate costs.</summary>
+    public IReadOnlyList<OwnershipCost> Costs { get; init; } = [];
+
+    /// <summary>Which candidate is cheapest at which volume, among all candidates.</summary>
+    public IReadOnlyList<CheapestVolumeRange> CheapestByVolume { get; init; } = [];
+
+    /// <summary>The same among the most accurate candidate and those non-inferior to it.</summary>
+    public IReadOnlyList<CheapestVolumeRange> CheapestAcceptableByVolume { get; init; } = [];
+
+    /// <summary>Per candidate: answers by expected label.</summary>
+    public IReadOnlyList<ConfusionMatrix> Confusion { get; init; } = [];
+}
+
+/// <summary>"<see cref="Candidate"/> is not worse than <see cref="Reference"/> by more than <see cref="Margin"/>" (accuracy as fractions).</summary>
+public sealed record NonInferiorityVerdict
+{
+    /// <summary>The candidate tested.</summary>
+    public required string Candidate { get; init; }
+
+    /// <summary>The most accurate candidate it is held against.</summary>
+    public required string Reference { get; init; }
+
+    /// <summary>Items both answered.</summary>
+    public required int Items { get; init; }
+
+    /// <summary>Mean paired accuracy difference, candidate minus reference.</summary>
+    public required double Difference { get; init; }
+
+    /// <summary>One-sided lower confidence bound of the difference.</summary>
+    public required double LowerBound { get; init; }
+
+    /// <summary>The margin (0.02 = 2 points).</summary>
+    public required double Margin { get; init; }
+
+    /// <summary>Confidence of the bound (0.95).</summary>
+    public required double Confidence { get; init; }
+
+    /// <summary>Whether the bound lies above minus the margin.</summary>
+    public required bool NonInferior { get; init; }
+}
+
+/// <summary>What owning a candidate costs, in USD.</summary>
+public sealed record OwnershipCost
+{
+    /// <summary>The candidate.</summary>
+    public required string Candidate { get; init; }
+
+    /// <summary>One-off cost: training GPU-hours at their configured price.</summary>
+    public required double OneOffUsd { get; init; }
+
+    /// <summary>Fixed cost a day: hosting a self-served model (or the kNN index) around the clock.</summary>
+    public required double FixedPerDayUsd { get; init; }
+
+    /// <summary>Cost per request: tokens at the endpoint's prices (mean over the test items).</summary>
+    public required double PerRequestUsd { get; init; }
+}
+
+/// <summary>From <see cref="FromRequestsPerDay"/> up to <see cref="ToRequestsPerDay"/> (null: no limit) requests a day, <see cref="Candidate"/> is the cheapest.</summary>
+public sealed record CheapestVolumeRange
+{
+    /// <summary>The cheapest candidate in the range.</summary>
+    public required string Candidate { get; init; }
+
+    /// <summary>Lower end (requests a day): the break-even volume where it becomes the cheapest.</summary>
+    public required double FromRequestsPerDay { get; init; }
+
+    /// <summary>Upper end; null when it stays the cheapest.</summary>
+    public double? ToRequestsPerDay { get; init; }
+}
+
+/// <summary>Counts of answers by expected label (rows) and answer (columns: the labels, then <c>(invalid)</c> and <c>(error)</c>).</summary>
+public sealed record ConfusionMatrix
+{
+    /// <summary>The candidate.</summary>
+    public required string Candidate { get; init; }
+
+    /// <summary>Expected labels (rows).</summary>
+    public required IReadOnlyList<string> Labels { get; init; }
+
+    /// <summary>Answers (columns).</summary>
+    public required IReadOnlyList<string> Columns { get; init; }
+
+    /// <summary>Counts[row][column].</summary>
+    public required IReadOnlyList<IReadOnlyList<int>> Counts { get; init; }
 }
 
 /// <summary>One candidate's results on the test split. Latencies are in seconds.</summary>
@@ -220,6 +314,24 @@ public sealed record CandidateSummary
 
     /// <summary>Items whose call failed.</summary>
     public required int Errors { get; init; }
+
+    /// <summary>Answers that name no label (a near-miss of one included): wrong, and counted apart from wrong labels.</summary>
+    public int Invalid { get; init; }
+
+    /// <summary>Mean retrieved examples the prompt held after fitting the model's context; null when its prompt shows none.</summary>
+    public double? ExamplesShownMean { get; init; }
+
+    /// <summary>Mean examples retrieval offered for the prompt; null as above.</summary>
+    public double? ExamplesRetrievedMean { get; init; }
+
+    /// <summary>Items whose input had to be cut to fit the model's context.</summary>
+    public int InputsTruncated { get; init; }
+
+    /// <summary>
+    /// Accuracy when the answer is the label the model finds most likely after the prompt (log-likelihood per byte,
+    /// lm-evaluation-harness multiple choice); null where the endpoint cannot score.
+    /// </summary>
+    public double? LikelihoodAccuracy { get; init; }
 
     /// <summary>Share of items answered right.</summary>
     [JsonConverter(typeof(FiniteOrNullConverter))]

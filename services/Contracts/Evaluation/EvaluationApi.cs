@@ -54,6 +54,9 @@ public sealed record ModelEndpointRequest
     /// <summary>Requests per minute at most; unlimited when null.</summary>
     public int? RequestsPerMinute { get; init; }
 
+    /// <summary>Context window in tokens; when null, the served model's (asked through its tokenize route), else a known default for the model family, else 8,192.</summary>
+    public int? ContextLength { get; init; }
+
     /// <summary>Any other member; the service refuses one that looks like a raw key.</summary>
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Extra { get; init; }
@@ -97,6 +100,9 @@ public sealed record ModelEndpointResponse
 
     /// <summary>When it last changed.</summary>
     public required DateTimeOffset UpdatedAt { get; init; }
+
+    /// <summary>Context window in tokens as registered; null: the served model's, or a known default.</summary>
+    public int? ContextLength { get; init; }
 }
 
 /// <summary>

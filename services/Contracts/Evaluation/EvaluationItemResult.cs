@@ -60,6 +60,18 @@ public sealed record EvaluationItemResult
 
     /// <summary>Scorers that could not score the answer, and why.</summary>
     public string? ScoreErrors { get; init; }
+
+    /// <summary>Retrieved examples the prompt held after it was fitted to the model's context; null when it asks for none.</summary>
+    public int? ExamplesShown { get; init; }
+
+    /// <summary>Examples retrieval offered for the prompt; null when it asks for none.</summary>
+    public int? ExamplesRetrieved { get; init; }
+
+    /// <summary>True when the input itself had to be cut to fit the model's context.</summary>
+    public bool InputTruncated { get; init; }
+
+    /// <summary>The <see cref="Predicted"/> value of an answer that names no label: an invalid answer.</summary>
+    public const string NoLabel = "(other)";
 }
 
 /// <summary>The one reader and writer of per-item evaluation results (JSONL, one <see cref="EvaluationItemResult"/> a line).</summary>

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one automaton (schema compiler and byte-level matcher share the state types);
+// split, neither half is readable alone.
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one tokenizer with its three file formats (read and write) and the byte-level
+// mapping they share; split, each half would need the other's private tables.
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;

@@ -37,7 +37,7 @@ public static class DatasetsApi
     public static async Task<Results<Created<DatasetResponse>, Ok<DatasetResponse>, ValidationProblem, ProblemHttpResult>> UploadAsync(
         HttpRequest request, string name, EvaluationDbContext db, IArtifactStore artifacts, IOptions<EvaluationOptions> options, CancellationToken ct)
     {
-        if (!ModelsApi.IdPattern().IsMatch(name ?? ""))
+        if (!ModelEndpointsApi.IdPattern().IsMatch(name ?? ""))
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["name"] = ["Give the dataset a name (?name=...): 1-128 letters, digits, '.', '_' or '-'."] });
         var limit = options.Value.MaxDatasetBytes;
         if (request.ContentLength > limit)

@@ -37,7 +37,7 @@ public static class PromptsApi
     public static async Task<Results<Created<PromptVersionResponse>, ValidationProblem>> CreateVersionAsync(PromptVersionRequest request, EvaluationDbContext db, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
-        if (!ModelsApi.IdPattern().IsMatch(request.Name ?? ""))
+        if (!ModelEndpointsApi.IdPattern().IsMatch(request.Name ?? ""))
             errors["name"] = ["The name must be 1-128 letters, digits, '.', '_' or '-' (no '@' or ':', which select versions and labels)."];
         if (string.IsNullOrWhiteSpace(request.Template))
             errors["template"] = ["The template is empty."];
@@ -46,7 +46,7 @@ public static class PromptsApi
         if (request.System is not null && PromptTemplates.Validate(request.System, "system") is { Count: > 0 } systemProblems)
             errors["system"] = systemProblems.ToArray();
         var labels = (request.Labels ?? []).Distinct().ToList();
-        if (labels.Any(l => !ModelsApi.IdPattern().IsMatch(l)))
+        if (labels.Any(l => !ModelEndpointsApi.IdPattern().IsMatch(l)))
             errors["labels"] = ["Labels are 1-128 letters, digits, '.', '_' or '-'."];
         if (errors.Count > 0)
             return TypedResults.ValidationProblem(errors, title: "The prompt version is not valid.");
@@ -89,7 +89,7 @@ public static class PromptsApi
     /// <summary>Points a label (e.g. <c>production</c>) at a version; runs resolve labels when they are created.</summary>
     public static async Task<Results<Ok<PromptVersionResponse>, ProblemHttpResult, ValidationProblem>> MoveLabelAsync(string name, string label, MoveLabelRequest request, EvaluationDbContext db, CancellationToken ct)
     {
-        if (!ModelsApi.IdPattern().IsMatch(label))
+        if (!ModelEndpointsApi.IdPattern().IsMatch(label))
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["label"] = ["Labels are 1-128 letters, digits, '.', '_' or '-'."] });
         var version = await db.PromptVersions.AsNoTracking().FirstOrDefaultAsync(p => p.Name == name && p.Version == request.Version, ct);
         if (version is null)

@@ -15,6 +15,9 @@ public sealed class ModelEndpointEntity
     public double OutputPricePerMillion { get; set; }
     public int MaxConcurrency { get; set; } = 4;
     public int? RequestsPerMinute { get; set; }
+
+    /// <summary>Context window in tokens, when registered; else the served model's, a known default, or 8,192.</summary>
+    public int? ContextLength { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
 }
@@ -105,6 +108,15 @@ public sealed class ItemResultEntity
     public bool Cached { get; set; }
     public string? Error { get; set; }
     public string? ScoreErrors { get; set; }
+
+    /// <summary>Examples the prompt showed after fitting it to the model's context; null when it asks for none.</summary>
+    public int? ExamplesShown { get; set; }
+
+    /// <summary>Examples retrieval offered for the prompt; null when it asks for none.</summary>
+    public int? ExamplesRetrieved { get; set; }
+
+    /// <summary>True when the input itself had to be cut to fit the context.</summary>
+    public bool? InputTruncated { get; set; }
 }
 
 /// <summary>A model answer kept so that the same call (endpoint, prompt, parameters) is never paid twice.</summary>

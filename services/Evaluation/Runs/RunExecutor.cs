@@ -5,7 +5,7 @@ using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Datasets;
-using AspireTune.Evaluation.Models;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.Evaluation.Prompts;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Scoring;
@@ -30,6 +30,8 @@ public sealed class RunExecutor(
     ResultWriter writer,
     RetrievalClient retrieval,
     ResponseCache cache,
+    TokenCounter tokens,
+    LabelLikelihood likelihood,
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
 {
@@ -111,7 +113,11 @@ public sealed class RunExecutor(
         if (done.Count > 0)
             logger.LogInformation("Run {RunId}: {Done} of {Total} calls already stored, resuming", run.Id, done.Count, run.TotalCalls);
 
-        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>());
+        // Label-likelihood scores every label the dataset expects; the prompt leaves room for the longest after it.
+        var labels = scorers.OfType<LabelLikelihoodScorer>().Any()
+            ? items.Where(i => i.Expected is not null).Select(i => i.Expected!).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList()
+            : [];
+        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>(), labels);
         var perEndpoint = spec.ModelEndpoints.Select((id, e) => Task.Run(() => RunEndpointAsync(context, endpoints[id], e, done, cancel), CancellationToken.None));
         await Task.WhenAll(perEndpoint);
         await writer.FlushAsync(stopping);
@@ -136,13 +142,13 @@ public sealed class RunExecutor(
             {
                 try
                 {
-                    w.Rendered = await PromptTemplates.RenderAsync(run.Prompts[w.Prompt], w.Item.Input!, null, null, cancel);
+                    w.Fitted = await FitAsync(run, endpoint, run.Prompts[w.Prompt], w.Item.Input!, null, cancel);
                 }
-                catch (KernelException)
+                catch (Exception e) when (e is KernelException or ModelCallException or PromptTooLongException)
                 {
                     continue; // rendered again when the item is processed, where the error becomes the item's result
                 }
-                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Rendered.Value), Variant(run.Spec, w.Repeat)));
+                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Fitted), Variant(run.Spec, w.Repeat)));
             }
             await cache.PrefetchAsync(keys, cancel);
         }
@@ -152,7 +158,19 @@ public sealed class RunExecutor(
             writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w, ct)));
     }
 
-    private static ModelCall Call(RunSpec spec, (string? System, string User) rendered) => new(rendered.System, rendered.User, spec.Temperature, spec.MaxTokens);
+    private static ModelCall Call(RunSpec spec, FittedPrompt prompt) => new(prompt.System, prompt.User, spec.Temperature, spec.MaxTokens);
+
+    /// <summary>Output budget assumed when a run sets no max_tokens (the served models' chat default).</summary>
+    private const int DefaultOutputBudget = 256;
+
+    /// <summary>The prompt rendered to fit the endpoint's context minus the run's output budget.</summary>
+    private async Task<FittedPrompt> FitAsync(RunContext run, ModelEndpointEntity endpoint, CompiledPrompt prompt, string input, RetrievedContext? retrieved, CancellationToken ct)
+    {
+        var window = await tokens.WindowAsync(endpoint, ct);
+        // Room after the prompt for the answer, and for the longest label when labels are scored by likelihood.
+        var budget = window.ContextLength - Math.Max(run.Spec.MaxTokens ?? DefaultOutputBudget, LabelLikelihood.Reserve(run.Labels));
+        return await PromptFitter.FitAsync(prompt, input, retrieved, budget, (system, user, c) => new ValueTask<int>(tokens.CountAsync(endpoint, window, system, user, c)), ct);
+    }
 
     // Repeats must reach the model each time (consistency measures their disagreement), so each repeat has its own key.
     private static int Variant(RunSpec spec, int repeat) => spec.Repeats > 1 ? repeat : 0;
@@ -168,16 +186,19 @@ public sealed class RunExecutor(
         }
         try
         {
-            var rendered = work.Rendered;
-            if (rendered is null)
+            var fitted = work.Fitted;
+            if (fitted is null)
             {
                 RetrievedContext? retrieved = null;
                 if (prompt.UsesRetrieval && run.Spec.RetrievalCollection is { } collection)
                     retrieved = await run.Retrieved.GetOrAdd(item.Index, _ => new Lazy<Task<RetrievedContext>>(
                         () => retrieval.NeighborsAsync(collection, item.Input!, run.Spec.RetrievalTopK, ct))).Value;
-                rendered = await PromptTemplates.RenderAsync(prompt, item.Input!, retrieved?.Examples, retrieved?.Passages, ct);
+                fitted = await FitAsync(run, endpoint, prompt, item.Input!, retrieved, ct);
             }
-            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, rendered.Value), Variant(run.Spec, repeat), ct);
+            result.ExamplesShown = fitted.ExamplesShown;
+            result.ExamplesRetrieved = fitted.ExamplesRetrieved;
+            result.InputTruncated = fitted.InputTruncated ? true : null;
+            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, fitted), Variant(run.Spec, repeat), ct);
             result.Output = answer.Output;
             result.LatencyMs = answer.LatencyMs;
             result.InputTokens = answer.InputTokens;
@@ -186,15 +207,27 @@ public sealed class RunExecutor(
             result.Cached = answer.Cached;
 
             var scores = new ScoreResult();
+            string? likely = null;
+            if (run.Labels.Count > 0 && item.Expected is not null)
+            {
+                try
+                {
+                    likely = await likelihood.ChooseAsync(endpoint, fitted.System, fitted.User, run.Labels, ct);
+                }
+                catch (ModelCallException e)
+                {
+                    scores.Errors.Add("label-likelihood: " + e.Message); // the greedy answer still counts
+                }
+            }
             foreach (var scorer in run.Scorers)
                 if (!scorer.NeedsExpected || item.Expected is not null)
                     await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output)
-                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd }, scores, ct);
+                        { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd, LikelyLabel = likely }, scores, ct);
             result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
         }
-        catch (Exception e) when (e is ModelCallException or RetrievalException or KernelException)
+        catch (Exception e) when (e is ModelCallException or RetrievalException or KernelException or PromptTooLongException)
         {
             // The item's outcome is this error: recorded in its result and counted in the summary.
             result.Error = e.Message;
@@ -266,6 +299,9 @@ public sealed class RunExecutor(
         Cached = r.Cached,
         Error = r.Error,
         ScoreErrors = r.ScoreErrors,
+        ExamplesShown = r.ExamplesShown,
+        ExamplesRetrieved = r.ExamplesRetrieved,
+        InputTruncated = r.InputTruncated is true,
     };
 
     private async Task FinishCancelledAsync(RunEntity run)
@@ -308,7 +344,7 @@ public sealed class RunExecutor(
     private static long Key(int pair, int item, int repeat) => ((long)pair << 40) | ((long)item << 8) | (long)repeat;
 
     private sealed record RunContext(Guid Id, RunSpec Spec, List<DatasetItem> Items, List<CompiledPrompt> Prompts, List<Scorer> Scorers,
-        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved);
+        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved, List<string> Labels);
 
     /// <summary>One call to make; prompts without retrieval are rendered ahead (for the cache prefetch).</summary>
     private sealed class Work(int prompt, DatasetItem item, int repeat)
@@ -316,7 +352,7 @@ public sealed class RunExecutor(
         public int Prompt { get; } = prompt;
         public DatasetItem Item { get; } = item;
         public int Repeat { get; } = repeat;
-        public (string? System, string User)? Rendered { get; set; }
+        public FittedPrompt? Fitted { get; set; }
     }
 
     private sealed class RunFailedException(string message) : Exception(message);

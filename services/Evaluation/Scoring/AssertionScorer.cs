@@ -1,9 +1,10 @@
 using System.Globalization;
 using System.Numerics.Tensors;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Text;
 using AspireTune.Contracts.Evaluation;
+using AspireTune.Evaluation.Endpoints;
 
 namespace AspireTune.Evaluation.Scoring;
 
@@ -113,7 +114,7 @@ public sealed class AssertionScorer : Scorer
                 _ => throw new ArgumentException($"unknown assertion type '{assertion.Type}'"),
             };
         }
-        catch (Exception e) when (e is ArgumentException or RegexMatchTimeoutException or Models.ModelCallException)
+        catch (Exception e) when (e is ArgumentException or RegexMatchTimeoutException or ModelCallException)
         {
             result.Errors.Add($"assert {assertion.Type}: {e.Message}");
             return null;

@@ -1,7 +1,8 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Text;
+using AspireTune.Evaluation.Endpoints;
 using NJsonSchema;
 
 namespace AspireTune.Evaluation.Scoring;
@@ -11,6 +12,9 @@ public sealed record ScoreInput(string Input, string? Expected, string Output)
 {
     /// <summary>The item's metadata, when it has some.</summary>
     public IReadOnlyDictionary<string, JsonElement>? Metadata { get; init; }
+
+    /// <summary>The label the model finds most likely after the prompt (label-likelihood runs on endpoints that can score).</summary>
+    public string? LikelyLabel { get; init; }
 
     /// <summary>Latency of the call in seconds.</summary>
     public double LatencyS { get; init; }
@@ -60,6 +64,7 @@ public abstract class Scorer
             "exact" => new ExactScorer(),
             "normalized" => new NormalizedScorer(),
             "label" => new LabelScorer(),
+            "label-likelihood" => new LabelLikelihoodScorer(),
             "contains" => new ContainsScorer(argument),
             "regex" => new RegexScorer(argument ?? throw new ArgumentException("'regex' needs a pattern: regex:PATTERN.")),
             "json" => new JsonValidScorer(),
@@ -70,7 +75,7 @@ public abstract class Scorer
             "rouge-l" => new RougeLScorer(),
             "json-fields" => new JsonFieldsScorer(),
             "assert" => new AssertionScorer(argument, judge, embed),
-            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields, assert[:judge=ENDPOINT,embedding=ENDPOINT]."),
+            _ => throw new ArgumentException($"Unknown scorer '{spec}'. Scorers: exact, normalized, label, label-likelihood, contains[:TEXT], regex:PATTERN, json, json-schema:SCHEMA, numeric[:TOLERANCE], judge:ENDPOINT, token-f1, rouge-l, json-fields, assert[:judge=ENDPOINT,embedding=ENDPOINT]."),
         };
     }
 
@@ -134,7 +139,7 @@ internal sealed class NormalizedScorer : Scorer
 /// </summary>
 internal sealed class LabelScorer : Scorer
 {
-    public const string Other = "(other)";
+    public const string Other = AspireTune.Contracts.Evaluation.EvaluationItemResult.NoLabel;
     private HashSet<string> _labels = new(StringComparer.Ordinal);
 
     public override string Name => "label";
@@ -165,6 +170,22 @@ internal sealed class LabelScorer : Scorer
             found = label;
         }
         return found ?? Other;
+    }
+}
+
+/// <summary>
+/// Label accuracy scored by likelihood: 1 when the label the model finds most likely after the prompt (see
+/// <see cref="LabelLikelihood"/>) is the expected one. Endpoints that cannot score give no value.
+/// </summary>
+internal sealed class LabelLikelihoodScorer : Scorer
+{
+    public override string Name => "label_likelihood";
+
+    public override ValueTask ScoreAsync(ScoreInput input, ScoreResult result, CancellationToken ct)
+    {
+        if (input.LikelyLabel is { } likely)
+            result.Scores[Name] = Normalize(likely) == Normalize(input.Expected!) ? 1 : 0;
+        return ValueTask.CompletedTask;
     }
 }
 
@@ -342,7 +363,7 @@ internal sealed partial class JudgeScorer(string endpoint, JudgeCall? judge, str
             else
                 result.Errors.Add($"judge: the reply '{NumericScorer.Truncate(firstLine)}' holds no grade from 1 to 10");
         }
-        catch (Models.ModelCallException e)
+        catch (ModelCallException e)
         {
             result.Errors.Add($"judge: {e.Message}");
         }

@@ -49,21 +49,21 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
             return;
 
         var job = await db.Jobs.FirstOrDefaultAsync(j => j.Id == message.JobId, ct);
+        // A job the jobs API created had its hyperparameters checked there; only a command's own are checked here.
+        Dictionary<string, string[]> errors = [];
         if (job is null)
         {
             job = FromCommand(message);
             db.Jobs.Add(job);
             JobEvents.Add(db, job.Id, "info", "created", "Job created from a StartFineTuning command.");
+            errors = HyperparameterSpec.Validate(message.Hyperparameters);
         }
 
         JobValidator.Outcome? outcome = null;
         if (job.Status == JobStatus.ValidatingFiles)
-        {
-            var errors = HyperparameterSpec.Validate(message.Hyperparameters);
             outcome = errors.Count > 0
                 ? validator.Reject(db, job, "invalid_hyperparameters", string.Join(" ", errors.Select(e => $"{e.Key}: {string.Join(" ", e.Value)}")))
                 : await validator.ValidateAsync(db, job, ct);
-        }
         db.MarkProcessed(context.MessageId, Name);
         if (outcome is { Passed: false })
             db.PublishOnCommit(new TrainingFailed

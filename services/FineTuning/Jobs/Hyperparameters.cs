@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Serialization;
+using AspireTune.Engine.Models;
+using AspireTune.Engine.Training;
 
 namespace AspireTune.FineTuning.Jobs;
 
@@ -28,6 +30,24 @@ public sealed record Hyperparameters
     public int TotalSteps(int examples) => Epochs * StepsPerEpoch(examples);
 
     public int StepsPerEpoch(int examples) => Math.Max(1, (examples + BatchSize - 1) / BatchSize);
+
+    /// <summary>The engine's options for a run on <paramref name="examples"/> training examples: the one place the job's names meet the engine's.</summary>
+    public SftOptions ToSftOptions(int examples) => new()
+    {
+        Epochs = Epochs,
+        BatchSize = BatchSize,
+        LearningRate = LearningRate,
+        WarmupSteps = (int)Math.Round(WarmupRatio * TotalSteps(examples)),
+        Schedule = Scheduler switch { "linear" => LearningRateSchedule.Linear, "constant" => LearningRateSchedule.Constant, _ => LearningRateSchedule.Cosine },
+        WeightDecay = WeightDecay,
+        Dropout = Dropout,
+        EvalEverySteps = Math.Max(1, EvalInterval),
+        EarlyStoppingPatience = EarlyStoppingPatience,
+        CheckpointEverySteps = Math.Max(1, CheckpointInterval),
+        Lora = LoraRank > 0 ? new LoraOptions { Rank = LoraRank, Alpha = LoraAlpha } : null,
+        MaxSequenceLength = MaxSeqLen,
+        Seed = Seed,
+    };
 }
 
 /// <summary>One hyperparameter: its name, range and what "auto" means.</summary>

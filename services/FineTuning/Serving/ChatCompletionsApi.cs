@@ -11,7 +11,7 @@ using Microsoft.Extensions.Hosting;
 
 using static AspireTune.FineTuning.Serving.OpenAiApi;
 using static AspireTune.FineTuning.Serving.OpenAiSampling;
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 
@@ -43,7 +43,7 @@ public static class ChatCompletionsApi
                 activity?.SetTag("gen_ai.prompt", prompt);
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
-            var promptIds = lease.Generator.EncodePrompt(prompt);
+            var promptIds = lease.Generator.EncodePrompt(prompt); // as /v1/tokenize counts it (TokenizeApi)
             CheckContext(lease, promptIds.Count, settings.MaxTokens, "messages");
             CheckLogitBias(settings, lease.Model.Config.VocabSize);
             var constraint = structured.ConstraintFor(lease.Model);
@@ -157,7 +157,7 @@ public static class ChatCompletionsApi
         }).ToArray()),
     };
 
-    private static List<ChatMessage> ParseMessages(JsonObject body)
+    internal static List<ChatMessage> ParseMessages(JsonObject body)
     {
         if (body["messages"] is not JsonArray array)
             throw new OpenAiException(400, "'messages' is required and must be an array of {role, content}.", "messages");

@@ -11,7 +11,7 @@ using Microsoft.Extensions.Hosting;
 
 using static AspireTune.FineTuning.Serving.OpenAiApi;
 using static AspireTune.FineTuning.Serving.OpenAiSampling;
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 

@@ -9,7 +9,7 @@ using AspireTune.ServiceDefaults.Security;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 
@@ -28,6 +28,7 @@ public static class OpenAiApi
         group.MapGet("/models/{id}", GetModelAsync);
         group.MapPost("/chat/completions", ChatCompletionsApi.ChatAsync);
         group.MapPost("/completions", CompletionsApi.CompletionsAsync);
+        group.MapPost("/tokenize", TokenizeApi.TokenizeAsync);
         return app;
     }
 

@@ -8,7 +8,7 @@ using AspireTune.ServiceDefaults.Security;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 

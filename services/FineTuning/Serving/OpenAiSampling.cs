@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Generation;
-using static AspireTune.FineTuning.Serving.OpenAiRequest;
+using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
 

@@ -66,7 +66,7 @@ public sealed partial class StructuredOutput
     {
         if (node is null || node.GetValueKind() == JsonValueKind.Null)
             return null;
-        if (node is not JsonObject format || OpenAiRequest.OptionalString(format, "type") is not { } type)
+        if (node is not JsonObject format || AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(format, "type") is not { } type)
             throw new OpenAiException(400, "'response_format' must be an object with a 'type': text, json_object or json_schema.", "response_format");
         switch (type)
         {
@@ -77,7 +77,7 @@ public sealed partial class StructuredOutput
             case "json_schema":
                 if (format["json_schema"] is not JsonObject spec)
                     throw new OpenAiException(400, "'response_format.json_schema' is required with type json_schema: {name, schema, strict}.", "response_format.json_schema");
-                if (OpenAiRequest.OptionalString(spec, "name") is not { } name || !FunctionName().IsMatch(name))
+                if (AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(spec, "name") is not { } name || !FunctionName().IsMatch(name))
                     throw new OpenAiException(400, "'response_format.json_schema.name' is required: letters, digits, '_' and '-', at most 64.", "response_format.json_schema.name");
                 var schema = spec["schema"] ?? new JsonObject { ["type"] = "object" };
                 try
@@ -103,9 +103,9 @@ public sealed partial class StructuredOutput
         var schemas = new List<(string, JsonNode?)>();
         for (var i = 0; i < array.Count; i++)
         {
-            if (array[i] is not JsonObject tool || OpenAiRequest.OptionalString(tool, "type") != "function" || tool["function"] is not JsonObject function)
+            if (array[i] is not JsonObject tool || AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(tool, "type") != "function" || tool["function"] is not JsonObject function)
                 throw new OpenAiException(400, $"tools[{i}] must be {{\"type\":\"function\",\"function\":{{…}}}}; only function tools are supported.", $"tools[{i}]");
-            if (OpenAiRequest.OptionalString(function, "name") is not { } name || !FunctionName().IsMatch(name))
+            if (AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(function, "name") is not { } name || !FunctionName().IsMatch(name))
                 throw new OpenAiException(400, $"tools[{i}].function.name is required: letters, digits, '_' and '-', at most 64.", $"tools[{i}].function.name");
             if (schemas.Any(s => s.Item1 == name))
                 throw new OpenAiException(400, $"tools[{i}].function.name '{name}' is given twice.", $"tools[{i}].function.name");
@@ -139,7 +139,7 @@ public sealed partial class StructuredOutput
                 if (tools.Count == 0)
                     throw new OpenAiException(400, $"tool_choice '{choice}' needs 'tools'.", "tool_choice");
                 return choice == "required" ? "*" : "auto";
-            case JsonObject o when OpenAiRequest.OptionalString(o, "type") == "function" && o["function"] is JsonObject f && OpenAiRequest.OptionalString(f, "name") is { } name:
+            case JsonObject o when AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(o, "type") == "function" && o["function"] is JsonObject f && AspireTune.ServiceDefaults.OpenAi.OpenAiRequest.OptionalString(f, "name") is { } name:
                 return tools.Any(t => t["name"]!.GetValue<string>() == name) ? name
                     : throw new OpenAiException(400, $"tool_choice names the function '{name}', which is not among 'tools'.", "tool_choice");
             default:

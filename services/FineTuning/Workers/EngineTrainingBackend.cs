@@ -1,7 +1,7 @@
 using System.Globalization;
 using AspireTune.Contracts.Common;
-using AspireTune.FineTuning.Jobs;
 using AspireTune.Engine.Models;
+using AspireTune.FineTuning.Jobs;
 using AspireTune.Engine.Training;
 using Microsoft.Extensions.Options;
 
@@ -15,33 +15,12 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
 
     private TrainingOutcome Train(TrainingRun run, ITrainingListener listener, CancellationToken ct)
     {
-        var h = run.Hyperparameters;
         using var model = CausalLm.Load(run.BaseModelDirectory, CausalLm.DefaultDevice());
-        var total = h.TotalSteps(run.Train.Count);
-        var sft = new SftOptions
-        {
-            Epochs = h.Epochs,
-            BatchSize = h.BatchSize,
-            LearningRate = h.LearningRate,
-            WarmupSteps = (int)Math.Round(h.WarmupRatio * total),
-            Schedule = h.Scheduler switch { "linear" => LearningRateSchedule.Linear, "constant" => LearningRateSchedule.Constant, _ => LearningRateSchedule.Cosine },
-            WeightDecay = h.WeightDecay,
-            Dropout = h.Dropout,
-            EvalEverySteps = Math.Max(1, h.EvalInterval),
-            EarlyStoppingPatience = h.EarlyStoppingPatience,
-            CheckpointEverySteps = Math.Max(1, h.CheckpointInterval),
-            Lora = h.LoraRank > 0 ? new LoraOptions { Rank = h.LoraRank, Alpha = h.LoraAlpha } : null,
-            MaxSequenceLength = h.MaxSeqLen,
-            Seed = h.Seed,
-            ExactMatchExamples = Math.Min(options.Value.ExactMatchExamples, run.Validation.Count),
-        };
+        var sft = run.Options with { ExactMatchExamples = Math.Min(options.Value.ExactMatchExamples, run.Validation.Count) };
         var observer = new Observer(listener);
-        listener.OnStarted(total, model.Device.ToString(), ResumedStep(run.ResumeFrom));
+        listener.OnStarted(run.TotalSteps, model.Device.ToString(), ResumedStep(run.ResumeFrom));
         var trainer = new SftTrainer(model, sft, observer);
-        var result = trainer.Train(
-            run.Train.Select(e => new SftExample(e.Prompt, e.Completion)).ToList(),
-            run.Validation.Select(e => new SftExample(e.Prompt, e.Completion)).ToList(),
-            run.CheckpointDirectory, run.ResumeFrom, ct);
+        var result = trainer.Train(run.Train, run.Validation, run.CheckpointDirectory, run.ResumeFrom, ct);
 
         // Saved beside and renamed: a half-written model directory is never registered or served.
         var staging = run.OutputDirectory + ".saving";
@@ -84,21 +63,19 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
         checkpoint is not null && Path.GetFileName(checkpoint.TrimEnd('/')) is { } name && name.StartsWith("checkpoint-", StringComparison.Ordinal)
         && int.TryParse(name["checkpoint-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step) ? step : 0;
 
+    /// <summary>Passes the engine's reports through unchanged, keeping the trainer's exact token count (carried across resumes).</summary>
     private sealed class Observer(ITrainingListener listener) : ITrainingObserver
     {
-        /// <summary>Tokens the trainer counted over every step, exact and carried across resumes.</summary>
         public long Tokens;
 
         public void OnProgress(TrainingProgress p)
         {
             Tokens = p.TrainedTokens;
-            listener.OnStep(new StepReport(p.Step, p.TotalSteps, p.Epoch, p.TrainLoss, p.LearningRate, p.TokensPerSecond));
+            listener.OnProgress(p);
         }
 
-        public void OnEvaluation(EvaluationResult e) =>
-            listener.OnEvaluation(new EvaluationReport(e.Step, e.Epoch, e.TrainLoss, e.ValidationLoss, e.MeanTokenAccuracy, e.ExactMatch));
+        public void OnEvaluation(EvaluationResult e) => listener.OnEvaluation(e);
 
-        public void OnCheckpoint(CheckpointInfo c) =>
-            listener.OnCheckpoint(new CheckpointReport(c.Step, c.Directory, c.TrainLoss, c.LastEvaluation?.ValidationLoss, c.LastEvaluation?.MeanTokenAccuracy));
+        public void OnCheckpoint(CheckpointInfo c) => listener.OnCheckpoint(c);
     }
 }

@@ -1,10 +1,8 @@
 using AspireTune.Contracts.Common;
+using AspireTune.Engine.Training;
 using AspireTune.FineTuning.Jobs;
 
 namespace AspireTune.FineTuning.Workers;
-
-/// <summary>One supervised example as the trainer sees it: the loss covers only the completion.</summary>
-public sealed record PromptCompletion(string Prompt, string Completion);
 
 /// <summary>Everything one training attempt needs. Directories are absolute.</summary>
 public sealed record TrainingRun
@@ -21,16 +19,15 @@ public sealed record TrainingRun
     /// <summary>The checkpoint to continue from after a worker was lost; null starts from the base model.</summary>
     public string? ResumeFrom { get; init; }
 
-    public required IReadOnlyList<PromptCompletion> Train { get; init; }
-    public required IReadOnlyList<PromptCompletion> Validation { get; init; }
-    public required Hyperparameters Hyperparameters { get; init; }
+    public required IReadOnlyList<SftExample> Train { get; init; }
+    public required IReadOnlyList<SftExample> Validation { get; init; }
+
+    /// <summary>The job's resolved hyperparameters, as the engine takes them (<see cref="Hyperparameters.ToSftOptions"/>).</summary>
+    public required SftOptions Options { get; init; }
+
+    /// <summary>Optimizer steps planned for the whole run.</summary>
+    public required int TotalSteps { get; init; }
 }
-
-public sealed record StepReport(int Step, int TotalSteps, double Epoch, double TrainLoss, double LearningRate, double TokensPerSecond);
-
-public sealed record EvaluationReport(int Step, double Epoch, double TrainLoss, double ValidLoss, double ValidMeanTokenAccuracy, double? ValidExactMatch);
-
-public sealed record CheckpointReport(int Step, string Directory, double TrainLoss, double? ValidLoss, double? ValidMeanTokenAccuracy);
 
 /// <summary>What a finished run reports; the output directory holds the weights of <see cref="BestStep"/>.</summary>
 public sealed record TrainingOutcome
@@ -44,13 +41,10 @@ public sealed record TrainingOutcome
     public required long TrainedTokens { get; init; }
 }
 
-/// <summary>Receives a run's progress, on the training thread; implementations must return quickly.</summary>
-public interface ITrainingListener
+/// <summary>Receives a run's progress as the engine reports it, on the training thread; implementations must return quickly.</summary>
+public interface ITrainingListener : ITrainingObserver
 {
     void OnStarted(int totalSteps, string device, int resumedFromStep);
-    void OnStep(StepReport step);
-    void OnEvaluation(EvaluationReport evaluation);
-    void OnCheckpoint(CheckpointReport checkpoint);
 }
 
 /// <summary>Runs one training attempt on this machine's device; throws <see cref="OperationCanceledException"/> when cancelled.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using AspireTune.Contracts.FineTuning;
+using AspireTune.Engine.Training;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
@@ -55,7 +56,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
         await db.SaveChangesAsync();
     });
 
-    public void OnStep(StepReport step)
+    public void OnProgress(TrainingProgress step)
     {
         LastStep = step.Step;
         var jobTag = new KeyValuePair<string, object?>("aspiretune.job_id", job.Id);
@@ -72,13 +73,13 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
         Enqueue(() => ProgressAsync(step.Step, step.TotalSteps, step.Epoch, step.LearningRate, step.TokensPerSecond, null));
     }
 
-    public void OnEvaluation(EvaluationReport evaluation) =>
+    public void OnEvaluation(EvaluationResult evaluation) =>
         Enqueue(() => ProgressAsync(evaluation.Step, job.TotalSteps, evaluation.Epoch, null, null, evaluation));
 
     private double? _lastLr;
     private double _lastTokensPerSecond;
 
-    private async Task ProgressAsync(int step, int total, double epoch, double? lr, double? tokensPerSecond, EvaluationReport? evaluation)
+    private async Task ProgressAsync(int step, int total, double epoch, double? lr, double? tokensPerSecond, EvaluationResult? evaluation)
     {
         double loss;
         lock (_lossesSinceEvent)
@@ -98,15 +99,15 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             Step = step,
             Epoch = epoch,
             TrainLoss = loss,
-            ValidLoss = evaluation?.ValidLoss,
-            ValidMeanTokenAccuracy = evaluation?.ValidMeanTokenAccuracy,
+            ValidLoss = evaluation?.ValidationLoss,
+            ValidMeanTokenAccuracy = evaluation?.MeanTokenAccuracy,
             LearningRate = _lastLr ?? 0,
             TokensPerSecond = _lastTokensPerSecond,
         });
         if (evaluation is not null)
             JobEvents.Add(db, job.Id, "info", "metrics",
-                $"Step {step}/{total}: train loss {loss:0.0000}, valid loss {evaluation.ValidLoss:0.0000}, valid mean token accuracy {evaluation.ValidMeanTokenAccuracy:0.0000}",
-                new { step, train_loss = loss, valid_loss = evaluation.ValidLoss, valid_mean_token_accuracy = evaluation.ValidMeanTokenAccuracy });
+                $"Step {step}/{total}: train loss {loss:0.0000}, valid loss {evaluation.ValidationLoss:0.0000}, valid mean token accuracy {evaluation.MeanTokenAccuracy:0.0000}",
+                new { step, train_loss = loss, valid_loss = evaluation.ValidationLoss, valid_mean_token_accuracy = evaluation.MeanTokenAccuracy });
         db.PublishOnCommit(new TrainingProgressed
         {
             JobId = job.Id,
@@ -115,9 +116,9 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             TotalSteps = total,
             Epoch = epoch,
             TrainLoss = loss,
-            ValidLoss = evaluation?.ValidLoss,
-            ValidMeanTokenAccuracy = evaluation?.ValidMeanTokenAccuracy,
-            ValidMetric = evaluation?.ValidExactMatch,
+            ValidLoss = evaluation?.ValidationLoss,
+            ValidMeanTokenAccuracy = evaluation?.MeanTokenAccuracy,
+            ValidMetric = evaluation?.ExactMatch,
             LearningRate = _lastLr ?? 0,
             TokensPerSecond = _lastTokensPerSecond,
         });
@@ -125,7 +126,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
         await db.Jobs.Where(j => j.Id == job.Id && j.Step < step).ExecuteUpdateAsync(s => s.SetProperty(j => j.Step, step));
     }
 
-    public void OnCheckpoint(CheckpointReport checkpoint) => Enqueue(async () =>
+    public void OnCheckpoint(CheckpointInfo checkpoint) => Enqueue(async () =>
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
@@ -138,8 +139,8 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             JobId = job.Id,
             Step = checkpoint.Step,
             TrainLoss = checkpoint.TrainLoss,
-            ValidLoss = checkpoint.ValidLoss,
-            ValidMeanTokenAccuracy = checkpoint.ValidMeanTokenAccuracy,
+            ValidLoss = checkpoint.LastEvaluation?.ValidationLoss,
+            ValidMeanTokenAccuracy = checkpoint.LastEvaluation?.MeanTokenAccuracy,
             Path = registry.Relative(checkpoint.Directory),
         });
         JobEvents.Add(db, job.Id, "info", "checkpoint", $"Checkpoint {id} saved at step {checkpoint.Step}.");
@@ -149,8 +150,8 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             ExperimentId = job.ExperimentId,
             Step = checkpoint.Step,
             TrainLoss = checkpoint.TrainLoss,
-            ValidLoss = checkpoint.ValidLoss,
-            ValidMeanTokenAccuracy = checkpoint.ValidMeanTokenAccuracy,
+            ValidLoss = checkpoint.LastEvaluation?.ValidationLoss,
+            ValidMeanTokenAccuracy = checkpoint.LastEvaluation?.MeanTokenAccuracy,
             CheckpointId = id,
         });
         await db.SaveChangesAsync();

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AspireTune.Contracts.Common;
+using AspireTune.Engine.Training;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
@@ -23,7 +24,7 @@ public sealed class TrainingInputs(IServiceScopeFactory scopes, IArtifactStore a
         var hyper = JsonSerializer.Deserialize<Hyperparameters>(job.ResolvedHyperparametersJson!)!;
         var curated = JsonlDataset.Parse(await artifacts.ReadVerifiedAsync(new ArtifactRef { Id = job.CuratedArtifactId!, Sha256 = job.CuratedSha256!, Length = job.CuratedBytes }, ct));
         var examples = curated.Examples.Select(ToPair).ToList();
-        List<PromptCompletion> train, validation;
+        List<SftExample> train, validation;
         if (job.ValidationArtifactId is not null)
         {
             var file = JsonlDataset.Parse(await artifacts.ReadVerifiedAsync(new ArtifactRef { Id = job.ValidationArtifactId, Sha256 = job.ValidationSha256!, Length = job.ValidationBytes }, ct));
@@ -55,13 +56,14 @@ public sealed class TrainingInputs(IServiceScopeFactory scopes, IArtifactStore a
             ResumeFrom = resume,
             Train = train,
             Validation = validation,
-            Hyperparameters = hyper,
+            Options = hyper.ToSftOptions(train.Count),
+            TotalSteps = hyper.TotalSteps(train.Count),
         };
     }
 
-    private static PromptCompletion ToPair(TrainingExample example)
+    private static SftExample ToPair(TrainingExample example)
     {
         var (prompt, completion) = ChatTemplate.Render(example);
-        return new PromptCompletion(prompt, completion);
+        return new SftExample(prompt, completion);
     }
 }

@@ -1,4 +1,5 @@
 using AspireTune.Contracts.Retrieval;
+using AspireTune.Retrieval.Search;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -65,15 +66,15 @@ public static class CollectionsApi
     public static async Task<Ok<IngestResult>> IndexExamples(string collection, IndexExamplesRequest request, RetrievalService service, CancellationToken ct) =>
         TypedResults.Ok(await service.IndexExamplesAsync(collection, request.Examples, null, ct));
 
-    public static async Task<Ok<NeighborsResponse>> Neighbors(string collection, NeighborsRequest request, RetrievalService service, CancellationToken ct) =>
-        TypedResults.Ok(await service.NeighborsAsync(collection, request, ct));
+    public static async Task<Ok<NeighborsResponse>> Neighbors(string collection, NeighborsRequest request, RetrievalQueries queries, CancellationToken ct) =>
+        TypedResults.Ok(await queries.NeighborsAsync(collection, request, ct));
 
-    public static async Task<Ok<PromptResponse>> Prompt(string collection, PromptRequest request, RetrievalService service, CancellationToken ct) =>
-        TypedResults.Ok(await service.PromptAsync(collection, request, ct));
+    public static async Task<Ok<PromptResponse>> Prompt(string collection, PromptRequest request, RetrievalQueries queries, CancellationToken ct) =>
+        TypedResults.Ok(await queries.PromptAsync(collection, request, ct));
 
-    public static async Task<Ok<ClassifyResponse>> Classify(string collection, ClassifyRequest request, RetrievalService service, CancellationToken ct) =>
-        TypedResults.Ok(await service.ClassifyAsync(collection, request, ct));
+    public static async Task<Ok<ClassifyResponse>> Classify(string collection, ClassifyRequest request, RetrievalQueries queries, CancellationToken ct) =>
+        TypedResults.Ok(await queries.ClassifyAsync(collection, request, ct));
 
-    public static async Task<Ok<EvaluateResponse>> Evaluate(string collection, EvaluateRequest request, RetrievalService service, CancellationToken ct) =>
-        TypedResults.Ok(await service.EvaluateAsync(collection, request, ct));
+    public static async Task<Ok<EvaluateResponse>> Evaluate(string collection, EvaluateRequest request, RetrievalQueries queries, CancellationToken ct) =>
+        TypedResults.Ok(await queries.EvaluateAsync(collection, request, ct));
 }

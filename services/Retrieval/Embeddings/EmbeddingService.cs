@@ -43,8 +43,17 @@ public sealed class EmbeddingService(IOptions<RetrievalOptions> options, IOption
         });
     }
 
-    /// <summary>Embeds in batches and checks every vector has the collection's dimensions.</summary>
-    public async Task<float[][]> EmbedAsync(string collection, string model, int dimensions, IReadOnlyList<string> texts, CancellationToken ct)
+    /// <summary>
+    /// What <c>/v1/embeddings</c> answers: the same path as indexing (<see cref="EmbedAsync"/>), so the vectors equal
+    /// a collection's of that model and dimensions. A hosted model gets <paramref name="dimensions"/> passed on
+    /// when given (&gt; 0) and is otherwise left at its own size.
+    /// </summary>
+    public Task<float[][]> EmbedForClientAsync(string model, int dimensions, IReadOnlyList<string> texts, CancellationToken ct) =>
+        EmbedAsync("/v1/embeddings", model, dimensions, texts, ct, IsLocal(model) || dimensions <= 0 ? null : new EmbeddingGenerationOptions { Dimensions = dimensions });
+
+    /// <summary>Embeds in batches and checks every vector has the collection's dimensions (0: any, the model's own).</summary>
+    public async Task<float[][]> EmbedAsync(string collection, string model, int dimensions, IReadOnlyList<string> texts, CancellationToken ct,
+        EmbeddingGenerationOptions? generation = null)
     {
         var generator = Generator(model, dimensions);
         var vectors = new float[texts.Count][];
@@ -55,7 +64,7 @@ public sealed class EmbeddingService(IOptions<RetrievalOptions> options, IOption
             GeneratedEmbeddings<Embedding<float>> embeddings;
             try
             {
-                embeddings = await generator.GenerateAsync(batch, cancellationToken: ct);
+                embeddings = await generator.GenerateAsync(batch, generation, ct);
             }
             catch (ClientResultException e) when (e.Status is 0 or 408 or 429 or >= 500)
             {
@@ -74,7 +83,7 @@ public sealed class EmbeddingService(IOptions<RetrievalOptions> options, IOption
             for (var i = 0; i < batch.Count; i++)
             {
                 var vector = embeddings[i].Vector.ToArray();
-                if (vector.Length != dimensions)
+                if (dimensions > 0 && vector.Length != dimensions)
                     throw new DimensionMismatchException(collection, model, dimensions, vector.Length);
                 vectors[offset + i] = vector;
             }

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one data structure (insert, search, remove, save/load) whose parts share the
+// layer arrays and neighbour selection; splitting it would spread one invariant over several files.
 using System.Numerics.Tensors;
 
 namespace AspireTune.Retrieval.Index;

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Evaluation.Apis;
 
-public static partial class ModelsApi
+public static partial class ModelEndpointsApi
 {
     private const string OpenAIBaseUrl = "https://api.openai.com/v1";
 
-    public static RouteGroupBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    public static RouteGroupBuilder MapModelEndpointsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/evaluation/models").WithTags("Evaluation: model endpoints");
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
@@ -76,6 +76,7 @@ public static partial class ModelsApi
         entity.OutputPricePerMillion = request.OutputPricePerMillion;
         entity.MaxConcurrency = request.MaxConcurrency;
         entity.RequestsPerMinute = request.RequestsPerMinute;
+        entity.ContextLength = request.ContextLength;
         entity.UpdatedAt = DateTimeOffset.UtcNow;
     }
 
@@ -105,6 +106,8 @@ public static partial class ModelsApi
             errors["maxConcurrency"] = ["maxConcurrency must be between 1 and 1024."];
         if (request.RequestsPerMinute is < 1)
             errors["requestsPerMinute"] = ["requestsPerMinute must be at least 1 (leave it out for no limit)."];
+        if (request.ContextLength is < 16)
+            errors["contextLength"] = ["contextLength must be at least 16 tokens (leave it out for the model's own or a known default)."];
         return errors;
     }
 
@@ -126,5 +129,6 @@ public static partial class ModelsApi
             RequestsPerMinute = e.RequestsPerMinute,
             CreatedAt = e.CreatedAt,
             UpdatedAt = e.UpdatedAt,
+            ContextLength = e.ContextLength,
         };
 }

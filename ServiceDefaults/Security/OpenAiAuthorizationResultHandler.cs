@@ -1,7 +1,9 @@
+using AspireTune.ServiceDefaults.OpenAi;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
+using Microsoft.AspNetCore.Http;
 
-namespace AspireTune.FineTuning.Serving;
+namespace AspireTune.ServiceDefaults.Security;
 
 /// <summary>
 /// Refusals under <c>/v1</c> in the shape OpenAI clients read: 401 with <c>WWW-Authenticate: Bearer</c> and an

@@ -1,9 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace AspireTune.FineTuning.Serving;
+using Microsoft.AspNetCore.Http;
 
-/// <summary>An error in the OpenAI shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
+namespace AspireTune.ServiceDefaults.OpenAi;
+
+/// <summary>An error in the OpenAI shape <c>{"error":{"message","type","param","code"}}</c>, for every service's <c>/v1</c> routes.</summary>
 public sealed class OpenAiException(int status, string message, string? param = null, string? code = null, string type = "invalid_request_error") : Exception(message)
 {
     public int Status { get; } = status;

@@ -16,7 +16,7 @@ using OpenAI.Chat;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
 
-namespace AspireTune.Evaluation.Models;
+namespace AspireTune.Evaluation.Endpoints;
 
 /// <summary>A call failed in a way the user should read (never holds the key or the endpoint's body).</summary>
 public sealed class ModelCallException(string message, Exception? inner = null) : Exception(message, inner);

@@ -4,7 +4,7 @@ using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Runs;
 using Microsoft.EntityFrameworkCore;
 
-namespace AspireTune.Evaluation.Models;
+namespace AspireTune.Evaluation.Endpoints;
 
 /// <summary>
 /// Model answers kept in the service database, keyed by <see cref="ModelGateway.CacheKey"/>. Lookups from

@@ -66,9 +66,9 @@ public sealed record ModelResponse
 }
 
 /// <summary><c>/api/models</c>: the registry of served models (built-in, fine-tuned, imported) with lineage.</summary>
-public static class ModelsApi
+public static class RegistryApi
 {
-    public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    public static IEndpointRouteBuilder MapRegistryApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/models").WithTags("Model registry");
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);

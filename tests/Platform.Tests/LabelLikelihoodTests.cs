@@ -1,0 +1,56 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using AspireTune.MockOpenAI;
+
+namespace AspireTune.Platform.Tests;
+
+/// <summary>Classification scored as evaluation harnesses do: by the label the model finds most likely, beside its greedy text.</summary>
+public sealed class LabelLikelihoodTests
+{
+    [Fact]
+    public async Task Experiment_GreedyAnswerIsANearMiss_LikelihoodPicksTheRightLabelAndInvalidAnswersAreCounted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The model writes "spma" for everything (a near-miss, not a label), but its log-probabilities prefer
+        // "spam" after a spammy message and "ham" after any other: what a weak model that knows the answer looks like.
+        await using var model = await MockOpenAIServer.StartAsync(configure: o =>
+        {
+            o.Fallback = "spma";
+            o.Scoring = new MockScoring
+            {
+                Rules =
+                {
+                    new MockLogprobRule { Pattern = @"Message:[\s\S]*\b(click|free|money|offer|unsubscribe|remove|order|\$)[\s\S]*spam$", Logprob = -0.1 },
+                    new MockLogprobRule { Pattern = "ham$", Logprob = -0.5 },
+                },
+            };
+        }, ct: ct);
+        var (app, http) = await EmbeddedExperimentTests.StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("embedded-likelihood"));
+        await using var _ = app;
+        (await http.PutAsJsonAsync("api/evaluation/models/mock-weak", new { id = "mock-weak", kind = "OpenAICompatible", baseUrl = model.BaseUrl, model = "mock-weak" }, ct)).EnsureSuccessStatusCode();
+
+        var response = await http.PostAsJsonAsync("api/experiments", new
+        {
+            name = "likelihood",
+            dataset = await File.ReadAllTextAsync(EmbeddedExperimentTests.SamplePath, ct),
+            candidates = new[] { "prompted", "knn" },
+            modelEndpoints = new[] { "mock-weak" },
+        }, ct);
+        response.StatusCode.Should().Be(HttpStatusCode.Accepted);
+        var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+        var experiment = await EmbeddedExperimentTests.WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(4));
+
+        experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
+        var report = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct))!;
+        var prompted = report["candidates"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "prompted:mock-weak")!;
+        prompted["accuracy"]!.GetValue<double>().Should().Be(0, "no greedy answer names a label");
+        prompted["invalid"]!.GetValue<int>().Should().Be(prompted["items"]!.GetValue<int>()).And.Be(60);
+        prompted["errors"]!.GetValue<int>().Should().Be(0);
+        prompted["likelihoodAccuracy"]!.GetValue<double>().Should().BeGreaterThan(0.6);
+        report["candidates"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "knn")!["likelihoodAccuracy"].Should().BeNull();
+        report["decision"]!.GetValue<string>().Should().Contain("Invalid answers").And.Contain("most likely");
+        var confusion = report["confusion"]!.AsArray().Single(m => m!["candidate"]!.GetValue<string>() == "prompted:mock-weak")!;
+        confusion["columns"]!.AsArray().Select(x => x!.GetValue<string>()).Should().Contain("(invalid)");
+    }
+}
