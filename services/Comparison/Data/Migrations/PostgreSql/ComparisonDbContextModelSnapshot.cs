@@ -140,6 +140,9 @@ namespace AspireTune.Comparison.Data.Migrations.PostgreSql
                     b.Property<string>("TrainArtifactJson")
                         .HasColumnType("text");
 
+                    b.Property<double?>("TrainingHours")
+                        .HasColumnType("double precision");
+
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone");
 

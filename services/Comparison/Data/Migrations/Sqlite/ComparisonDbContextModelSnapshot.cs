@@ -135,6 +135,9 @@ namespace AspireTune.Comparison.Data.Migrations.Sqlite
                     b.Property<string>("TrainArtifactJson")
                         .HasColumnType("TEXT");
 
+                    b.Property<double?>("TrainingHours")
+                        .HasColumnType("REAL");
+
                     b.Property<long>("UpdatedAt")
                         .HasColumnType("INTEGER");
 

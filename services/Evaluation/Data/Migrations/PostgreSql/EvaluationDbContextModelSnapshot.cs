@@ -92,8 +92,17 @@ namespace AspireTune.Evaluation.Data.Migrations.PostgreSql
                     b.Property<string>("Error")
                         .HasColumnType("text");
 
+                    b.Property<int?>("ExamplesRetrieved")
+                        .HasColumnType("integer");
+
+                    b.Property<int?>("ExamplesShown")
+                        .HasColumnType("integer");
+
                     b.Property<int>("InputTokens")
                         .HasColumnType("integer");
+
+                    b.Property<bool?>("InputTruncated")
+                        .HasColumnType("boolean");
 
                     b.Property<int>("Item")
                         .HasColumnType("integer");
@@ -144,6 +153,9 @@ namespace AspireTune.Evaluation.Data.Migrations.PostgreSql
                     b.Property<string>("BaseUrl")
                         .IsRequired()
                         .HasColumnType("text");
+
+                    b.Property<int?>("ContextLength")
+                        .HasColumnType("integer");
 
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone");

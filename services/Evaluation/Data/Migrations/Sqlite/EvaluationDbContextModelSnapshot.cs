@@ -85,7 +85,16 @@ namespace AspireTune.Evaluation.Data.Migrations.Sqlite
                     b.Property<string>("Error")
                         .HasColumnType("TEXT");
 
+                    b.Property<int?>("ExamplesRetrieved")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int?>("ExamplesShown")
+                        .HasColumnType("INTEGER");
+
                     b.Property<int>("InputTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool?>("InputTruncated")
                         .HasColumnType("INTEGER");
 
                     b.Property<int>("Item")
@@ -137,6 +146,9 @@ namespace AspireTune.Evaluation.Data.Migrations.Sqlite
                     b.Property<string>("BaseUrl")
                         .IsRequired()
                         .HasColumnType("TEXT");
+
+                    b.Property<int?>("ContextLength")
+                        .HasColumnType("INTEGER");
 
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER");
