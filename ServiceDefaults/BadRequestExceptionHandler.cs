@@ -23,6 +23,13 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problemDet
             null => bad.Message,
         };
         httpContext.Response.StatusCode = bad.StatusCode;
+        // The exception handler clears the endpoint before it runs; the feature keeps the one that failed.
+        var endpoint = httpContext.Features.Get<IExceptionHandlerFeature>()?.Endpoint ?? httpContext.GetEndpoint();
+        if (endpoint?.Metadata.GetMetadata<OwnErrorShape>() is { } own)
+        {
+            await own.Write(httpContext, bad.StatusCode, $"The request could not be read: {detail}");
+            return true;
+        }
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext
         {
             HttpContext = httpContext,
@@ -36,3 +43,16 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problemDet
         });
     }
 }
+
+/// <summary>
+/// A request-body limit for one endpoint, so documented limits above the server's 30 MB default hold
+/// (<c>.WithMetadata(new RequestBodyLimit(bytes))</c>); a body over it is answered 413 with the limit in the detail.
+/// </summary>
+public sealed record RequestBodyLimit(long? MaxRequestBodySize) : Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata;
+
+/// <summary>
+/// Endpoint metadata for APIs whose error bodies have a shape of their own (the OpenAI error object on <c>/v1</c>):
+/// their 4xx answers are not relabelled as ProblemDetails, and request-binding failures (a query value of the wrong
+/// type, say) are written by <see cref="Write"/> (status, message) instead.
+/// </summary>
+public sealed record OwnErrorShape(Func<HttpContext, int, string, Task> Write);

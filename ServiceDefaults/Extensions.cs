@@ -54,10 +54,25 @@ public static class ServiceDefaultsExtensions
             http.AddServiceDiscovery();
         });
 
+        // A time budget for every request (AspireTune:RequestTimeoutSeconds, default 300, 0 turns it off): when it runs out
+        // the request's cancellation token fires, which the handlers pass down to their loops, and the answer is 503.
+        var timeoutSeconds = builder.Configuration.GetValue("AspireTune:RequestTimeoutSeconds", 300);
+        builder.Services.AddRequestTimeouts(o =>
+        {
+            if (timeoutSeconds > 0)
+                o.DefaultPolicy = new Microsoft.AspNetCore.Http.Timeouts.RequestTimeoutPolicy { Timeout = TimeSpan.FromSeconds(timeoutSeconds), TimeoutStatusCode = StatusCodes.Status503ServiceUnavailable };
+        });
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        builder.Services.Configure<JsonOptions>(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
+        builder.Services.Configure<JsonOptions>(o =>
+        {
+            // Enums by name only ("kind": 7 is a 400), null refused where a member is not nullable, a repeated member
+            // refused instead of the last one silently winning.
+            o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter(allowIntegerValues: false));
+            o.SerializerOptions.RespectNullableAnnotations = true;
+            o.SerializerOptions.AllowDuplicateProperties = false;
+        });
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer<BearerSecuritySchemeTransformer>());
 
         builder.AddDataRoot();
@@ -123,11 +138,33 @@ public static class ServiceDefaultsExtensions
         if (properties.ContainsKey(typeof(ServiceDefaultsExtensions).FullName!))
             return app;
         properties[typeof(ServiceDefaultsExtensions).FullName!] = true;
+        PlatformSecurity.Announce(app.Services);
 
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.Use((context, next) =>
+        {
+            // Error bodies are ProblemDetails, also where a handler returns NotFound<ProblemDetails> (written as plain
+            // JSON): label them so. Endpoints with an error shape of their own (the OpenAI one on /v1) keep theirs.
+            if (context.GetEndpoint()?.Metadata.GetMetadata<OwnErrorShape>() is null)
+                context.Response.OnStarting(() =>
+                {
+                    if (context.Response.StatusCode >= 400 && context.Response.ContentType?.StartsWith("application/json", StringComparison.Ordinal) == true)
+                        context.Response.ContentType = "application/problem+json; charset=utf-8";
+                    return Task.CompletedTask;
+                });
+            if (context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>() is { } limit)
+            {
+                if (limit.MaxRequestBodySize is { } max && context.Request.ContentLength > max)
+                    throw new BadHttpRequestException($"The request body is {context.Request.ContentLength} bytes; this endpoint accepts at most {max}.", StatusCodes.Status413PayloadTooLarge);
+                if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+                    feature.MaxRequestBodySize = limit.MaxRequestBodySize;
+            }
+            return next(context);
+        });
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UseRequestTimeouts();
 
         app.MapHealthChecks(HealthPath).AllowAnonymous();
         app.MapHealthChecks(AlivePath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") }).AllowAnonymous();

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -36,6 +37,14 @@ public sealed class ApiKeyAuthenticationHandler(
         }
         // Never echo the key: only say that it did not match.
         return Task.FromResult(AuthenticateResult.Fail("The API key is not valid."));
+    }
+
+    /// <summary>RFC 6750: a 401 names the scheme, and says when the token presented was not valid.</summary>
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var failed = (await HandleAuthenticateOnceSafeAsync()).Failure is not null;
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        Response.Headers.WWWAuthenticate = failed ? "Bearer realm=\"aspiretune\", error=\"invalid_token\"" : "Bearer realm=\"aspiretune\"";
     }
 
     /// <summary>Lower-case hex SHA-256 of a key, the form stored in configuration.</summary>

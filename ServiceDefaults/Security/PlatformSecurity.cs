@@ -25,7 +25,7 @@ public static class PlatformSecurity
     {
         var config = builder.Configuration;
         var jwtConfigured = IsJwtConfigured(config);
-        var keysConfigured = config.GetSection(ApiKeyOptions.SectionName).GetSection(nameof(ApiKeyOptions.Accounts)).GetChildren().Any();
+        var keysConfigured = ValidateAccounts(config) > 0;
         var enabled = jwtConfigured || keysConfigured;
         var mode = new SecurityMode(enabled, ListenAddresses(config));
 
@@ -35,7 +35,6 @@ public static class PlatformSecurity
                 $"Configure API keys under '{ApiKeyOptions.SectionName}:Accounts' or a JWT issuer under '{JwtSection}', or listen on 127.0.0.1 only.");
 
         builder.Services.AddSingleton(mode);
-        builder.Services.AddHostedService<SecurityModeAnnouncer>();
         builder.Services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
 
         var auth = builder.Services.AddAuthentication(ForwardingScheme)
@@ -53,6 +52,35 @@ public static class PlatformSecurity
             .AddPolicy(Policies.Operator, p => Require(p, enabled, Policies.OperatorRoles))
             .AddPolicy(Policies.Admin, p => Require(p, enabled, Policies.AdminRoles));
         return builder;
+    }
+
+    /// <summary>
+    /// Checks every configured API-key account; one without a name, a SHA-256 hash or a known role is a start error
+    /// (a broken account must not count as "authentication configured"). Returns how many accounts there are.
+    /// </summary>
+    private static int ValidateAccounts(IConfiguration config)
+    {
+        var accounts = config.GetSection(ApiKeyOptions.SectionName).GetSection(nameof(ApiKeyOptions.Accounts)).GetChildren().ToList();
+        var problems = new List<string>();
+        foreach (var account in accounts)
+        {
+            var at = $"{ApiKeyOptions.SectionName}:{nameof(ApiKeyOptions.Accounts)}:{account.Key}";
+            if (string.IsNullOrWhiteSpace(account[nameof(ApiKeyAccount.Name)]))
+                problems.Add($"{at}:Name is missing");
+            var hash = account[nameof(ApiKeyAccount.KeyHash)] ?? "";
+            if (!System.Text.RegularExpressions.Regex.IsMatch(hash, "^(sha256:)?[0-9a-fA-F]{64}$"))
+                problems.Add($"{at}:KeyHash is not the SHA-256 hex of a key (64 hex digits, optionally prefixed 'sha256:')");
+            var roles = account.GetSection(nameof(ApiKeyAccount.Roles)).GetChildren().Select(r => r.Value).Where(r => !string.IsNullOrWhiteSpace(r)).ToList();
+            if (roles.Count == 0 && account[nameof(ApiKeyAccount.Roles)] is { Length: > 0 } single)
+                roles.Add(single);
+            if (roles.Count == 0)
+                problems.Add($"{at}:Roles is empty (give reader, operator or admin)");
+            foreach (var role in roles.Where(r => !Policies.ReaderRoles.Contains(r?.ToLowerInvariant())))
+                problems.Add($"{at}:Roles has '{role}', not one of reader, operator, admin");
+        }
+        if (problems.Count > 0)
+            throw new InvalidOperationException("Refusing to start: the API-key accounts are not usable: " + string.Join("; ", problems) + ".");
+        return accounts.Count;
     }
 
     private static void Require(AuthorizationPolicyBuilder policy, bool enabled, string[] roles)
@@ -105,19 +133,19 @@ public static class PlatformSecurity
         public bool LoopbackOnly => Addresses.All(IsLoopback);
     }
 
-    private sealed class SecurityModeAnnouncer(SecurityMode mode, AspireTune.ServiceDefaults.Data.DataRoot data, ILogger<SecurityModeAnnouncer> logger) : IHostedService
+    /// <summary>
+    /// Logs whether authentication is on: called by <c>MapDefaultEndpoints</c>, right after the host is built and
+    /// before anything starts (MassTransit, for one, logs while its bus is built), so it is the host's first line.
+    /// </summary>
+    internal static void Announce(IServiceProvider services)
     {
-        public Task StartAsync(CancellationToken cancellationToken)
-        {
-            if (!mode.AuthenticationEnabled)
-                logger.LogWarning("Authentication is OFF: open access, allowed because this host listens on loopback only ({Addresses}). Configure Authentication:ApiKeys or Authentication:Schemes:Bearer before exposing it.", string.Join(", ", mode.Addresses));
-            else
-                logger.LogInformation("Authentication is on (JWT bearer and/or API keys); roles reader, operator, admin.");
-            logger.LogInformation("Data folder: {DataRoot}", data.Path);
-            return Task.CompletedTask;
-        }
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        var mode = services.GetRequiredService<SecurityMode>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(PlatformSecurity));
+        if (!mode.AuthenticationEnabled)
+            logger.LogWarning("Authentication is OFF: open access, allowed because this host listens on loopback only ({Addresses}). Configure Authentication:ApiKeys or Authentication:Schemes:Bearer before exposing it.", string.Join(", ", mode.Addresses));
+        else
+            logger.LogInformation("Authentication is on (JWT bearer and/or API keys); roles reader, operator, admin.");
+        logger.LogInformation("Data folder: {DataRoot}", services.GetRequiredService<AspireTune.ServiceDefaults.Data.DataRoot>().Path);
     }
 
     /// <summary>Identity providers name the role claim <c>role</c> or <c>roles</c>; map both to the standard role claim.</summary>

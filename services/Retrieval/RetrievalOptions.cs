@@ -26,6 +26,13 @@ public sealed class RetrievalOptions
     /// <summary>Largest <c>k</c> a query may ask for. Default 100.</summary>
     [Range(1, 10_000)]
     public int MaxK { get; set; } = 100;
+
+    /// <summary>
+    /// Longest query text (neighbours, dynamic-prompt input, classify, evaluation queries) and prompt template, in
+    /// characters; longer ones get a 400 that states the limit. Default 200,000.
+    /// </summary>
+    [Range(1, 100_000_000)]
+    public int MaxQueryCharacters { get; set; } = 200_000;
 }
 
 /// <summary>The embedded vector index (section <c>Retrieval:Index</c>), used when no Qdrant is configured.</summary>

@@ -122,6 +122,8 @@ public sealed partial class RetrievalService(
         for (var i = 0; i < documents.Count; i++)
         {
             var doc = documents[i];
+            if (doc is null)
+                throw new RetrievalValidationException($"documents[{i}]", $"Document {i} is null.");
             if (string.IsNullOrWhiteSpace(doc.Id))
                 throw new RetrievalValidationException($"documents[{i}].id", $"Document {i} has no id.");
             if (string.IsNullOrWhiteSpace(doc.Text))
@@ -151,6 +153,8 @@ public sealed partial class RetrievalService(
         for (var i = 0; i < examples.Count; i++)
         {
             var example = examples[i];
+            if (example is null)
+                throw new RetrievalValidationException($"examples[{i}]", $"Example {i} is null.");
             if (string.IsNullOrWhiteSpace(example.Input))
                 throw new RetrievalValidationException($"examples[{i}].input", $"Example {i} has an empty input.");
             var p = ExampleDocument(example.Input, example.Expected, example.Metadata);

@@ -113,7 +113,8 @@ public sealed class ContractsTests
 
         // Other teams read this artifact: evolve it by adding fields, never by renaming one.
         json.RootElement.EnumerateObject().Select(p => p.Name).Should().Equal("prompt", "modelEndpoint", "item", "line", "repeat", "input", "expected", "output",
-            "predicted", "scores", "latencyS", "inputTokens", "outputTokens", "costUsd", "cached", "error", "scoreErrors");
+            "predicted", "scores", "latencyS", "inputTokens", "outputTokens", "costUsd", "cached", "error", "scoreErrors",
+            "examplesShown", "examplesRetrieved", "inputTruncated");
     }
 
     [Fact]

@@ -5,6 +5,7 @@ using AspireTune.Comparison.Data;
 using AspireTune.Comparison.Workflow;
 using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Comparison;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
@@ -27,7 +28,9 @@ public static class ExperimentsApi
     public static RouteGroupBuilder MapExperimentsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/experiments").WithTags("Comparison: experiments");
-        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator);
+        // Inline JSONL grows when escaped as a JSON string: room for twice Comparison:MaxDatasetBytes, checked again after reading.
+        var datasetLimit = app.ServiceProvider.GetRequiredService<IOptions<ComparisonOptions>>().Value.MaxDatasetBytes;
+        group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator).WithMetadata(new RequestBodyLimit(2 * Math.Min(datasetLimit, long.MaxValue / 4) + 1024 * 1024));
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id:guid}/report", ReportHtmlAsync).RequireAuthorization(Policies.Reader);
@@ -53,6 +56,8 @@ public static class ExperimentsApi
                 errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}; '{c}' is not."];
         if (candidates.Count == 0)
             errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}."];
+        if (request.ModelEndpoints?.Any(e => string.IsNullOrWhiteSpace(e) || e.Length > 128) == true)
+            errors["modelEndpoints"] = ["Model endpoint ids are non-empty strings of at most 128 characters."];
         var testFraction = request.TestFraction ?? 0.2;
         if (testFraction is <= 0 or > 0.5)
             errors["testFraction"] = ["The test fraction must be in (0, 0.5]."];

@@ -46,6 +46,21 @@ public static class LabelledJsonl
 
     private static (LabelledExample?, string?) ParseLine(ReadOnlySpan<byte> raw, ExpectedLabel rule)
     {
+        // Checked first: the JSON reader accepts invalid UTF-8 inside strings and fails only when they are read.
+        if (!System.Text.Unicode.Utf8.IsValid(raw))
+            return (null, "not valid UTF-8 (save the file as UTF-8)");
+        try
+        {
+            return ParseValidLine(raw, rule);
+        }
+        catch (InvalidOperationException)
+        {
+            return (null, "a \\u escape is not valid UTF-16 (a lone surrogate)");
+        }
+    }
+
+    private static (LabelledExample?, string?) ParseValidLine(ReadOnlySpan<byte> raw, ExpectedLabel rule)
+    {
         JsonDocument document;
         try
         {

@@ -264,19 +264,35 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         if (text.Length == 0) return;
         foreach (Match m in _pretokenizer.Matches(text))
         {
-            int[]? cached;
-            lock (_cacheLock) _cache.TryGetValue(m.Value, out cached);
-            if (cached is null)
+            // BPE costs quadratic time in the length of a piece: a long run (a megabyte without spaces) is cut into
+            // pieces of at most MaxPieceChars, which changes ids only inside such runs and keeps encoding linear.
+            for (var start = 0; start < m.Length;)
             {
-                cached = Bpe(m.Value);
-                lock (_cacheLock)
-                {
-                    if (_cache.Count > 100_000) _cache.Clear();
-                    _cache[m.Value] = cached;
-                }
+                var length = Math.Min(MaxPieceChars, m.Length - start);
+                if (start + length < m.Length && char.IsHighSurrogate(text[m.Index + start + length - 1]))
+                    length--;
+                ids.AddRange(CachedBpe(m.Length <= MaxPieceChars ? m.Value : text.Substring(m.Index + start, length)));
+                start += length;
             }
-            ids.AddRange(cached);
         }
+    }
+
+    /// <summary>Longest pre-token piece handed to BPE as one unit.</summary>
+    public const int MaxPieceChars = 64;
+
+    private int[] CachedBpe(string piece)
+    {
+        int[]? cached;
+        lock (_cacheLock) _cache.TryGetValue(piece, out cached);
+        if (cached is not null)
+            return cached;
+        cached = Bpe(piece);
+        lock (_cacheLock)
+        {
+            if (_cache.Count > 100_000) _cache.Clear();
+            _cache[piece] = cached;
+        }
+        return cached;
     }
 
     private int[] Bpe(string piece)

@@ -1,6 +1,7 @@
 using AspireTune.Contracts.Common;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Datasets;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -18,7 +19,8 @@ public static class DatasetsApi
         var group = app.MapGroup("/api/evaluation/datasets").WithTags("Evaluation: datasets");
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{sha256}", GetAsync).RequireAuthorization(Policies.Reader);
-        group.MapPost("/", UploadAsync).RequireAuthorization(Policies.Operator).DisableAntiforgery();
+        // The documented limit (Evaluation:MaxDatasetBytes), not the server's 30 MB default: the handler counts and answers 413.
+        group.MapPost("/", UploadAsync).RequireAuthorization(Policies.Operator).DisableAntiforgery().WithMetadata(new RequestBodyLimit(null));
         return group;
     }
 

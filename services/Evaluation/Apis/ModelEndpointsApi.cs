@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
+using AspireTune.Evaluation.Endpoints;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -10,6 +11,9 @@ namespace AspireTune.Evaluation.Apis;
 public static partial class ModelEndpointsApi
 {
     private const string OpenAIBaseUrl = "https://api.openai.com/v1";
+
+    /// <summary>Highest price accepted, USD per million tokens: far above any hosted model, low enough that costs stay finite.</summary>
+    public const double MaxPricePerMillion = 100_000;
 
     public static RouteGroupBuilder MapModelEndpointsApi(this IEndpointRouteBuilder app)
     {
@@ -34,9 +38,9 @@ public static partial class ModelEndpointsApi
     public static async Task<Results<Ok<ModelEndpointResponse>, NotFound>> GetAsync(string id, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct) =>
         await db.ModelEndpoints.AsNoTracking().FirstOrDefaultAsync(e => e.Id == id, ct) is { } e ? TypedResults.Ok(ToResponse(e, configuration)) : TypedResults.NotFound();
 
-    public static async Task<Results<Created<ModelEndpointResponse>, ProblemHttpResult, ValidationProblem>> CreateAsync(ModelEndpointRequest request, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
+    public static async Task<Results<Created<ModelEndpointResponse>, ProblemHttpResult, ValidationProblem>> CreateAsync(ModelEndpointRequest request, HttpContext http, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
     {
-        if (Validate(request) is { Count: > 0 } errors)
+        if (Validate(request, http, configuration) is { Count: > 0 } errors)
             return TypedResults.ValidationProblem(errors, title: "The model endpoint is not valid.");
         if (await db.ModelEndpoints.AnyAsync(e => e.Id == request.Id, ct))
             return TypedResults.Problem($"Model endpoint '{request.Id}' already exists; PUT /api/evaluation/models/{request.Id} replaces it.", statusCode: StatusCodes.Status409Conflict, title: "The model endpoint exists.");
@@ -47,10 +51,10 @@ public static partial class ModelEndpointsApi
         return TypedResults.Created($"/api/evaluation/models/{entity.Id}", ToResponse(entity, configuration));
     }
 
-    public static async Task<Results<Ok<ModelEndpointResponse>, ValidationProblem>> UpsertAsync(string id, ModelEndpointRequest request, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
+    public static async Task<Results<Ok<ModelEndpointResponse>, ValidationProblem>> UpsertAsync(string id, ModelEndpointRequest request, HttpContext http, EvaluationDbContext db, IConfiguration configuration, CancellationToken ct)
     {
         request = request with { Id = string.IsNullOrEmpty(request.Id) ? id : request.Id };
-        var errors = Validate(request);
+        var errors = Validate(request, http, configuration);
         if (request.Id != id)
             errors["id"] = [$"The id in the body ('{request.Id}') differs from the one in the URL ('{id}')."];
         if (errors.Count > 0)
@@ -80,7 +84,7 @@ public static partial class ModelEndpointsApi
         entity.UpdatedAt = DateTimeOffset.UtcNow;
     }
 
-    internal static Dictionary<string, string[]> Validate(ModelEndpointRequest request)
+    internal static Dictionary<string, string[]> Validate(ModelEndpointRequest request, HttpContext? caller, IConfiguration configuration)
     {
         var errors = new Dictionary<string, string[]>();
         // Checked first and named plainly: a key in a request body ends up in proxies' and browsers' logs.
@@ -92,22 +96,28 @@ public static partial class ModelEndpointsApi
         }
         if (request.ApiKeySecret is { Length: > 0 } secret && (!ConfigKeyPattern().IsMatch(secret) || LooksLikeKey(secret)))
             errors["apiKeySecret"] = ["'apiKeySecret' must be the NAME of a configuration key (e.g. \"Evaluation:Secrets:openai\"), not the key itself: put the key in configuration."];
+        else if (!string.IsNullOrWhiteSpace(request.ApiKeySecret) && EndpointSecrets.Refusal(request.ApiKeySecret.Trim(), caller, configuration) is { } refusal)
+            errors["apiKeySecret"] = [refusal];
         if (!IdPattern().IsMatch(request.Id))
             errors["id"] = ["The id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."];
         if (string.IsNullOrWhiteSpace(request.Model))
             errors["model"] = ["Name the model (or Azure deployment) id."];
         if (request.Kind != EndpointKind.OpenAI && string.IsNullOrWhiteSpace(request.BaseUrl))
             errors["baseUrl"] = [$"Kind {request.Kind} needs a baseUrl (the OpenAI-compatible API root, usually ending in /v1)."];
-        if (!string.IsNullOrWhiteSpace(request.BaseUrl) && (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(uri.UserInfo)))
-            errors["baseUrl"] = ["baseUrl must be an absolute http(s) URL without credentials in it."];
-        if (request.InputPricePerMillion < 0 || request.OutputPricePerMillion < 0)
-            errors["price"] = ["Prices cannot be negative."];
+        if (!string.IsNullOrWhiteSpace(request.BaseUrl) && (request.BaseUrl.Length > 2048 || !Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || EndpointSecrets.CredentialInUrl(uri) is not null))
+            errors["baseUrl"] = ["baseUrl must be an absolute http(s) URL of at most 2048 characters without credentials in it (no user:password@, no key in the query string)."];
+        if (request.Model is { Length: > 256 })
+            errors["model"] = ["The model id is at most 256 characters."];
+        if (request.InputPricePerMillion is < 0 or > MaxPricePerMillion || !double.IsFinite(request.InputPricePerMillion))
+            errors["inputPricePerMillion"] = [$"inputPricePerMillion must be between 0 and {MaxPricePerMillion:N0} (USD per million tokens)."];
+        if (request.OutputPricePerMillion is < 0 or > MaxPricePerMillion || !double.IsFinite(request.OutputPricePerMillion))
+            errors["outputPricePerMillion"] = [$"outputPricePerMillion must be between 0 and {MaxPricePerMillion:N0} (USD per million tokens)."];
         if (request.MaxConcurrency is < 1 or > 1024)
             errors["maxConcurrency"] = ["maxConcurrency must be between 1 and 1024."];
-        if (request.RequestsPerMinute is < 1)
-            errors["requestsPerMinute"] = ["requestsPerMinute must be at least 1 (leave it out for no limit)."];
-        if (request.ContextLength is < 16)
-            errors["contextLength"] = ["contextLength must be at least 16 tokens (leave it out for the model's own or a known default)."];
+        if (request.RequestsPerMinute is < 1 or > 1_000_000)
+            errors["requestsPerMinute"] = ["requestsPerMinute must be between 1 and 1,000,000 (leave it out for no limit)."];
+        if (request.ContextLength is < 16 or > 100_000_000)
+            errors["contextLength"] = ["contextLength must be between 16 and 100,000,000 tokens (leave it out for the model's own or a known default)."];
         return errors;
     }
 
@@ -122,7 +132,7 @@ public static partial class ModelEndpointsApi
             BaseUrl = e.BaseUrl,
             Model = e.Model,
             ApiKeySecret = e.ApiKeySecret,
-            ApiKeyConfigured = e.ApiKeySecret is not null && !string.IsNullOrEmpty(configuration[e.ApiKeySecret]),
+            ApiKeyConfigured = !string.IsNullOrEmpty(EndpointSecrets.Resolve(configuration, e.ApiKeySecret)),
             InputPricePerMillion = e.InputPricePerMillion,
             OutputPricePerMillion = e.OutputPricePerMillion,
             MaxConcurrency = e.MaxConcurrency,

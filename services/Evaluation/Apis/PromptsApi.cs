@@ -46,7 +46,7 @@ public static class PromptsApi
         if (request.System is not null && PromptTemplates.Validate(request.System, "system") is { Count: > 0 } systemProblems)
             errors["system"] = systemProblems.ToArray();
         var labels = (request.Labels ?? []).Distinct().ToList();
-        if (labels.Any(l => !ModelEndpointsApi.IdPattern().IsMatch(l)))
+        if (labels.Any(l => l is null || !ModelEndpointsApi.IdPattern().IsMatch(l)))
             errors["labels"] = ["Labels are 1-128 letters, digits, '.', '_' or '-'."];
         if (errors.Count > 0)
             return TypedResults.ValidationProblem(errors, title: "The prompt version is not valid.");

@@ -50,11 +50,17 @@ public static class RunsApi
         return group;
     }
 
-    public static async Task<Ok<List<RunResponse>>> ListAsync(EvaluationDbContext db, RunStatus? status, CancellationToken ct)
+    public static async Task<Results<Ok<List<RunResponse>>, ValidationProblem>> ListAsync(EvaluationDbContext db, string? status, CancellationToken ct)
     {
         var query = db.Runs.AsNoTracking();
-        if (status is { } s)
+        if (status is not null)
+        {
+            // By name only: Enum.TryParse would also take "7" or "1,2".
+            if (Enum.GetNames<RunStatus>().FirstOrDefault(n => n.Equals(status, StringComparison.OrdinalIgnoreCase)) is not { } name)
+                return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["status"] = [$"Unknown status '{status}'; use one of {string.Join(", ", Enum.GetNames<RunStatus>())}."] });
+            var s = Enum.Parse<RunStatus>(name);
             query = query.Where(r => r.Status == s);
+        }
         var runs = await query.OrderByDescending(r => r.CreatedAt).Take(200).ToListAsync(ct);
         var ids = runs.Select(r => r.Id).ToList();
         var counts = await db.ItemResults.Where(r => ids.Contains(r.RunId)).GroupBy(r => r.RunId).Select(g => new { g.Key, Count = g.Count() }).ToDictionaryAsync(g => g.Key, g => g.Count, ct);

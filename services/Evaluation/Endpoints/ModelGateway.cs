@@ -40,8 +40,7 @@ public sealed class ModelGateway(IHttpClientFactory httpClients, IConfiguration 
     private readonly ConcurrentDictionary<string, Limits> _limits = new(StringComparer.Ordinal);
 
     /// <summary>The configuration value named by the endpoint's <c>ApiKeySecret</c>, read at call time.</summary>
-    public string? ResolveKey(ModelEndpointEntity endpoint) =>
-        string.IsNullOrWhiteSpace(endpoint.ApiKeySecret) ? null : configuration[endpoint.ApiKeySecret];
+    public string? ResolveKey(ModelEndpointEntity endpoint) => EndpointSecrets.Resolve(configuration, endpoint.ApiKeySecret);
 
     /// <summary>Calls the endpoint, or answers from the cache when the same call was answered before.</summary>
     public async Task<ModelAnswer> CompleteAsync(ModelEndpointEntity endpoint, ModelCall call, int variant, CancellationToken ct)
@@ -161,6 +160,11 @@ public sealed class ModelGateway(IHttpClientFactory httpClients, IConfiguration 
 
     private IChatCompletionService Connect(ModelEndpointEntity endpoint)
     {
+        // Checked again at call time: rows stored before these rules were enforced are never called with a leak.
+        if (!Uri.TryCreate(BaseUrl(endpoint), UriKind.Absolute, out var url) || EndpointSecrets.CredentialInUrl(url) is not null)
+            throw new ModelCallException($"Endpoint '{endpoint.Id}' is not called: its base URL is not an absolute URL without credentials.");
+        if (!string.IsNullOrWhiteSpace(endpoint.ApiKeySecret) && !EndpointSecrets.IsNameable(endpoint.ApiKeySecret))
+            throw new ModelCallException($"Endpoint '{endpoint.Id}' is not called: its apiKeySecret is outside the '{EndpointSecrets.Section}' section; register it again with a key there.");
         var key = ResolveKey(endpoint);
         // The key is part of the identity (as a hash) so that rotating it in configuration takes effect at once.
         var identity = $"{endpoint.Id}|{endpoint.UpdatedAt.UtcTicks}|{(key is null ? "" : Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key))))}";

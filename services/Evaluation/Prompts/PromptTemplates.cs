@@ -32,6 +32,10 @@ public static partial class PromptTemplates
     public static List<string> Validate(string template, string field)
     {
         var problems = new List<string>();
+        // Semantic Kernel renders an unclosed "{{" as literal text: "Classify {{$input" would be sent as written.
+        var outside = Blocks().Replace(template, m => new string(' ', m.Length));
+        if (outside.IndexOf("{{", StringComparison.Ordinal) is var open and >= 0)
+            problems.Add($"{field}: '{{{{' at offset {open} is never closed with '}}}}'.");
         foreach (Match block in Blocks().Matches(template))
         {
             var content = block.Groups[1].Value.Trim();

@@ -44,6 +44,13 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
             list.Add(message);
         }
 
+        // Lists may arrive with null items (JSON or a message): named, never dereferenced.
+        foreach (var (field, list) in new[] { ("prompts", request.Prompts), ("modelEndpoints", request.ModelEndpoints), ("scorers", request.Scorers) })
+            if (list.Any(item => item is null))
+                Error(field, $"'{field}' holds a null item; every item must be a string.");
+        if (errors.Count > 0)
+            return (null, errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+
         var prompts = new List<PromptVersionEntity>();
         if (request.Prompts.Count == 0)
             Error("prompts", "Name at least one prompt (name, name@version or name:label).");

@@ -214,6 +214,9 @@ public static class JobsApi
         if (take is < 1 or > MaxPageSize)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"limit must be between 1 and {MaxPageSize}."] });
         var query = db.Jobs.AsNoTracking().AsQueryable();
+        string[] statuses = [JobStatus.ValidatingFiles, JobStatus.Queued, JobStatus.Running, JobStatus.Succeeded, JobStatus.Failed, JobStatus.Cancelled];
+        if (status is not null && !statuses.Contains(status))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["status"] = [$"Unknown status '{status}'; use one of {string.Join(", ", statuses)}."] });
         if (status is not null)
             query = query.Where(j => j.Status == status);
         if (after is not null)

@@ -99,6 +99,8 @@ public static class RegistryApi
         var errors = new Dictionary<string, string[]>();
         if (!ModelNames.IsValid(request.Name))
             errors["name"] = [$"'{request.Name}' is not a valid model id: 1 to 128 letters, digits and . _ - :, starting with a letter or digit."];
+        else if (request.Name!.StartsWith(ModelNames.FineTunedPrefix, StringComparison.OrdinalIgnoreCase))
+            errors["name"] = [$"Names starting with '{ModelNames.FineTunedPrefix}' are reserved for models fine-tuned here; pick another name."];
         string? directory = null;
         if (string.IsNullOrWhiteSpace(request.Path))
             errors["path"] = ["The path of the model directory is required."];
@@ -109,6 +111,8 @@ public static class RegistryApi
                 directory = dataRoot.Resolve(request.Path);
                 if (!Directory.Exists(directory))
                     errors["path"] = [$"The directory '{request.Path}' does not exist in the data folder."];
+                else
+                    dataRoot.ConfinedFiles(directory); // no file in it may be a link out of the data folder
             }
             catch (PathOutsideDataRootException ex)
             {
@@ -143,14 +147,36 @@ public static class RegistryApi
         return TypedResults.Created($"/api/models/{model.Id}", ModelResponse.From(model));
     }
 
-    public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>>> ExportAsync(string id, FineTuningDbContext db, ModelRegistry registry, CancellationToken ct)
+    public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> ExportAsync(
+        string id, FineTuningDbContext db, ModelRegistry registry, DataRoot dataRoot, CancellationToken ct)
     {
         if (await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == id, ct) is not { } model)
             return ModelNotFound(id);
-        var directory = await registry.MaterializeAsync(model, ct);
         // Zipped to a temporary file first, so a failure is an error status rather than a truncated download.
         var temp = Path.Combine(Path.GetTempPath(), $"aspiretune-export-{Guid.NewGuid():N}.zip");
-        ZipFile.CreateFromDirectory(directory, temp, CompressionLevel.Fastest, includeBaseDirectory: false);
+        try
+        {
+            var directory = await registry.MaterializeAsync(model, ct);
+            using var zip = ZipFile.Open(temp, ZipArchiveMode.Create);
+            foreach (var file in dataRoot.ConfinedFiles(directory))
+            {
+                ct.ThrowIfCancellationRequested();
+                // Each file is opened through the data folder's check, so a link swapped in meanwhile is refused too.
+                await using var source = dataRoot.OpenRead(file);
+                await using var target = zip.CreateEntry(Path.GetRelativePath(directory, file).Replace('\\', '/'), CompressionLevel.Fastest).Open();
+                await source.CopyToAsync(target, ct);
+            }
+        }
+        catch (PathOutsideDataRootException ex)
+        {
+            File.Delete(temp);
+            return TypedResults.Conflict(new ProblemDetails { Status = 409, Title = "The model directory cannot be exported.", Detail = ex.Message });
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
         var stream = new FileStream(temp, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
         var fileName = string.Concat(id.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_')) + ".zip";
         return TypedResults.File(stream, "application/zip", fileName);

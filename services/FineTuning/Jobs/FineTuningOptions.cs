@@ -59,5 +59,8 @@ public static class ModelNames
     /// <summary>Model ids: letters, digits and <c>. _ - :</c>, starting with a letter or digit, at most 128 characters.</summary>
     public const string Pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$";
 
+    /// <summary>Prefix of the ids of models fine-tuned here (<c>ft:base:suffix:job</c>); never given to an imported model.</summary>
+    public const string FineTunedPrefix = "ft:";
+
     public static bool IsValid(string? name) => name is not null && System.Text.RegularExpressions.Regex.IsMatch(name, Pattern);
 }

@@ -53,7 +53,12 @@ public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOpt
     {
         var directory = Directory(model);
         if (model.Source != ModelSource.BuiltIn || File.Exists(Path.Combine(directory, "config.json")))
+        {
+            // Loading, training from and exporting a model read its files: none may be a link out of the data folder.
+            if (System.IO.Directory.Exists(directory))
+                dataRoot.ConfinedFiles(directory);
             return directory;
+        }
         await _createLock.WaitAsync(ct);
         try
         {

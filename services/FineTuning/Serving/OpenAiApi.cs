@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
 using AspireTune.Engine.Generation;
+using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
@@ -23,7 +24,10 @@ public static class OpenAiApi
 {
     public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1").WithTags("OpenAI-compatible serving").RequireAuthorization(Policies.Reader);
+        // Unknown /v1 routes answer in the OpenAI shape too, as SDKs read it.
+        app.MapFallback("/v1/{**path}", (string? path) => new OpenAiException(404, $"Unknown route /v1/{path}.", null, "unknown_route").ToResult())
+            .RequireAuthorization(Policies.Reader).WithMetadata(OpenAiException.Shape).ExcludeFromDescription();
+        var group = app.MapGroup("/v1").WithTags("OpenAI-compatible serving").RequireAuthorization(Policies.Reader).WithMetadata(OpenAiException.Shape);
         group.MapGet("/models", ListModelsAsync);
         group.MapGet("/models/{id}", GetModelAsync);
         group.MapPost("/chat/completions", ChatCompletionsApi.ChatAsync);

@@ -51,7 +51,7 @@ public static class OpenAiFilesApi
 
     public static IEndpointRouteBuilder MapOpenAiFilesApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/files").WithTags("OpenAI-compatible files");
+        var group = app.MapGroup("/v1/files").WithTags("OpenAI-compatible files").WithMetadata(OpenAiException.Shape);
         group.MapPost("/", UploadAsync).RequireAuthorization(Policies.Operator).DisableAntiforgery();
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);

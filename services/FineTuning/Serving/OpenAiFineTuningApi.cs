@@ -21,7 +21,7 @@ public static class OpenAiFineTuningApi
 {
     public static IEndpointRouteBuilder MapOpenAiFineTuningApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/fine_tuning/jobs").WithTags("OpenAI-compatible fine-tuning");
+        var group = app.MapGroup("/v1/fine_tuning/jobs").WithTags("OpenAI-compatible fine-tuning").WithMetadata(OpenAiException.Shape);
         group.MapPost("/", CreateAsync).RequireAuthorization(Policies.Operator);
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);

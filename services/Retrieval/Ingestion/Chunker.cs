@@ -12,9 +12,55 @@ public static class Chunker
 {
     private static readonly Lazy<Tokenizer> SharedTokenizer = new(() => TiktokenTokenizer.CreateForEncoding("cl100k_base"));
 
-    public static Tokenizer Tokenizer => SharedTokenizer.Value;
+    /// <summary>
+    /// Longest run of one character class (letters, digits, white space, other) handed to BPE as one piece. BPE on a
+    /// pre-token costs quadratic time in its length, so a megabyte without spaces would take minutes; runs longer
+    /// than this are cut, which changes token ids only inside such runs and keeps tokenization linear.
+    /// </summary>
+    public const int MaxPreTokenChars = 256;
 
-    public static int CountTokens(string text) => Tokenizer.CountTokens(text);
+    private static Tokenizer Tokenizer => SharedTokenizer.Value;
+
+    public static int CountTokens(string text)
+    {
+        var count = 0;
+        foreach (var segment in Segments(text))
+            count += Tokenizer.CountTokens(segment.Span);
+        return count;
+    }
+
+    public static List<int> EncodeToIds(string text)
+    {
+        var ids = new List<int>();
+        foreach (var segment in Segments(text))
+            ids.AddRange(Tokenizer.EncodeToIds(segment.Span));
+        return ids;
+    }
+
+    public static string Decode(IEnumerable<int> ids) => Tokenizer.Decode(ids);
+
+    /// <summary>The text in pieces, cut only inside runs of one character class longer than <see cref="MaxPreTokenChars"/>.</summary>
+    internal static IEnumerable<ReadOnlyMemory<char>> Segments(string text)
+    {
+        var start = 0;
+        var run = 0;
+        var previous = -1;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var kind = char.IsLetter(text, i) ? 0 : char.IsDigit(text, i) ? 1 : char.IsWhiteSpace(text[i]) ? 2 : 3;
+            run = kind == previous ? run + 1 : 1;
+            previous = kind;
+            // Never between the halves of a surrogate pair.
+            if (run > MaxPreTokenChars && !char.IsLowSurrogate(text[i]))
+            {
+                yield return text.AsMemory(start, i - start);
+                start = i;
+                run = 1;
+            }
+        }
+        if (start < text.Length)
+            yield return text.AsMemory(start);
+    }
 
     public static List<string> Chunk(string text, DocumentFormat format, int size, int overlap)
     {
@@ -34,10 +80,10 @@ public static class Chunker
             currentTokens = 0;
             if (overlap > 0)
             {
-                var ids = Tokenizer.EncodeToIds(chunk);
+                var ids = EncodeToIds(chunk);
                 if (ids.Count > overlap)
                 {
-                    current.Append(Tokenizer.Decode(ids.Skip(ids.Count - overlap))).Append(' ');
+                    current.Append(Decode(ids.Skip(ids.Count - overlap))).Append(' ');
                     currentTokens = overlap;
                 }
             }
@@ -49,10 +95,10 @@ public static class Chunker
             if (tokens > size)
             {
                 Flush();
-                var ids = Tokenizer.EncodeToIds(paragraph);
+                var ids = EncodeToIds(paragraph);
                 for (var start = 0; start < ids.Count; start += size - overlap)
                 {
-                    chunks.Add(Tokenizer.Decode(ids.Skip(start).Take(size)).Trim());
+                    chunks.Add(Decode(ids.Skip(start).Take(size)).Trim());
                     if (start + size >= ids.Count)
                         break;
                 }

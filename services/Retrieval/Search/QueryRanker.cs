@@ -25,6 +25,8 @@ public sealed class QueryRanker(RetrievalDbContext db, IVectorIndex index, Embed
     {
         if (string.IsNullOrWhiteSpace(text))
             throw new RetrievalValidationException("text", "The query text is empty.");
+        if (text.Length > Options.MaxQueryCharacters)
+            throw new RetrievalValidationException("text", $"The query text is {text.Length:N0} characters; the limit is {Options.MaxQueryCharacters:N0} (Retrieval:MaxQueryCharacters).");
         if (k < 1 || k > Options.MaxK)
             throw new RetrievalValidationException("k", $"k must be between 1 and {Options.MaxK} (Retrieval:MaxK); {k} was given.");
         if (lambda is < 0 or > 1)

@@ -10,8 +10,10 @@ namespace AspireTune.Retrieval.Search;
 /// What the query endpoints answer: neighbours, a dynamic prompt filled within a token budget, a kNN vote, and
 /// retrieval quality on labelled queries. Ranking itself is <see cref="QueryRanker"/>.
 /// </summary>
-public sealed partial class RetrievalQueries(RetrievalService collections, QueryRanker ranker, KeywordIndexCache keywords, RetrievalDbContext db)
+public sealed partial class RetrievalQueries(RetrievalService collections, QueryRanker ranker, KeywordIndexCache keywords, RetrievalDbContext db, Microsoft.Extensions.Options.IOptions<RetrievalOptions> options)
 {
+    private const int MaxPlaceholderUses = 4;
+
     private const string DefaultTemplate = "{{context}}\n\n{{examples}}\n\nInput: {{input}}\nOutput:";
 
     public async Task<NeighborsResponse> NeighborsAsync(string collection, NeighborsRequest request, CancellationToken ct)
@@ -29,6 +31,10 @@ public sealed partial class RetrievalQueries(RetrievalService collections, Query
             throw new RetrievalValidationException("template", "The template has no {{input}} placeholder.");
         if (request.TokenBudget is < 1 or > 1_000_000)
             throw new RetrievalValidationException("tokenBudget", $"tokenBudget must be between 1 and 1,000,000; {request.TokenBudget} was given.");
+        // Each placeholder copies its text: bound the filled size, not only the template's.
+        var maxChars = options.Value.MaxQueryCharacters;
+        if (template.Length > maxChars || new[] { "{{input}}", "{{examples}}", "{{context}}" }.Any(p => Occurrences(template, p) > MaxPlaceholderUses))
+            throw new RetrievalValidationException("template", $"The template must be at most {maxChars:N0} characters (Retrieval:MaxQueryCharacters) and use each placeholder at most {MaxPlaceholderUses} times.");
         var hits = await ranker.RankAsync(record, request.Input, request.K, request.Filter, request.Mode, request.Mmr, 0.5, ct);
 
         var examples = new List<QueryRanker.Scored>();
@@ -40,6 +46,7 @@ public sealed partial class RetrievalQueries(RetrievalService collections, Query
         var leftOut = 0;
         foreach (var hit in hits)
         {
+            ct.ThrowIfCancellationRequested();
             var target = hit.Payload.Label is null ? passages : examples;
             target.Add(hit);
             var candidate = FillTemplate(template, request.Input, examples, passages);
@@ -54,6 +61,14 @@ public sealed partial class RetrievalQueries(RetrievalService collections, Query
             tokens = candidateTokens;
         }
         return new PromptResponse(collection, prompt, tokens, examples.Select(QueryRanker.ToNeighbor).ToList(), passages.Select(QueryRanker.ToNeighbor).ToList(), leftOut);
+    }
+
+    private static int Occurrences(string text, string value)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(value, StringComparison.Ordinal); i >= 0; i = text.IndexOf(value, i + value.Length, StringComparison.Ordinal))
+            count++;
+        return count;
     }
 
     internal static string FillTemplate(string template, string input, IReadOnlyList<QueryRanker.Scored> examples, IReadOnlyList<QueryRanker.Scored> passages)
@@ -97,6 +112,8 @@ public sealed partial class RetrievalQueries(RetrievalService collections, Query
         for (var q = 0; q < request.Queries.Count; q++)
         {
             var query = request.Queries[q];
+            if (query is null)
+                throw new RetrievalValidationException($"queries[{q}]", $"Query {q} is null.");
             if (query.RelevantIds is not { Count: > 0 } && string.IsNullOrEmpty(query.RelevantLabel))
                 throw new RetrievalValidationException($"queries[{q}]", $"Query {q} names neither relevantIds nor relevantLabel.");
             var hits = await ranker.RankAsync(record, query.Text, request.K, null, request.Mode, false, 0.5, ct);

@@ -12,6 +12,9 @@ internal static class TextAnalyzer
         "with", "you", "your",
     ];
 
+    /// <summary>Longest token; a longer run of letters and digits becomes several tokens, so no input makes one huge key.</summary>
+    public const int MaxTokenChars = 64;
+
     public static bool IsStopWord(string token) => StopWords.Contains(token);
 
     public static List<string> Tokens(string text)
@@ -23,10 +26,10 @@ internal static class TextAnalyzer
             var inWord = i < text.Length && char.IsLetterOrDigit(text[i]);
             if (inWord && start < 0)
                 start = i;
-            else if (!inWord && start >= 0)
+            else if (start >= 0 && (!inWord || i - start == MaxTokenChars))
             {
                 tokens.Add(text[start..i].ToLowerInvariant());
-                start = -1;
+                start = inWord ? i : -1;
             }
         }
         return tokens;
