@@ -35,4 +35,17 @@ public static class ProcessedMessageExtensions
         if (messageId is { } id)
             db.Set<ProcessedMessage>().Add(new ProcessedMessage { MessageId = id, Consumer = consumer });
     }
+
+    /// <summary>
+    /// Runs <paramref name="handle"/> unless this consumer already handled the message. The inbox row is added first,
+    /// so it commits with the handler's own <c>SaveChanges</c> (and its outbox rows); two copies handled at once
+    /// collide on the row's key, and the retry of the loser finds the message processed.
+    /// </summary>
+    public static async Task ConsumeOnceAsync(this DbContext db, MassTransit.ConsumeContext context, string consumer, Func<Task> handle)
+    {
+        if (await db.AlreadyProcessedAsync(context.MessageId, consumer, context.CancellationToken))
+            return;
+        db.MarkProcessed(context.MessageId, consumer);
+        await handle();
+    }
 }

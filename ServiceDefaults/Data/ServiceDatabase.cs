@@ -1,5 +1,8 @@
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
+using System.Reflection;
 using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -10,7 +13,8 @@ namespace AspireTune.ServiceDefaults.Data;
 /// <summary>
 /// Each service owns one database: PostgreSQL when <c>ConnectionStrings:&lt;name&gt;</c> holds an Npgsql
 /// connection string (as Aspire injects), SQLite otherwise (<c>&lt;data&gt;/&lt;name&gt;.db</c>, or the
-/// <c>Data Source=...</c> given). The schema is created at start, before the host accepts work.
+/// <c>Data Source=...</c> given). At start, before the host accepts work, the service's EF Core migrations for
+/// its provider are applied (<see cref="PrepareAsync{TContext}"/>).
 /// </summary>
 public static class ServiceDatabase
 {
@@ -19,10 +23,12 @@ public static class ServiceDatabase
     {
         var connectionString = builder.Configuration.GetConnectionString(connectionName);
         var provider = DatabaseProviders.Detect(connectionString);
+        builder.Services.AddSingleton<OutboxSignal<TContext>>();
         builder.Services.AddDbContext<TContext>((sp, options) =>
         {
+            options.AddInterceptors(sp.GetRequiredService<OutboxSignal<TContext>>());
             if (provider == DatabaseProvider.PostgreSql)
-                options.UseNpgsql(connectionString, npgsql => npgsql.EnableRetryOnFailure());
+                options.UseNpgsql(connectionString, npgsql => npgsql.EnableRetryOnFailure()).ReplaceService<IMigrationsAssembly, ProviderMigrationsAssembly>();
             else
             {
                 var sqlite = string.IsNullOrWhiteSpace(connectionString)
@@ -32,18 +38,85 @@ public static class ServiceDatabase
             }
         });
         builder.Services.AddHostedService<SchemaInitializer<TContext>>();
+        builder.Services.AddOptions<OutboxOptions>().BindConfiguration(OutboxOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddHostedService<OutboxDispatcher<TContext>>();
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck<TContext>>(connectionName, tags: ["ready"]);
         return builder;
     }
 
     /// <summary>SQLite as every service uses it (dates stored as sortable UTC ticks); for tools and tests that open a service's file.</summary>
     public static DbContextOptionsBuilder UseServiceSqlite(this DbContextOptionsBuilder options, string connectionString) =>
-        options.UseSqlite(connectionString).ReplaceService<IModelCustomizer, SqliteDateTimeOffsetModelCustomizer>();
+        options.UseSqlite(connectionString).ReplaceService<IModelCustomizer, SqliteDateTimeOffsetModelCustomizer>()
+            .ReplaceService<IMigrationsAssembly, ProviderMigrationsAssembly>();
 
     /// <inheritdoc cref="UseServiceSqlite(DbContextOptionsBuilder, string)"/>
     public static DbContextOptionsBuilder<TContext> UseServiceSqlite<TContext>(this DbContextOptionsBuilder<TContext> options, string connectionString)
         where TContext : DbContext =>
         (DbContextOptionsBuilder<TContext>)UseServiceSqlite((DbContextOptionsBuilder)options, connectionString);
+
+    /// <summary>
+    /// Brings the database to the service's latest migration: a new database is created by the migrations; one that
+    /// has its migrations history gets the migrations it lacks; one created before migrations existed (by
+    /// <c>EnsureCreated</c>, no history) first gets the tables, indexes and nullable columns it lacks, as the code
+    /// before migrations did, and is then recorded as being at the latest migration (baselined).
+    /// </summary>
+    public static async Task PrepareAsync<TContext>(TContext db, ILogger logger, CancellationToken ct) where TContext : DbContext
+    {
+        if (db.Database.IsSqlite())
+        {
+            // WAL lets readers (API) and the writer (consumers, trainers) work at once.
+            await db.Database.OpenConnectionAsync(ct);
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
+            await db.Database.CloseConnectionAsync();
+        }
+        // Replicas of a service starting together would both baseline their shared database: one at a time (a
+        // session-level advisory lock on this context's connection; the migrations themselves take EF's own lock).
+        var locked = db.Database.IsNpgsql() && await db.Database.CanConnectAsync(ct);
+        if (locked)
+        {
+            await db.Database.OpenConnectionAsync(ct);
+            await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_lock(7415)", ct);
+        }
+        try
+        {
+            await MigrateAsync(db, logger, ct);
+        }
+        finally
+        {
+            if (locked)
+            {
+                await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_unlock(7415)", CancellationToken.None);
+                await db.Database.CloseConnectionAsync();
+            }
+        }
+    }
+
+    private static async Task MigrateAsync<TContext>(TContext db, ILogger logger, CancellationToken ct) where TContext : DbContext
+    {
+        var history = db.GetService<IHistoryRepository>();
+        var baselined = 0;
+        if (await db.Database.CanConnectAsync(ct) && !await HasHistoryAsync(db, ct) && await SchemaInitializer<TContext>.CountSchemaObjectsAsync(db, ct) > 0)
+        {
+            var added = await SchemaInitializer<TContext>.AddMissingTablesAsync(db, ct) + await SchemaInitializer<TContext>.AddMissingColumnsAsync(db, logger, ct);
+            await history.CreateIfNotExistsAsync(ct);
+            var version = typeof(DbContext).Assembly.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "10.0.0";
+            foreach (var id in db.Database.GetMigrations())
+            {
+                await db.Database.ExecuteSqlRawAsync(history.GetInsertScript(new HistoryRow(id, version)), ct);
+                baselined++;
+            }
+            logger.LogInformation("{Context} database created before migrations: {Added} table(s), index(es) or column(s) added, baselined at {Count} migration(s)", typeof(TContext).Name, added, baselined);
+        }
+        var pending = (await db.Database.GetPendingMigrationsAsync(ct)).ToList();
+        await db.Database.MigrateAsync(ct);
+        logger.LogInformation("{Context} database ready ({Provider}); {Count} migration(s) applied{List}", typeof(TContext).Name, db.Database.ProviderName,
+            pending.Count, pending.Count > 0 ? ": " + string.Join(", ", pending) : "");
+    }
+
+    private static async Task<bool> HasHistoryAsync(DbContext db, CancellationToken ct) =>
+        await db.Database.SqlQueryRaw<long>(db.Database.IsSqlite()
+            ? "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '__EFMigrationsHistory'"
+            : "SELECT COUNT(*) AS \"Value\" FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '__EFMigrationsHistory'").SingleAsync(ct) > 0;
 
     private sealed class SchemaInitializer<TContext>(IServiceProvider services, ILogger<SchemaInitializer<TContext>> logger) : IHostedService
         where TContext : DbContext
@@ -51,44 +124,10 @@ public static class ServiceDatabase
         public async Task StartAsync(CancellationToken cancellationToken)
         {
             await using var scope = services.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<TContext>();
-            if (db.Database.IsSqlite())
-            {
-                // WAL lets readers (API) and the writer (consumers, trainers) work at once.
-                await db.Database.OpenConnectionAsync(cancellationToken);
-                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
-                await db.Database.CloseConnectionAsync();
-            }
-            // Replicas of a service starting together would both create the tables of their shared database: one at a
-            // time (a session-level advisory lock on this context's connection).
-            var locked = db.Database.IsNpgsql() && await db.Database.CanConnectAsync(cancellationToken);
-            if (locked)
-            {
-                await db.Database.OpenConnectionAsync(cancellationToken);
-                await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_lock(7415)", cancellationToken);
-            }
-            bool created;
-            int added;
-            try
-            {
-                created = await db.Database.EnsureCreatedAsync(cancellationToken);
-                // EnsureCreated does nothing to a database that already has tables: add the tables and indexes a newer
-                // version introduced. Changed columns are not migrated (see the README).
-                added = created ? 0 : await AddMissingTablesAsync(db, cancellationToken) + await AddMissingColumnsAsync(db, logger, cancellationToken);
-            }
-            finally
-            {
-                if (locked)
-                {
-                    await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_unlock(7415)", CancellationToken.None);
-                    await db.Database.CloseConnectionAsync();
-                }
-            }
-            logger.LogInformation("{Context} database {State} ({Provider})", typeof(TContext).Name,
-                created ? "created" : added > 0 ? $"ready, {added} new table(s), index(es) or column(s) added" : "ready", db.Database.ProviderName);
+            await PrepareAsync(scope.ServiceProvider.GetRequiredService<TContext>(), logger, cancellationToken);
         }
 
-        private static async Task<int> AddMissingTablesAsync(TContext db, CancellationToken ct)
+        internal static async Task<int> AddMissingTablesAsync(TContext db, CancellationToken ct)
         {
             var statements = db.Database.GenerateCreateScript().ReplaceLineEndings("\n")
                 .Split(";\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -105,7 +144,7 @@ public static class ServiceDatabase
         /// Nullable columns a newer version added to an existing table are added (existing rows get NULL, which is
         /// what the code expects of them). A missing required column cannot be filled safely: it is reported.
         /// </summary>
-        private static async Task<int> AddMissingColumnsAsync(TContext db, ILogger logger, CancellationToken ct)
+        internal static async Task<int> AddMissingColumnsAsync(TContext db, ILogger logger, CancellationToken ct)
         {
             var added = 0;
             foreach (var entity in db.Model.GetEntityTypes().Where(e => e.GetTableName() is not null && e.GetViewName() is null))
@@ -146,7 +185,7 @@ public static class ServiceDatabase
             return null;
         }
 
-        private static async Task<int> CountSchemaObjectsAsync(TContext db, CancellationToken ct)
+        internal static async Task<int> CountSchemaObjectsAsync(TContext db, CancellationToken ct)
         {
             var sql = db.Database.IsSqlite()
                 ? "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type IN ('table', 'index')"

@@ -27,6 +27,10 @@ public sealed class OutboxOptions
     [Range(1, 3600)]
     public int LockSeconds { get; set; } = 30;
 
+    /// <summary>How long one publish may wait for the broker's confirm before the batch is retried, in seconds. Default 30.</summary>
+    [Range(1, 3600)]
+    public int ConfirmTimeoutSeconds { get; set; } = 30;
+
     /// <summary>
     /// In-memory transport only (the embedded host): rows delivered this long before a restart are delivered again at
     /// start, because what the in-memory queues held died with the process; receivers' inboxes drop what they had
@@ -136,7 +140,17 @@ public sealed class OutboxDispatcher<TContext>(
             .OrderBy(m => m.Sequence).ToListAsync(ct);
         foreach (var row in batch)
         {
-            await DeliverAsync(bus, row, ct);
+            // A broker that neither confirms nor refuses (blocked, refusing this channel) must not hold the outbox forever.
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(o.ConfirmTimeoutSeconds));
+            try
+            {
+                await DeliverAsync(bus, row, timeout.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new TimeoutException($"The broker did not confirm message {row.MessageId} within {o.ConfirmTimeoutSeconds} s.");
+            }
             DateTimeOffset? delivered = DateTimeOffset.UtcNow;
             await rows.Where(m => m.Sequence == row.Sequence)
                 .ExecuteUpdateAsync(s => s.SetProperty(m => m.DeliveredAt, delivered).SetProperty(m => m.LockedBy, (string?)null).SetProperty(m => m.LockedUntil, (DateTimeOffset?)null), CancellationToken.None);

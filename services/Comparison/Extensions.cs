@@ -21,7 +21,6 @@ public static class ComparisonExtensions
         builder.Services.AddHttpClient<EvaluationSetupClient>().AddServiceAccount();
         builder.Services.AddHttpClient<KnnBaselineClient>().AddServiceAccount();
         builder.Services.AddHttpClient<WorkCanceller>().AddServiceAccount();
-        builder.Services.AddHostedService<ExperimentRecovery>();
         builder.AddConsumers(bus => bus.AddConsumers(typeof(ComparisonExtensions).Assembly));
         return builder;
     }

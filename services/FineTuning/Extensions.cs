@@ -40,7 +40,6 @@ public static class FineTuningExtensions
         });
         builder.Services.AddSingleton<TrainingInputs>();
         builder.Services.AddSingleton<JobOutcomes>();
-        builder.Services.AddHostedService<StaleValidationResender>();
         if (builder.Configuration.GetValue($"{FineTuningOptions.SectionName}:{nameof(FineTuningOptions.WorkerEnabled)}", true))
             builder.Services.AddHostedService<TrainingWorker>();
         return builder;

@@ -108,7 +108,7 @@ public sealed partial class RetrievalService(
     // ---- ingestion ----
 
     /// <summary>Chunks, embeds and indexes documents; unchanged ones (same id and content hash) are skipped.</summary>
-    public async Task<IngestResult> IngestAsync(string collection, IReadOnlyList<DocumentInput> documents, int chunkTokens, int overlapTokens, Action<RetrievalDbContext>? sameSave, CancellationToken ct)
+    public async Task<IngestResult> IngestAsync(string collection, IReadOnlyList<DocumentInput> documents, int chunkTokens, int overlapTokens, Action<RetrievalDbContext, IngestResult>? sameSave, CancellationToken ct)
     {
         var record = await RequireAsync(collection, ct);
         if (documents.Count == 0)
@@ -144,7 +144,7 @@ public sealed partial class RetrievalService(
     }
 
     /// <summary>Indexes labelled examples, one point each, id = stable hash of the input (re-indexing replaces).</summary>
-    public async Task<IngestResult> IndexExamplesAsync(string collection, IReadOnlyList<ExampleInput> examples, Action<RetrievalDbContext>? sameSave, CancellationToken ct)
+    public async Task<IngestResult> IndexExamplesAsync(string collection, IReadOnlyList<ExampleInput> examples, Action<RetrievalDbContext, IngestResult>? sameSave, CancellationToken ct)
     {
         var record = await RequireAsync(collection, ct);
         if (examples.Count == 0)
@@ -164,7 +164,7 @@ public sealed partial class RetrievalService(
     }
 
     /// <summary>Writes examples parsed elsewhere (a dataset artifact) with the same rules as <see cref="IndexExamplesAsync"/>.</summary>
-    internal async Task<IngestResult> WriteExamplesAsync(string collection, IReadOnlyList<PendingDocument> examples, Action<RetrievalDbContext>? sameSave, CancellationToken ct)
+    internal async Task<IngestResult> WriteExamplesAsync(string collection, IReadOnlyList<PendingDocument> examples, Action<RetrievalDbContext, IngestResult>? sameSave, CancellationToken ct)
     {
         var record = await RequireAsync(collection, ct);
         var unique = new Dictionary<string, PendingDocument>(StringComparer.Ordinal);
@@ -181,7 +181,7 @@ public sealed partial class RetrievalService(
         return new PendingDocument(id, hash, [new PendingChunk(id, input, expected, metadata)]);
     }
 
-    private async Task<IngestResult> WriteAsync(CollectionRecord collection, List<PendingDocument> pending, Action<RetrievalDbContext>? sameSave, CancellationToken ct)
+    private async Task<IngestResult> WriteAsync(CollectionRecord collection, List<PendingDocument> pending, Action<RetrievalDbContext, IngestResult>? sameSave, CancellationToken ct)
     {
         using var activity = RetrievalTelemetry.ActivitySource.StartActivity("retrieval.ingest");
         activity?.SetTag("retrieval.collection", collection.Name);
@@ -257,7 +257,6 @@ public sealed partial class RetrievalService(
                 fields.UnionWith(chunk.Chunk.Metadata.Keys);
             collection.MetadataFields = JsonSerializer.Serialize(fields);
             collection.Version++;
-            sameSave?.Invoke(db);
             await db.SaveChangesAsync(ct);
 
             // Only now, with the new version committed, do the chunks the new versions no longer have go.
@@ -269,12 +268,16 @@ public sealed partial class RetrievalService(
             collection.Points = await db.Chunks.LongCountAsync(c => c.Collection == collection.Name, ct);
             collection.DocumentCount = await db.Documents.CountAsync(d => d.Collection == collection.Name, ct);
             collection.Version++;
+            var result = new IngestResult(collection.Name, changed.Count, unchanged, chunks.Count, collection.Points);
+            // The caller's inbox and outbox rows commit with the final counts; a crash before this save re-indexes
+            // on redelivery, which finds every document unchanged.
+            sameSave?.Invoke(db, result);
             await db.SaveChangesAsync(ct);
             activity?.SetTag("retrieval.documents", changed.Count);
             activity?.SetTag("retrieval.chunks", chunks.Count);
             logger.LogInformation("Indexed {Documents} documents ({Unchanged} unchanged) as {Chunks} chunks into {Collection}; {Points} points now",
                 changed.Count, unchanged, chunks.Count, collection.Name, collection.Points);
-            return new IngestResult(collection.Name, changed.Count, unchanged, chunks.Count, collection.Points);
+            return result;
         }
         finally
         {

@@ -46,6 +46,7 @@ public class ConsumerAndRetrievalTests
 
         run.Status.Should().Be(RunStatus.Completed);
         run.ExperimentId.Should().Be(command.ExperimentId);
+        await host.WaitForPublishedAsync<EvaluationCompleted>(e => e.RunId == command.RunId);
         var completed = host.Published<EvaluationCompleted>().Should().ContainSingle(e => e.RunId == command.RunId).Subject;
         completed.ExperimentId.Should().Be(command.ExperimentId);
         completed.Summaries.Single().Metrics.Single(m => m.Name == "label_accuracy").Value.Should().BeApproximately(10.0 / 12, 1e-9);
@@ -64,6 +65,7 @@ public class ConsumerAndRetrievalTests
         var run = await host.WaitForRunAsync((await WaitForRunToExist(host, command.RunId)).Id);
 
         run.Status.Should().Be(RunStatus.Failed);
+        await host.WaitForPublishedAsync<EvaluationFailed>(e => e.RunId == command.RunId);
         var failed = host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == command.RunId).Subject;
         failed.Reason.Should().Contain("Prompt 'nope' has no version 3").And.Contain("Model endpoint 'ghost' does not exist");
     }

@@ -138,6 +138,14 @@ public sealed class EvaluationHost : IAsyncDisposable
     public IEnumerable<T> Published<T>() where T : class =>
         Harness.Published.Select<T>().Select(m => m.Context.Message);
 
+    /// <summary>Waits (up to 30 s) until a matching message was published: events leave through the outbox just after their commit.</summary>
+    public async Task WaitForPublishedAsync<T>(Func<T, bool> match) where T : class
+    {
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (!Published<T>().Any(match) && DateTime.UtcNow < until)
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+    }
+
     public static async Task EnsureSuccess(HttpResponseMessage response)
     {
         if (!response.IsSuccessStatusCode)

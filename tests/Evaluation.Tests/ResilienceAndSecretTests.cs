@@ -46,6 +46,7 @@ public class ResilienceAndSecretTests
         run.Summaries!.Single().Metrics.Single(m => m.Name == "exact").Value.Should().Be(1);
         foreach (var item in storedBeforeRestart)
             mock.State.RequestsFor("m", inputs[item]).Should().Be(1, $"item {item} was stored before the restart");
+        await second.WaitForPublishedAsync<EvaluationCompleted>(e => e.RunId == runId);
         second.Published<EvaluationCompleted>().Should().ContainSingle(e => e.RunId == runId);
     }
 

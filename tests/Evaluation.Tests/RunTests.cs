@@ -74,6 +74,7 @@ public class RunTests
         Metric(summary, "cost_usd_total").Value.Should().BeApproximately(expectedCost, 1e-12);
         Metric(summary, "latency_p95_s").Value.Should().BeGreaterThan(0);
 
+        await host.WaitForPublishedAsync<EvaluationCompleted>(e => e.RunId == run.Id);
         var completed = host.Published<EvaluationCompleted>().Should().ContainSingle(e => e.RunId == run.Id).Subject;
         completed.Summaries.Should().BeEquivalentTo(run.Summaries);
         completed.Results.Should().Be(run.Results);
@@ -236,6 +237,7 @@ public class RunTests
         Error("garbage", 0).Should().Contain("not an OpenAI chat completion");
         Error("down", 0).Should().Contain("HTTP 500");
         Error("hang", 0).Should().Contain("did not answer in time");
+        await host.WaitForPublishedAsync<EvaluationCompleted>(e => e.RunId == run.Id);
         host.Published<EvaluationCompleted>().Should().ContainSingle(e => e.RunId == run.Id);
         // One retry per call on 500: two requests for each of the two valid items.
         mock.State.RequestsFor("down").Should().Be(4);
@@ -314,6 +316,7 @@ public class RunTests
 
         finished.Status.Should().Be(RunStatus.Cancelled);
         finished.CompletedCalls.Should().BeLessThan(40);
+        await host.WaitForPublishedAsync<EvaluationFailed>(e => e.RunId == run.Id);
         host.Published<EvaluationFailed>().Should().ContainSingle(e => e.RunId == run.Id).Which.Reason.Should().Contain("cancelled by anonymous");
         (await host.Client.PostAsync($"/api/evaluation/runs/{run.Id}/cancel", null)).StatusCode.Should().Be(System.Net.HttpStatusCode.Conflict);
     }

@@ -4,7 +4,10 @@ using System.Text.Json;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.FineTuning.Consumers;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace AspireTune.FineTuning.Tests;
@@ -93,18 +96,19 @@ public sealed class JobLifecycleTests
     }
 
     [Fact]
-    public async Task Worker_JobLeftInValidatingFilesWithoutItsCommand_SendsTheCommandAgain()
+    public async Task Outbox_JobCommittedWithItsCommandButNotYetSent_CommandGoesOutOnceAndTheJobIsValidated()
     {
-        await using var factory = new FineTuningFactory(new Dictionary<string, string?> { ["FineTuning:ResendValidationAfterSeconds"] = "1" });
+        await using var factory = new FineTuningFactory(new Dictionary<string, string?> { ["FineTuning:WorkerEnabled"] = "false" });
         var http = factory.CreateClient();
         var artifact = await factory.Services.GetRequiredService<IArtifactStore>()
             .PutAsync(new MemoryStream(TestData.Jsonl(TestData.ChatLines(20))), "datasets", "train.jsonl", "application/jsonl", Ct);
         var id = Guid.NewGuid();
-        // What a crash between writing the job and sending its command leaves behind.
+        Guid messageId;
+        // What a crash right after the API's commit leaves behind: the job and its undelivered command, nothing sent.
         await using (var scope = factory.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<Data.FineTuningDbContext>();
-            db.Jobs.Add(new Data.FineTuningJob
+            var job = new Data.FineTuningJob
             {
                 Id = id,
                 BaseModel = "aspiretune-tiny",
@@ -113,15 +117,20 @@ public sealed class JobLifecycleTests
                 TrainingSha256 = artifact.Sha256,
                 TrainingBytes = artifact.Length,
                 HyperparametersJson = "{}",
-                CreatedAt = DateTimeOffset.UtcNow.AddMinutes(-10),
-            });
+            };
+            db.Jobs.Add(job);
+            messageId = db.SendOnCommit(Jobs.JobSubmitter.StartFineTuningQueue, Apis.JobsApi.ToCommand(job));
             await db.SaveChangesAsync(Ct);
         }
 
-        var job = await Api.WaitForJobAsync(http, $"ftjob-{id:N}", TimeSpan.FromMinutes(1), "queued", "running", "succeeded", "failed");
-        var events = await Api.GetJsonAsync(http, $"/api/fine-tuning/jobs/ftjob-{id:N}/events");
+        var settled = await Api.WaitForJobAsync(http, $"ftjob-{id:N}", TimeSpan.FromMinutes(1), "queued", "failed");
 
-        job.GetProperty("status").GetString().Should().BeOneOf("queued", "running", "succeeded");
-        events.GetProperty("data").EnumerateArray().Select(e => e.GetProperty("type").GetString()).Should().ContainInOrder("validation_resent", "validated");
+        settled.GetProperty("status").GetString().Should().Be("queued", settled.ToString());
+        await using (var scope = factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<Data.FineTuningDbContext>();
+            (await db.Set<OutboxMessage>().SingleAsync(m => m.MessageId == messageId, Ct)).DeliveredAt.Should().NotBeNull();
+            (await db.Set<ProcessedMessage>().CountAsync(m => m.MessageId == messageId, Ct)).Should().Be(1);
+        }
     }
 }

@@ -16,12 +16,21 @@ public sealed class WorkerKillTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>A wider model than the other tests, so training lasts long enough to be killed part-way; a lease of ten minutes.</summary>
+    private static readonly Dictionary<string, string?> WideModel = new()
+    {
+        ["FineTuning__BuiltIn__Hidden"] = "128",
+        ["FineTuning__BuiltIn__Heads"] = "4",
+        ["FineTuning__ExactMatchExamples"] = "0",
+        ["FineTuning__LeaseSeconds"] = "600",
+    };
+
     [Fact]
     public async Task KilledWorker_JobIsResumedFromItsLastCheckpointByAnotherWorkerAndSucceedsOnce()
     {
         var data = TestInfrastructure.TempDataFolder("finetuning-kill");
         var database = TestInfrastructure.PostgresDatabase("finetuning_kill");
-        await using var first = WorkerProcess.Start(data, database);
+        await using var first = ServiceProcess.Start(data, database, WideModel);
         using var http = new HttpClient { BaseAddress = first.BaseAddress };
         await first.WaitUntilHealthyAsync();
 
@@ -48,7 +57,7 @@ public sealed class WorkerKillTests
                 await Task.Delay(50, Ct);
         }
         first.Kill();
-        await using var second = WorkerProcess.Start(data, database);
+        await using var second = ServiceProcess.Start(data, database, WideModel);
         using var http2 = new HttpClient { BaseAddress = second.BaseAddress };
         await second.WaitUntilHealthyAsync();
         var finished = await Api.WaitForJobAsync(http2, jobId, TimeSpan.FromMinutes(3));
@@ -68,109 +77,5 @@ public sealed class WorkerKillTests
         // Every console log entry starts with its UTC ISO 8601 time.
         var entries = second.Output.Split('\n').Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"\b(info|warn|fail|crit|dbug|trce): ")).ToList();
         entries.Should().NotBeEmpty().And.OnlyContain(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (info|warn|fail|crit|dbug|trce): "));
-    }
-
-    private sealed class WorkerProcess : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-
-        private WorkerProcess(Process process, Uri baseAddress)
-        {
-            _process = process;
-            BaseAddress = baseAddress;
-        }
-
-        public Uri BaseAddress { get; }
-
-        public string Output
-        {
-            get
-            {
-                lock (_output)
-                    return _output.ToString();
-            }
-        }
-
-        public static WorkerProcess Start(string data, string database)
-        {
-            var port = TestInfrastructure.FreePort();
-            var bin = AppContext.BaseDirectory;
-            var info = new ProcessStartInfo("dotnet", [Path.Combine(bin, "AspireTune.FineTuning.dll")])
-            {
-                WorkingDirectory = bin,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var (key, value) in FineTuningFactory.Defaults(data))
-                info.Environment[key.Replace(":", "__")] = value;
-            info.Environment["ConnectionStrings__finetuningdb"] = database;
-            info.Environment["ConnectionStrings__messaging"] = null;
-            info.Environment["urls"] = $"http://127.0.0.1:{port}";
-            info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-            info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-            // A wider model than the other tests, so training lasts long enough to be killed part-way.
-            info.Environment["FineTuning__BuiltIn__Hidden"] = "128";
-            info.Environment["FineTuning__BuiltIn__Heads"] = "4";
-            info.Environment["FineTuning__ExactMatchExamples"] = "0";
-            info.Environment["FineTuning__LeaseSeconds"] = "600";
-            var process = new Process { StartInfo = info };
-            var worker = new WorkerProcess(process, new Uri($"http://127.0.0.1:{port}"));
-            process.OutputDataReceived += (_, e) => worker.Append(e.Data);
-            process.ErrorDataReceived += (_, e) => worker.Append(e.Data);
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return worker;
-        }
-
-        private void Append(string? line)
-        {
-            if (line is null)
-                return;
-            lock (_output)
-                _output.AppendLine(line);
-        }
-
-        public async Task WaitUntilHealthyAsync()
-        {
-            using var http = new HttpClient { BaseAddress = BaseAddress };
-            var until = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                if (_process.HasExited)
-                    throw new InvalidOperationException($"The worker exited with {_process.ExitCode}:\n{Output}");
-                try
-                {
-                    if ((await http.GetAsync("/health", Ct)).IsSuccessStatusCode)
-                        return;
-                }
-                catch (HttpRequestException)
-                {
-                    // Not listening yet.
-                }
-                if (DateTime.UtcNow > until)
-                    throw new TimeoutException($"The worker did not become healthy:\n{Output}");
-                await Task.Delay(200, Ct);
-            }
-        }
-
-        /// <summary>SIGKILL: no shutdown hooks, no lease hand-back, exactly like a crashed machine.</summary>
-        public void Kill()
-        {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit();
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync();
-            }
-            _process.Dispose();
-        }
     }
 }

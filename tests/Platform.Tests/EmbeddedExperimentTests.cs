@@ -139,7 +139,7 @@ public sealed class EmbeddedExperimentTests
     }
 
     [Fact]
-    public async Task RunningExperiment_AfterRestart_GetsItsOutstandingCommandsAgainAndFinishes()
+    public async Task RunningExperiment_MessageLostWithTheInMemoryQueues_IsDeliveredAgainAfterRestartAndHandledOnce()
     {
         var ct = TestContext.Current.CancellationToken;
         var data = TestSupport.TestInfrastructure.TempDataFolder("embedded-restart");
@@ -151,7 +151,8 @@ public sealed class EmbeddedExperimentTests
             id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
             (await WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(2)))["status"]!.GetValue<string>().Should().Be("succeeded");
         }
-        // Rewind to the moment before the index answered, as if the process had died with IndexDataset in flight.
+        // Rewind to the moment the process died with CollectionIndexed still in an in-memory queue: the experiment
+        // waits on it and Comparison's inbox has no record of it (Retrieval's outbox says it was delivered).
         await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(data, "comparisondb.db")}"))
         {
             await connection.OpenAsync(ct);
@@ -159,8 +160,9 @@ public sealed class EmbeddedExperimentTests
             command.CommandText = $"""
                 UPDATE experiments SET "Status" = 'Running', "Step" = 'candidates', "Winner" = NULL, "Decision" = NULL, "CompletedAt" = NULL, "ReportHtmlArtifactJson" = NULL WHERE "Id" = '{id.ToString().ToUpperInvariant()}';
                 UPDATE candidates SET "Status" = 'Pending', "OutcomesJson" = NULL;
+                DELETE FROM processed_messages WHERE "Consumer" = 'ExperimentCollectionIndexedConsumer';
                 """;
-            (await command.ExecuteNonQueryAsync(ct)).Should().Be(2);
+            (await command.ExecuteNonQueryAsync(ct)).Should().Be(3);
         }
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
 
@@ -171,5 +173,14 @@ public sealed class EmbeddedExperimentTests
         experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
         experiment["candidates"]!.AsArray().Single()!["status"]!.GetValue<string>().Should().Be("succeeded");
         experiment["reportUrl"]!.GetValue<string>().Should().NotBeNull();
+        // Everything delivered before the restart went out again; what had been handled was dropped by the inboxes.
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(data, "comparisondb.db")}"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = """SELECT COUNT(*) FROM experiment_log WHERE "Message" LIKE 'Curated %'""";
+            ((long)(await command.ExecuteScalarAsync(ct))!).Should().Be(1, "StartExperiment, delivered again, was handled once");
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
     }
 }

@@ -8,6 +8,7 @@ using AspireTune.Contracts.Comparison;
 using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using AspireTune.ServiceDefaults.Security;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -41,7 +42,7 @@ public static class ExperimentsApi
 
     public static async Task<Results<Accepted<ExperimentAccepted>, ValidationProblem>> CreateAsync(
         CreateExperimentRequest request, ComparisonDbContext db, IArtifactStore artifacts, DataRoot data,
-        ISendEndpointProvider send, IOptions<ComparisonOptions> options, CancellationToken ct)
+        IOptions<ComparisonOptions> options, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         var name = request.Name?.Trim() ?? "";
@@ -118,10 +119,10 @@ public static class ExperimentsApi
             NonInferiorityMargin = request.NonInferiorityMargin,
         };
         var now = DateTimeOffset.UtcNow;
-        // Recorded before the command leaves: if the process dies in between, start-up sends it again.
+        // The experiment and its command commit together (outbox): the command leaves once, even if the process dies now.
         db.Experiments.Add(new Experiment { Id = id, Name = name, Status = ExperimentStatus.Queued, CreatedAt = now, UpdatedAt = now, RequestJson = JsonSerializer.Serialize(command, Json), DatasetSha256 = artifact.Sha256 });
+        db.SendOnCommit(StartQueue, command);
         await db.SaveChangesAsync(ct);
-        await (await send.GetSendEndpoint(StartQueue)).Send(command, ct);
         ComparisonTelemetry.ExperimentsStarted.Add(1);
         var location = $"/api/experiments/{id}";
         return TypedResults.Accepted(location, new ExperimentAccepted { Id = id, Name = name, Status = "queued", Location = location });

@@ -1,5 +1,6 @@
 using AspireTune.Contracts.Comparison;
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Comparison.Data;
@@ -15,7 +16,7 @@ public sealed class ComparisonDbContext(DbContextOptions<ComparisonDbContext> op
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
-        modelBuilder.AddInbox();
+        modelBuilder.AddInbox().AddOutbox();
         modelBuilder.Entity<Experiment>(e =>
         {
             e.ToTable("experiments");

@@ -12,6 +12,7 @@ using AspireTune.Contracts.FineTuning;
 using AspireTune.Contracts.Retrieval;
 using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Messaging;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -21,7 +22,7 @@ namespace AspireTune.Comparison.Workflow;
 /// <summary>
 /// The four-step workflow as a state machine persisted in the Comparison database. Each incoming event moves
 /// one experiment forward; commands go to the owning service's queue, facts are published. This file: how each
-/// event moves an experiment; the commands it sends (and resends after a restart) are in ExperimentWorkflow.Commands.cs,
+/// event moves an experiment; the commands it sends are built in ExperimentWorkflow.Commands.cs,
 /// its split files are written and read in ExperimentWorkflow.Files.cs.
 /// </summary>
 public sealed partial class ExperimentWorkflow(
@@ -87,7 +88,7 @@ public sealed partial class ExperimentWorkflow(
             {
                 var candidate = new Candidate { Name = new CandidateName(CandidateKind.Prompted, endpoint).ToString(), Kind = CandidateKind.Prompted, ModelEndpoint = endpoint, Prompts = string.Join(',', prompts), Status = CandidateStatus.Tuning, TuningRunId = NewId.NextGuid() };
                 experiment.Candidates.Add(candidate);
-                await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation), context.CancellationToken);
+                db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TuningRunId!.Value, prompts, [endpoint], validation));
             }
             Log(experiment, "prompting", $"Prompt engineering: {prompts.Count} variants x {endpoints.Count} model(s) on the validation split.");
         }
@@ -99,7 +100,7 @@ public sealed partial class ExperimentWorkflow(
                     experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.Retrieval, endpoint).ToString(), Kind = CandidateKind.Retrieval, ModelEndpoint = endpoint, Status = CandidateStatus.Pending });
             if (kinds.Contains(CandidateKind.Knn))
                 experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.Knn, null).ToString(), Kind = CandidateKind.Knn, Status = CandidateStatus.Pending });
-            await SendAsync(context, IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train }, context.CancellationToken);
+            db.SendOnCommit(IndexDatasetQueue, new IndexDataset { RequestId = NewId.NextGuid(), ExperimentId = experiment.Id, Collection = experiment.Collection, Dataset = train });
             Log(experiment, "retrieval", $"Indexing {splits.Train.Count} training examples into collection '{experiment.Collection}'.");
         }
         if (kinds.Contains(CandidateKind.FineTuned))
@@ -107,7 +108,7 @@ public sealed partial class ExperimentWorkflow(
             experiment.FineTuningJobId = NewId.NextGuid();
             var baseModel = command.BaseModel ?? Options.DefaultBaseModel;
             experiment.Candidates.Add(new Candidate { Name = new CandidateName(CandidateKind.FineTuned, baseModel).ToString(), Kind = CandidateKind.FineTuned, Status = CandidateStatus.Tuning });
-            await SendAsync(context, StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken), context.CancellationToken);
+            db.SendOnCommit(StartFineTuningQueue, await FineTuningCommandAsync(experiment, baseModel, context.CancellationToken));
             Log(experiment, "fine-tuning", $"Fine-tuning {baseModel} on {splits.Train.Count} examples (job {experiment.FineTuningJobId}).");
         }
         if (experiment.Candidates.Count == 0)
@@ -118,10 +119,8 @@ public sealed partial class ExperimentWorkflow(
 
         experiment.Step = "candidates";
         experiment.Touch(clock.GetUtcNow());
-        await db.SaveChangesAsync(context.CancellationToken);
-
-        await context.Publish(new ExperimentStarted { ExperimentId = experiment.Id, Name = experiment.Name, DatasetSha256 = command.Dataset.Sha256, StartedAt = experiment.CreatedAt }, context.CancellationToken);
-        await context.Publish(new ExperimentStepCompleted
+        db.PublishOnCommit(new ExperimentStarted { ExperimentId = experiment.Id, Name = experiment.Name, DatasetSha256 = command.Dataset.Sha256, StartedAt = experiment.CreatedAt });
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "curation",
@@ -133,7 +132,8 @@ public sealed partial class ExperimentWorkflow(
                 new MetricValue { Name = "exact_duplicates_removed", Value = report.ExactDuplicatesRemoved },
                 new MetricValue { Name = "test_items", Value = report.Test },
             ],
-        }, context.CancellationToken);
+        });
+        await db.SaveChangesAsync(context.CancellationToken);
     }
 
     public async Task OnCollectionIndexedAsync(CollectionIndexed message, ConsumeContext context)
@@ -152,11 +152,11 @@ public sealed partial class ExperimentWorkflow(
             candidate.Prompts = prompt;
             candidate.TestRunId = NewId.NextGuid();
             candidate.Status = CandidateStatus.Evaluating;
-            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [candidate.ModelEndpoint!], test) with
+            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [candidate.ModelEndpoint!], test) with
             {
                 RetrievalCollection = experiment.Collection,
                 RetrievalTopK = Options.RetrievalExamples,
-            }, context.CancellationToken);
+            });
         }
 
         if (experiment.Candidates.FirstOrDefault(c => c.Kind == CandidateKind.Knn && c.Status == CandidateStatus.Pending) is { } knn)
@@ -173,8 +173,8 @@ public sealed partial class ExperimentWorkflow(
             Log(experiment, "retrieval", $"kNN baseline (k = {Options.KnnNeighbors}) classified {items.Count} test items: accuracy {outcomes.Count(o => o.Correct) / (double)Math.Max(1, items.Count):P1}.");
         }
 
+        db.PublishOnCommit(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() });
         await SaveAndMaybeFinishAsync(experiment, context);
-        await context.Publish(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() }, context.CancellationToken);
     }
 
     public async Task OnTrainingCompletedAsync(TrainingCompleted message, ConsumeContext context)
@@ -195,15 +195,15 @@ public sealed partial class ExperimentWorkflow(
         candidate.TestRunId = NewId.NextGuid();
         candidate.Status = CandidateStatus.Evaluating;
         Log(experiment, "fine-tuning", $"Model {message.ModelId} trained in {message.Duration:hh\\:mm\\:ss} (best step {message.BestStep}; {message.FitVerdict ?? "no verdict"}). {message.FitAdvice}");
-        await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
-        await SaveAndMaybeFinishAsync(experiment, context);
-        await context.Publish(new ExperimentStepCompleted
+        db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)));
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "fine-tuning",
             CompletedAt = clock.GetUtcNow(),
             Metrics = message.BestMetrics,
-        }, context.CancellationToken);
+        });
+        await SaveAndMaybeFinishAsync(experiment, context);
     }
 
     public async Task OnTrainingFailedAsync(Guid? experimentId, Guid jobId, string reason, ConsumeContext context)
@@ -231,15 +231,15 @@ public sealed partial class ExperimentWorkflow(
             tuning.TestRunId = NewId.NextGuid();
             tuning.Status = CandidateStatus.Evaluating;
             Log(experiment, "prompting", $"{tuning.ModelEndpoint}: best prompt {best.Prompt} ({string.Join(", ", message.Summaries.Select(s => $"{s.Prompt} {PrimaryScore(s):P1}"))}).");
-            await SendAsync(context, RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)), context.CancellationToken);
-            await SaveAndMaybeFinishAsync(experiment, context);
-            await context.Publish(new ExperimentStepCompleted
+            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)));
+            db.PublishOnCommit(new ExperimentStepCompleted
             {
                 ExperimentId = experiment.Id,
                 Step = "prompting",
                 CompletedAt = clock.GetUtcNow(),
                 Metrics = [new MetricValue { Name = $"best_prompt_score:{tuning.ModelEndpoint}", Value = PrimaryScore(best) }],
-            }, context.CancellationToken);
+            });
+            await SaveAndMaybeFinishAsync(experiment, context);
             return;
         }
         if (experiment.Candidates.FirstOrDefault(c => c.TestRunId == message.RunId && c.Status == CandidateStatus.Evaluating) is { } candidate)
@@ -299,18 +299,16 @@ public sealed partial class ExperimentWorkflow(
         experiment.ReportJsonArtifactJson = JsonSerializer.Serialize(json, Json);
         experiment.CompletedAt = clock.GetUtcNow();
         Log(experiment, "comparison", $"Decision: {comparison.Winner}. {comparison.Decision}");
-        await db.SaveChangesAsync(context.CancellationToken);
-        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
 
-        await context.Publish(new ExperimentStepCompleted
+        db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
             Step = "comparison",
             CompletedAt = clock.GetUtcNow(),
             Artifact = json,
             Metrics = comparison.Candidates.Select(c => new MetricValue { Name = $"accuracy:{c.Name}", Value = c.Accuracy, Lower = c.AccuracyLower, Upper = c.AccuracyUpper }).ToList(),
-        }, context.CancellationToken);
-        await context.Publish(new ExperimentCompleted
+        });
+        db.PublishOnCommit(new ExperimentCompleted
         {
             ExperimentId = experiment.Id,
             Winner = comparison.Winner,
@@ -319,7 +317,9 @@ public sealed partial class ExperimentWorkflow(
             ReportHtml = html,
             ReportJson = json,
             CompletedAt = experiment.CompletedAt.Value,
-        }, context.CancellationToken);
+        });
+        await db.SaveChangesAsync(context.CancellationToken);
+        ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "succeeded"));
     }
 
     /// <summary>The margin the request asked for (else the configured one) and the configured prices.</summary>
@@ -340,10 +340,10 @@ public sealed partial class ExperimentWorkflow(
         experiment.CompletedAt = clock.GetUtcNow();
         experiment.Touch(clock.GetUtcNow());
         Log(experiment, step, "Failed: " + reason);
+        db.PublishOnCommit(new ExperimentFailed { ExperimentId = experiment.Id, Step = step, Reason = reason, FailedAt = experiment.CompletedAt.Value });
         await db.SaveChangesAsync(context.CancellationToken);
         ComparisonTelemetry.ExperimentsCompleted.Add(1, new KeyValuePair<string, object?>("status", "failed"));
         logger.LogWarning("Experiment {ExperimentId} failed at {Step}: {Reason}", experiment.Id, step, reason);
-        await context.Publish(new ExperimentFailed { ExperimentId = experiment.Id, Step = step, Reason = reason, FailedAt = experiment.CompletedAt.Value }, context.CancellationToken);
     }
 
     private async Task<Experiment?> LoadAsync(Guid? experimentId, ConsumeContext context) =>

@@ -2,6 +2,7 @@ using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
 using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -42,8 +43,8 @@ public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory fac
                 FinishedAt = DateTimeOffset.UtcNow,
             });
             db.MarkProcessed(context.MessageId, nameof(RunEvaluationConsumer));
+            db.PublishOnCommit(new EvaluationFailed { RunId = command.RunId, ExperimentId = command.ExperimentId, Reason = reason, FailedAt = DateTimeOffset.UtcNow });
             await db.SaveChangesAsync(ct);
-            await context.Publish(new EvaluationFailed { RunId = command.RunId, ExperimentId = command.ExperimentId, Reason = reason, FailedAt = DateTimeOffset.UtcNow }, ct);
             return;
         }
 

@@ -1,4 +1,5 @@
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
@@ -19,7 +20,7 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
-        modelBuilder.AddInbox();
+        modelBuilder.AddInbox().AddOutbox();
         modelBuilder.Entity<ModelEndpointEntity>(e =>
         {
             e.ToTable("model_endpoints");
@@ -47,8 +48,6 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
             e.HasKey(x => x.Id);
             e.Property(x => x.Status).HasConversion<string>();
             e.HasIndex(x => x.Status);
-            e.Property(x => x.LeaseOwner).HasColumnName("Owner");
-            e.Property(x => x.LeaseExpiresAt).HasColumnName("LeaseUntil");
         });
         modelBuilder.Entity<ItemResultEntity>(e =>
         {

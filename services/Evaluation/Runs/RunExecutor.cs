@@ -10,6 +10,7 @@ using AspireTune.Evaluation.Prompts;
 using AspireTune.Evaluation.Retrieval;
 using AspireTune.Evaluation.Scoring;
 using AspireTune.ServiceDefaults.Artifacts;
+using AspireTune.ServiceDefaults.Messaging;
 using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -31,7 +32,6 @@ public sealed class RunExecutor(
     ResponseCache cache,
     TokenCounter tokens,
     LabelLikelihood likelihood,
-    IBus bus,
     IOptions<EvaluationOptions> options,
     ILogger<RunExecutor> logger)
 {
@@ -254,17 +254,15 @@ public sealed class RunExecutor(
         var artifact = await WriteResultsAsync(run, context, results, stopping);
         run.SummaryJson = JsonSerializer.Serialize(summaries, JsonSerializerOptions.Web);
         run.ResultsArtifactJson = JsonSerializer.Serialize(artifact, JsonSerializerOptions.Web);
-        await db.SaveChangesAsync(stopping);
-
-        // Published before the status changes: a crash in between republishes at restart (consumers are idempotent).
-        await bus.Publish(new EvaluationCompleted
+        // The event commits with the status (outbox): it leaves once the run is Completed, and then exactly once.
+        db.PublishOnCommit(new EvaluationCompleted
         {
             RunId = run.Id,
             ExperimentId = run.ExperimentId,
             Summaries = summaries,
             Results = artifact,
             CompletedAt = DateTimeOffset.UtcNow,
-        }, stopping);
+        });
         run.Status = RunStatus.Completed;
         run.FinishedAt = DateTimeOffset.UtcNow;
         await db.SaveChangesAsync(stopping);
@@ -310,7 +308,7 @@ public sealed class RunExecutor(
     {
         await db.Entry(run).ReloadAsync(CancellationToken.None); // CancelledBy was written by the API's request
         // Cancellation is final for the workflow: EvaluationFailed tells a waiting experiment not to wait longer.
-        await bus.Publish(new EvaluationFailed
+        db.PublishOnCommit(new EvaluationFailed
         {
             RunId = run.Id,
             ExperimentId = run.ExperimentId,
@@ -332,7 +330,7 @@ public sealed class RunExecutor(
         var run = await db.Runs.FirstOrDefaultAsync(r => r.Id == runId, ct);
         if (run is null)
             return;
-        await bus.Publish(new EvaluationFailed { RunId = run.Id, ExperimentId = run.ExperimentId, Reason = reason, FailedAt = DateTimeOffset.UtcNow }, ct);
+        db.PublishOnCommit(new EvaluationFailed { RunId = run.Id, ExperimentId = run.ExperimentId, Reason = reason, FailedAt = DateTimeOffset.UtcNow });
         run.Status = RunStatus.Failed;
         run.Error = reason;
         run.FinishedAt = DateTimeOffset.UtcNow;

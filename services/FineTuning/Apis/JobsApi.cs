@@ -156,8 +156,8 @@ public static class JobsApi
         return app;
     }
 
-    public static async Task<Results<Created<JobResponse>, ValidationProblem, ProblemHttpResult>> CreateAsync(
-        CreateJobRequest request, FineTuningDbContext db, ISendEndpointProvider send, ILoggerFactory loggers, CancellationToken ct)
+    public static async Task<Results<Created<JobResponse>, ValidationProblem>> CreateAsync(
+        CreateJobRequest request, FineTuningDbContext db, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         var hyper = new Dictionary<string, string>();
@@ -186,14 +186,12 @@ public static class JobsApi
             Hyperparameters = hyper,
             ExperimentId = request.ExperimentId,
         };
-        var result = errors.Count > 0 ? null : await JobSubmitter.SubmitAsync(submission, db, send, loggers.CreateLogger(typeof(JobsApi)), ct);
+        var result = errors.Count > 0 ? null : await JobSubmitter.SubmitAsync(submission, db, ct);
         foreach (var (key, messages) in result?.Errors ?? [])
             errors[key] = messages;
         if (errors.Count > 0)
             return TypedResults.ValidationProblem(errors, title: "The fine-tuning job request is not valid.");
-        if (result!.BrokerRefused)
-            return TypedResults.Problem(statusCode: 503, title: "The job could not be queued.", detail: "The message broker did not accept the StartFineTuning command; nothing was created. Retry later.");
-        var job = result.Job!;
+        var job = result!.Job!;
         return TypedResults.Created($"/api/fine-tuning/jobs/{JobIds.Format(job.Id)}", JobResponse.From(job));
     }
 
@@ -239,11 +237,11 @@ public static class JobsApi
     /// and marks it cancelled (the response says <c>cancel_requested</c>). Finished: 409.
     /// </summary>
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> CancelAsync(
-        string id, FineTuningDbContext db, IPublishEndpoint publish, CancellationToken ct)
+        string id, FineTuningDbContext db, CancellationToken ct)
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id);
-        var (current, cancellable) = await JobSubmitter.CancelAsync(db, publish, job, ct);
+        var (current, cancellable) = await JobSubmitter.CancelAsync(db, job, ct);
         if (!cancellable)
             return TypedResults.Conflict(new ProblemDetails
             {

@@ -1,3 +1,5 @@
+using AspireTune.ServiceDefaults.Work;
+using AspireTune.ServiceDefaults.Messaging;
 using System.Text.Json;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.FineTuning.Data;
@@ -14,7 +16,7 @@ namespace AspireTune.FineTuning.Consumers;
 /// job is durably queued; training itself is claimed from the database by <c>TrainingWorker</c>. A job the
 /// HTTP API created is picked up by id; a command from another service (the experiment workflow) creates it.
 /// </summary>
-public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator validator, ILogger<StartFineTuningConsumer> logger) : IConsumer<StartFineTuning>
+public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator validator, WorkQueue<FineTuningDbContext, FineTuningJob> queue, ILogger<StartFineTuningConsumer> logger) : IConsumer<StartFineTuning>
 {
     private const string Name = nameof(StartFineTuningConsumer);
 
@@ -63,6 +65,15 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
                 ? validator.Reject(db, job, "invalid_hyperparameters", string.Join(" ", errors.Select(e => $"{e.Key}: {string.Join(" ", e.Value)}")))
                 : await validator.ValidateAsync(db, job, ct);
         db.MarkProcessed(context.MessageId, Name);
+        if (outcome is { Passed: false })
+            db.PublishOnCommit(new TrainingFailed
+            {
+                JobId = job.Id,
+                ExperimentId = job.ExperimentId,
+                Code = outcome.Code!,
+                Reason = outcome.Message!,
+                FailedAt = job.FinishedAt ?? DateTimeOffset.UtcNow,
+            });
         // Status is a concurrency token: if the job was cancelled while the gate ran, this throws and the retry sees the cancellation.
         await db.SaveChangesAsync(ct);
 
@@ -70,15 +81,9 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
         {
             logger.LogInformation("Job {JobId} failed validation: {Code}", job.Id, outcome.Code);
             FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Failed));
-            await context.Publish(new TrainingFailed
-            {
-                JobId = job.Id,
-                ExperimentId = job.ExperimentId,
-                Code = outcome.Code!,
-                Reason = outcome.Message!,
-                FailedAt = job.FinishedAt ?? DateTimeOffset.UtcNow,
-            }, ct);
         }
+        else if (job.Status == JobStatus.Queued)
+            queue.Nudge();
     }
 }
 

@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Messaging;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
@@ -39,15 +40,15 @@ public sealed class StartFineTuningFaultConsumer(FineTuningDbContext db) : ICons
             JobEvents.Add(db, job.Id, "error", "failed", job.ErrorMessage);
         }
         db.MarkProcessed(context.MessageId, Name);
-        await db.SaveChangesAsync(ct);
         if (fail)
-            await context.Publish(new TrainingFailed
+            db.PublishOnCommit(new TrainingFailed
             {
                 JobId = job.Id,
                 ExperimentId = job.ExperimentId,
                 Code = job.ErrorCode!,
                 Reason = job.ErrorMessage!,
                 FailedAt = job.FinishedAt!.Value,
-            }, ct);
+            });
+        await db.SaveChangesAsync(ct);
     }
 }

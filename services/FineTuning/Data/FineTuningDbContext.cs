@@ -1,4 +1,5 @@
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.FineTuning.Data;
@@ -17,7 +18,7 @@ public sealed class FineTuningDbContext(DbContextOptions<FineTuningDbContext> op
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
-        modelBuilder.AddInbox();
+        modelBuilder.AddInbox().AddOutbox();
         modelBuilder.Entity<DataFile>(e =>
         {
             e.ToTable("files");

@@ -26,13 +26,6 @@ public sealed class FineTuningOptions
     [Range(50, 600_000)]
     public int PollIntervalMs { get; set; } = 2000;
 
-    /// <summary>
-    /// A job still in validating_files this long after creation gets its <c>StartFineTuning</c> command sent
-    /// again (the process that created it may have died before sending), in seconds. Default 300.
-    /// </summary>
-    [Range(1, 86_400)]
-    public int ResendValidationAfterSeconds { get; set; } = 300;
-
     /// <summary>Least time between two <c>TrainingProgressed</c> events of a job, in milliseconds (evaluations always publish). Default 1000.</summary>
     [Range(0, 600_000)]
     public int ProgressIntervalMs { get; set; } = 1000;

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using AspireTune.Contracts.FineTuning;
 using AspireTune.FineTuning.Consumers;
 using AspireTune.FineTuning.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 
@@ -26,7 +27,7 @@ public sealed record JobSubmission
 }
 
 /// <summary>What submitting gave: the job, the field errors, or a broker that did not take the command.</summary>
-public sealed record SubmissionResult(FineTuningJob? Job, Dictionary<string, string[]> Errors, bool BrokerRefused);
+public sealed record SubmissionResult(FineTuningJob? Job, Dictionary<string, string[]> Errors);
 
 /// <summary>
 /// Creating a job, shared by <c>/api/fine-tuning/jobs</c> and the OpenAI-shaped <c>/v1/fine_tuning/jobs</c>: one
@@ -34,10 +35,12 @@ public sealed record SubmissionResult(FineTuningJob? Job, Dictionary<string, str
 /// </summary>
 public static partial class JobSubmitter
 {
+    internal static readonly Uri StartFineTuningQueue = new($"queue:{StartFineTuningConsumerDefinition.QueueName}");
+
     [GeneratedRegex("^[a-z0-9-]{1,40}$")]
     private static partial Regex SuffixPattern();
 
-    public static async Task<SubmissionResult> SubmitAsync(JobSubmission request, FineTuningDbContext db, ISendEndpointProvider send, ILogger logger, CancellationToken ct)
+    public static async Task<SubmissionResult> SubmitAsync(JobSubmission request, FineTuningDbContext db, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         if (string.IsNullOrWhiteSpace(request.Model))
@@ -68,7 +71,7 @@ public static partial class JobSubmitter
         foreach (var (key, messages) in HyperparameterSpec.Validate(request.Hyperparameters))
             errors[key] = messages;
         if (errors.Count > 0)
-            return new SubmissionResult(null, errors, false);
+            return new SubmissionResult(null, errors);
 
         var training = files["training_file"];
         files.TryGetValue("validation_file", out var validation);
@@ -98,29 +101,17 @@ public static partial class JobSubmitter
         };
         db.Jobs.Add(job);
         JobEvents.Add(db, job.Id, "info", "created", $"Job created: base model {job.BaseModel}, training file {training.Id} ({training.Examples} examples).");
+        // The job and its command commit together (outbox): the command leaves once, even if the broker is away now.
+        db.SendOnCommit(StartFineTuningQueue, Apis.JobsApi.ToCommand(job));
         await db.SaveChangesAsync(ct);
-
-        try
-        {
-            var endpoint = await send.GetSendEndpoint(new Uri($"queue:{StartFineTuningConsumerDefinition.QueueName}"));
-            await endpoint.Send(Apis.JobsApi.ToCommand(job), ct);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Without its command the job would wait in validating_files forever: take it back and say so.
-            logger.LogError(ex, "Could not send StartFineTuning for job {JobId}", job.Id);
-            await db.JobEvents.Where(e => e.JobId == job.Id).ExecuteDeleteAsync(CancellationToken.None);
-            await db.Jobs.Where(j => j.Id == job.Id).ExecuteDeleteAsync(CancellationToken.None);
-            return new SubmissionResult(null, errors, true);
-        }
-        return new SubmissionResult(job, errors, false);
+        return new SubmissionResult(job, errors);
     }
 
     /// <summary>
     /// Cancels a job. Not yet training: cancelled at once (and <c>TrainingCancelled</c> published). Training: the
     /// worker stops at its next heartbeat and marks it cancelled. Finished: not cancellable. Returns the job as it is now.
     /// </summary>
-    public static async Task<(FineTuningJob Job, bool Cancellable)> CancelAsync(FineTuningDbContext db, IPublishEndpoint publish, FineTuningJob job, CancellationToken ct)
+    public static async Task<(FineTuningJob Job, bool Cancellable)> CancelAsync(FineTuningDbContext db, FineTuningJob job, CancellationToken ct)
     {
         var now = DateTimeOffset.UtcNow;
         var cancelledNow = await db.Jobs
@@ -130,8 +121,8 @@ public static partial class JobSubmitter
         if (cancelledNow == 1)
         {
             JobEvents.Add(db, job.Id, "info", "cancelled", "Job cancelled before training started.");
+            db.PublishOnCommit(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now });
             await db.SaveChangesAsync(ct);
-            await publish.Publish(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = 0, CancelledAt = now }, ct);
         }
         else if (await db.Jobs.Where(j => j.Id == job.Id && j.Status == JobStatus.Running).ExecuteUpdateAsync(s => s.SetProperty(j => j.CancelRequested, true), ct) == 1)
         {

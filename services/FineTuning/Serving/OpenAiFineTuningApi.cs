@@ -31,8 +31,7 @@ public static class OpenAiFineTuningApi
         return app;
     }
 
-    public static async Task<IResult> CreateAsync(HttpRequest http, FineTuningDbContext db, ISendEndpointProvider send, IOptions<FineTuningOptions> options,
-        ILoggerFactory loggers, CancellationToken ct)
+    public static async Task<IResult> CreateAsync(HttpRequest http, FineTuningDbContext db, IOptions<FineTuningOptions> options, CancellationToken ct)
     {
         try
         {
@@ -58,7 +57,7 @@ public static class OpenAiFineTuningApi
                 Hyperparameters = hyper,
                 Metadata = ReadMetadata(body),
             };
-            var result = await JobSubmitter.SubmitAsync(submission, db, send, loggers.CreateLogger(typeof(OpenAiFineTuningApi)), ct);
+            var result = await JobSubmitter.SubmitAsync(submission, db, ct);
             if (result.Errors.Count > 0)
             {
                 var (param, messages) = result.Errors.First();
@@ -66,8 +65,6 @@ public static class OpenAiFineTuningApi
                     : param == "model" ? "model_not_available" : null;
                 throw new OpenAiException(400, string.Join(" ", result.Errors.SelectMany(e => e.Value)), param, code);
             }
-            if (result.BrokerRefused)
-                throw new OpenAiException(503, "The job could not be queued: the message broker did not take its command. Nothing was created; retry later.", null, "service_unavailable", "server_error");
             return Results.Json(await MapAsync(db, [result.Job!], options.Value, ct) is [var job] ? job : null);
         }
         catch (OpenAiException ex)
@@ -171,11 +168,11 @@ public static class OpenAiFineTuningApi
     public static async Task<IResult> GetAsync(string id, FineTuningDbContext db, IOptions<FineTuningOptions> options, CancellationToken ct) =>
         await FindAsync(db, id, ct) is { } job ? Results.Json((await MapAsync(db, [job], options.Value, ct))[0]) : JobNotFound(id).ToResult();
 
-    public static async Task<IResult> CancelAsync(string id, FineTuningDbContext db, IPublishEndpoint publish, IOptions<FineTuningOptions> options, CancellationToken ct)
+    public static async Task<IResult> CancelAsync(string id, FineTuningDbContext db, IOptions<FineTuningOptions> options, CancellationToken ct)
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id).ToResult();
-        var (current, cancellable) = await JobSubmitter.CancelAsync(db, publish, job, ct);
+        var (current, cancellable) = await JobSubmitter.CancelAsync(db, job, ct);
         return cancellable
             ? Results.Json((await MapAsync(db, [current], options.Value, ct))[0])
             : new OpenAiException(400, $"Job {id} has already {current.Status}; only validating_files, queued and running jobs can be cancelled.", null, "job_already_finished").ToResult();

@@ -6,7 +6,7 @@ using AspireTune.FineTuning.Registry;
 using AspireTune.FineTuning.Serving;
 using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Work;
-using MassTransit;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.FineTuning.Workers;
@@ -15,7 +15,7 @@ namespace AspireTune.FineTuning.Workers;
 /// The writes that end a job (succeeded with its registered model, cancelled, failed) and their events. Each is
 /// conditional on this worker still holding the job's lease, so a job never ends twice.
 /// </summary>
-public sealed class JobOutcomes(IServiceScopeFactory scopes, IBus bus, ModelRegistry registry, WorkQueue<FineTuningDbContext, FineTuningJob> queue, ILogger<JobOutcomes> logger)
+public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry registry, WorkQueue<FineTuningDbContext, FineTuningJob> queue, ILogger<JobOutcomes> logger)
 {
     private string Owner => queue.Owner;
 
@@ -65,10 +65,7 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, IBus bus, ModelRegi
         tracked.TrainingSeconds += elapsed.TotalSeconds;
         JobEvents.Add(db, job.Id, "info", "succeeded",
             $"Training finished: best step {outcome.BestStep} of {outcome.Steps}{(outcome.StoppedEarly ? " (stopped early)" : "")}, fit {outcome.FitVerdict}. Model '{modelId}' registered and served.");
-        await db.SaveChangesAsync();
-        FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Succeeded));
-
-        await bus.Publish(new TrainingCompleted
+        db.PublishOnCommit(new TrainingCompleted
         {
             JobId = job.Id,
             ExperimentId = job.ExperimentId,
@@ -83,41 +80,43 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, IBus bus, ModelRegi
             Duration = TimeSpan.FromSeconds(tracked.TrainingSeconds),
             CompletedAt = now,
         });
+        await db.SaveChangesAsync();
+        FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Succeeded));
     }
 
-    public async Task FinishCancelledAsync(FineTuningJob job, int step, TimeSpan elapsed)
+    public async Task FinishCancelledAsync(FineTuningJob job, int step, TimeSpan elapsed) =>
+        await EndAsync(job.Id, JobStatus.Cancelled, elapsed, (db, tracked, now) =>
+        {
+            JobEvents.Add(db, job.Id, "info", "cancelled", $"Job cancelled at step {step}.");
+            db.PublishOnCommit(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = step, CancelledAt = now });
+        });
+
+    public async Task FailAsync(FineTuningJob job, string code, string reason, TimeSpan elapsed) =>
+        await EndAsync(job.Id, JobStatus.Failed, elapsed, (db, tracked, now) =>
+        {
+            tracked.ErrorCode = code;
+            tracked.ErrorMessage = reason;
+            JobEvents.Add(db, job.Id, "error", "failed", $"Training failed: {reason}");
+            db.PublishOnCommit(new TrainingFailed { JobId = job.Id, ExperimentId = job.ExperimentId, Code = code, Reason = reason, FailedAt = now });
+        });
+
+    /// <summary>Ends a job this worker holds: status, lease given up, the event (outbox) and the log entry in one save.</summary>
+    private async Task EndAsync(Guid jobId, string status, TimeSpan elapsed, Action<FineTuningDbContext, FineTuningJob, DateTimeOffset> record)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
-        var now = DateTimeOffset.UtcNow;
-        var done = await db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == Owner && j.Status == JobStatus.Running)
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.FinishedAt, now)
-                .SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.LeaseExpiresAt, (DateTimeOffset?)null)
-                .SetProperty(j => j.TrainingSeconds, j => j.TrainingSeconds + elapsed.TotalSeconds));
-        if (done == 0)
+        var tracked = await db.Jobs.FirstOrDefaultAsync(j => j.Id == jobId && j.LeaseOwner == Owner && j.Status == JobStatus.Running);
+        if (tracked is null)
             return;
-        JobEvents.Add(db, job.Id, "info", "cancelled", $"Job cancelled at step {step}.");
-        await db.SaveChangesAsync();
-        FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Cancelled));
-        await bus.Publish(new TrainingCancelled { JobId = job.Id, ExperimentId = job.ExperimentId, Step = step, CancelledAt = now });
-    }
-
-    public async Task FailAsync(FineTuningJob job, string code, string reason, TimeSpan elapsed)
-    {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
         var now = DateTimeOffset.UtcNow;
-        var done = await db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == Owner && j.Status == JobStatus.Running)
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Failed).SetProperty(j => j.FinishedAt, now)
-                .SetProperty(j => j.ErrorCode, code).SetProperty(j => j.ErrorMessage, reason)
-                .SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.LeaseExpiresAt, (DateTimeOffset?)null)
-                .SetProperty(j => j.TrainingSeconds, j => j.TrainingSeconds + elapsed.TotalSeconds));
-        if (done == 0)
-            return;
-        JobEvents.Add(db, job.Id, "error", "failed", $"Training failed: {reason}");
+        tracked.Status = status;
+        tracked.FinishedAt = now;
+        tracked.LeaseOwner = null;
+        tracked.LeaseExpiresAt = null;
+        tracked.TrainingSeconds += elapsed.TotalSeconds;
+        record(db, tracked, now);
         await db.SaveChangesAsync();
-        FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Failed));
-        await bus.Publish(new TrainingFailed { JobId = job.Id, ExperimentId = job.ExperimentId, Code = code, Reason = reason, FailedAt = now });
+        FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", status));
     }
 
     /// <summary>Counts an interrupted attempt's time (the job goes back to the queue and resumes elsewhere).</summary>

@@ -6,7 +6,7 @@ using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
 using AspireTune.ServiceDefaults;
-using MassTransit;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.FineTuning.Workers;
@@ -15,7 +15,7 @@ namespace AspireTune.FineTuning.Workers;
 /// Turns the trainer's callbacks (on the training thread) into database rows and bus events, in order,
 /// on one pump task, so training never waits on the database or the broker.
 /// </summary>
-public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, ModelRegistry registry, FineTuningOptions options, string worker, FineTuningJob job) : ITrainingListener
+public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry registry, FineTuningOptions options, string worker, FineTuningJob job) : ITrainingListener
 {
     private readonly Channel<Func<Task>> _work = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private long _lastProgressTicks;
@@ -42,8 +42,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
         JobEvents.Add(db, job.Id, "info", "started", resumedFromStep > 0
             ? $"Training resumed from step {resumedFromStep} of {totalSteps} on {device} by {worker}."
             : $"Training started: {totalSteps} steps on {device} by {worker}.");
-        await db.SaveChangesAsync();
-        await bus.Publish(new TrainingStarted
+        db.PublishOnCommit(new TrainingStarted
         {
             JobId = job.Id,
             ExperimentId = job.ExperimentId,
@@ -54,6 +53,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
             Resumed = resumedFromStep > 0 || job.Attempts > 1,
             StartedAt = now,
         });
+        await db.SaveChangesAsync();
     });
 
     public void OnProgress(TrainingProgress step)
@@ -108,9 +108,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
             JobEvents.Add(db, job.Id, "info", "metrics",
                 $"Step {step}/{total}: train loss {loss:0.0000}, valid loss {evaluation.ValidationLoss:0.0000}, valid mean token accuracy {evaluation.MeanTokenAccuracy:0.0000}",
                 new { step, train_loss = loss, valid_loss = evaluation.ValidationLoss, valid_mean_token_accuracy = evaluation.MeanTokenAccuracy });
-        await db.SaveChangesAsync();
-        await db.Jobs.Where(j => j.Id == job.Id && j.Step < step).ExecuteUpdateAsync(s => s.SetProperty(j => j.Step, step));
-        await bus.Publish(new TrainingProgressed
+        db.PublishOnCommit(new TrainingProgressed
         {
             JobId = job.Id,
             ExperimentId = job.ExperimentId,
@@ -124,6 +122,8 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
             LearningRate = _lastLr ?? 0,
             TokensPerSecond = _lastTokensPerSecond,
         });
+        await db.SaveChangesAsync();
+        await db.Jobs.Where(j => j.Id == job.Id && j.Step < step).ExecuteUpdateAsync(s => s.SetProperty(j => j.Step, step));
     }
 
     public void OnCheckpoint(CheckpointInfo checkpoint) => Enqueue(async () =>
@@ -144,8 +144,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
             Path = registry.Relative(checkpoint.Directory),
         });
         JobEvents.Add(db, job.Id, "info", "checkpoint", $"Checkpoint {id} saved at step {checkpoint.Step}.");
-        await db.SaveChangesAsync();
-        await bus.Publish(new CheckpointSaved
+        db.PublishOnCommit(new CheckpointSaved
         {
             JobId = job.Id,
             ExperimentId = job.ExperimentId,
@@ -155,5 +154,6 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, IBus bus, Mod
             ValidMeanTokenAccuracy = checkpoint.LastEvaluation?.MeanTokenAccuracy,
             CheckpointId = id,
         });
+        await db.SaveChangesAsync();
     });
 }

@@ -3,7 +3,6 @@ using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Registry;
 using AspireTune.ServiceDefaults.Work;
-using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -23,7 +22,6 @@ public sealed class TrainingWorker(
     ITrainingBackend backend,
     TrainingInputs inputs,
     JobOutcomes outcomes,
-    IBus bus,
     ModelRegistry registry,
     IOptions<FineTuningOptions> options,
     ILogger<TrainingWorker> logger) : WorkQueueWorker<FineTuningDbContext, FineTuningJob>(queue, scopes, lifetime, logger)
@@ -57,7 +55,7 @@ public sealed class TrainingWorker(
             return;
         }
 
-        var sink = new TrainingEventSink(Scopes, bus, registry, options.Value, Queue.Owner, job);
+        var sink = new TrainingEventSink(Scopes, registry, options.Value, Queue.Owner, job);
         var pump = sink.PumpAsync();
         var clock = Stopwatch.StartNew();
         try

@@ -30,9 +30,8 @@ public sealed class IndexDatasetConsumer(RetrievalService service, RetrievalDbCo
         var examples = JsonlRecords.ParseDataset(message.Dataset.Id, bytes);
         if (examples.Count == 0)
             throw new RetrievalValidationException(message.Dataset.Id, $"Dataset '{message.Dataset.Id}' has no examples.");
-        var result = await service.WriteExamplesAsync(collection.Name, examples,
-            IndexingRequests.MarkDone(context, message.RequestId, nameof(IndexDatasetConsumer)), context.CancellationToken);
-        await IndexingRequests.PublishIndexedAsync(context, message.RequestId, message.ExperimentId, collection, examples.Count, result.Points);
+        await service.WriteExamplesAsync(collection.Name, examples,
+            IndexingRequests.MarkDoneAndAnnounce(context, message.RequestId, nameof(IndexDatasetConsumer), message.ExperimentId, collection, examples.Count), context.CancellationToken);
     }
 }
 

@@ -35,9 +35,8 @@ public sealed class IngestDocumentsConsumer(RetrievalService service, RetrievalD
             var text = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(artifact, context.CancellationToken));
             documents.Add(new DocumentInput { Id = Path.GetFileName(artifact.Id), Text = text, Format = FormatOf(artifact) });
         }
-        var result = await service.IngestAsync(collection.Name, documents, message.ChunkTokens, message.ChunkOverlapTokens,
-            IndexingRequests.MarkDone(context, message.RequestId, nameof(IngestDocumentsConsumer)), context.CancellationToken);
-        await IndexingRequests.PublishIndexedAsync(context, message.RequestId, message.ExperimentId, collection, message.Documents.Count, result.Points);
+        await service.IngestAsync(collection.Name, documents, message.ChunkTokens, message.ChunkOverlapTokens,
+            IndexingRequests.MarkDoneAndAnnounce(context, message.RequestId, nameof(IngestDocumentsConsumer), message.ExperimentId, collection, message.Documents.Count), context.CancellationToken);
     }
 
     internal static DocumentFormat FormatOf(ArtifactRef artifact)

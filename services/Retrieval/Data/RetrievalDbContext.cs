@@ -1,4 +1,5 @@
 using AspireTune.ServiceDefaults.Data;
+using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace AspireTune.Retrieval.Data;
@@ -14,7 +15,7 @@ public sealed class RetrievalDbContext(DbContextOptions<RetrievalDbContext> opti
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
-        modelBuilder.AddInbox();
+        modelBuilder.AddInbox().AddOutbox();
         modelBuilder.Entity<CollectionRecord>(e =>
         {
             e.ToTable("collections");

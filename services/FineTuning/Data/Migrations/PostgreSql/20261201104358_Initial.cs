@@ -1,0 +1,226 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
+
+#nullable disable
+
+namespace AspireTune.FineTuning.Data.Migrations.PostgreSql
+{
+    /// <inheritdoc />
+    public partial class Initial : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "files",
+                columns: table => new
+                {
+                    Id = table.Column<string>(type: "text", nullable: false),
+                    FileName = table.Column<string>(type: "text", nullable: false),
+                    ArtifactId = table.Column<string>(type: "text", nullable: false),
+                    Sha256 = table.Column<string>(type: "text", nullable: false),
+                    Bytes = table.Column<long>(type: "bigint", nullable: false),
+                    Format = table.Column<string>(type: "text", nullable: false),
+                    Examples = table.Column<int>(type: "integer", nullable: false),
+                    CreatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_files", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "job_checkpoints",
+                columns: table => new
+                {
+                    Id = table.Column<string>(type: "text", nullable: false),
+                    JobId = table.Column<Guid>(type: "uuid", nullable: false),
+                    Step = table.Column<int>(type: "integer", nullable: false),
+                    TrainLoss = table.Column<double>(type: "double precision", nullable: false),
+                    ValidLoss = table.Column<double>(type: "double precision", nullable: true),
+                    ValidMeanTokenAccuracy = table.Column<double>(type: "double precision", nullable: true),
+                    Path = table.Column<string>(type: "text", nullable: false),
+                    CreatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_job_checkpoints", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "job_events",
+                columns: table => new
+                {
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    JobId = table.Column<Guid>(type: "uuid", nullable: false),
+                    Level = table.Column<string>(type: "text", nullable: false),
+                    Type = table.Column<string>(type: "text", nullable: false),
+                    Message = table.Column<string>(type: "text", nullable: false),
+                    DataJson = table.Column<string>(type: "text", nullable: true),
+                    CreatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_job_events", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "job_metrics",
+                columns: table => new
+                {
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    JobId = table.Column<Guid>(type: "uuid", nullable: false),
+                    Step = table.Column<int>(type: "integer", nullable: false),
+                    Epoch = table.Column<double>(type: "double precision", nullable: false),
+                    TrainLoss = table.Column<double>(type: "double precision", nullable: false),
+                    ValidLoss = table.Column<double>(type: "double precision", nullable: true),
+                    ValidMeanTokenAccuracy = table.Column<double>(type: "double precision", nullable: true),
+                    LearningRate = table.Column<double>(type: "double precision", nullable: false),
+                    TokensPerSecond = table.Column<double>(type: "double precision", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_job_metrics", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "jobs",
+                columns: table => new
+                {
+                    Id = table.Column<Guid>(type: "uuid", nullable: false),
+                    ExperimentId = table.Column<Guid>(type: "uuid", nullable: true),
+                    BaseModel = table.Column<string>(type: "text", nullable: false),
+                    Status = table.Column<string>(type: "text", nullable: false),
+                    TrainingArtifactId = table.Column<string>(type: "text", nullable: false),
+                    TrainingSha256 = table.Column<string>(type: "text", nullable: false),
+                    TrainingBytes = table.Column<long>(type: "bigint", nullable: false),
+                    TrainingFileId = table.Column<string>(type: "text", nullable: true),
+                    ValidationArtifactId = table.Column<string>(type: "text", nullable: true),
+                    ValidationSha256 = table.Column<string>(type: "text", nullable: true),
+                    ValidationBytes = table.Column<long>(type: "bigint", nullable: false),
+                    ValidationFileId = table.Column<string>(type: "text", nullable: true),
+                    TestArtifactId = table.Column<string>(type: "text", nullable: true),
+                    TestSha256 = table.Column<string>(type: "text", nullable: true),
+                    TestBytes = table.Column<long>(type: "bigint", nullable: false),
+                    TestFileId = table.Column<string>(type: "text", nullable: true),
+                    Suffix = table.Column<string>(type: "text", nullable: true),
+                    HyperparametersJson = table.Column<string>(type: "text", nullable: false),
+                    ResolvedHyperparametersJson = table.Column<string>(type: "text", nullable: true),
+                    QualityReportJson = table.Column<string>(type: "text", nullable: true),
+                    CuratedArtifactId = table.Column<string>(type: "text", nullable: true),
+                    CuratedSha256 = table.Column<string>(type: "text", nullable: true),
+                    CuratedBytes = table.Column<long>(type: "bigint", nullable: false),
+                    FineTunedModel = table.Column<string>(type: "text", nullable: true),
+                    ErrorCode = table.Column<string>(type: "text", nullable: true),
+                    ErrorMessage = table.Column<string>(type: "text", nullable: true),
+                    Step = table.Column<int>(type: "integer", nullable: false),
+                    TotalSteps = table.Column<int>(type: "integer", nullable: false),
+                    TrainedTokens = table.Column<long>(type: "bigint", nullable: false),
+                    BestMetricsJson = table.Column<string>(type: "text", nullable: true),
+                    FitVerdict = table.Column<string>(type: "text", nullable: true),
+                    FitAdvice = table.Column<string>(type: "text", nullable: true),
+                    CancelRequested = table.Column<bool>(type: "boolean", nullable: false),
+                    LeaseOwner = table.Column<string>(type: "text", nullable: true),
+                    LeaseExpiresAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    Attempts = table.Column<int>(type: "integer", nullable: false),
+                    TrainingSeconds = table.Column<double>(type: "double precision", nullable: false),
+                    CreatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    StartedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    FinishedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_jobs", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "models",
+                columns: table => new
+                {
+                    Id = table.Column<string>(type: "text", nullable: false),
+                    Source = table.Column<string>(type: "text", nullable: false),
+                    Path = table.Column<string>(type: "text", nullable: false),
+                    Architecture = table.Column<string>(type: "text", nullable: true),
+                    Parameters = table.Column<long>(type: "bigint", nullable: false),
+                    HasTokenizer = table.Column<bool>(type: "boolean", nullable: false),
+                    BaseModel = table.Column<string>(type: "text", nullable: true),
+                    JobId = table.Column<Guid>(type: "uuid", nullable: true),
+                    DatasetSha256 = table.Column<string>(type: "text", nullable: true),
+                    HyperparametersJson = table.Column<string>(type: "text", nullable: true),
+                    BestMetricsJson = table.Column<string>(type: "text", nullable: true),
+                    CreatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_models", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "processed_messages",
+                columns: table => new
+                {
+                    MessageId = table.Column<Guid>(type: "uuid", nullable: false),
+                    Consumer = table.Column<string>(type: "text", nullable: false),
+                    ProcessedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_processed_messages", x => new { x.MessageId, x.Consumer });
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_job_checkpoints_JobId_Step",
+                table: "job_checkpoints",
+                columns: new[] { "JobId", "Step" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "IX_job_events_JobId_Id",
+                table: "job_events",
+                columns: new[] { "JobId", "Id" });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_job_metrics_JobId_Step",
+                table: "job_metrics",
+                columns: new[] { "JobId", "Step" });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_jobs_CreatedAt",
+                table: "jobs",
+                column: "CreatedAt");
+
+            migrationBuilder.CreateIndex(
+                name: "IX_jobs_Status_CreatedAt",
+                table: "jobs",
+                columns: new[] { "Status", "CreatedAt" });
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "files");
+
+            migrationBuilder.DropTable(
+                name: "job_checkpoints");
+
+            migrationBuilder.DropTable(
+                name: "job_events");
+
+            migrationBuilder.DropTable(
+                name: "job_metrics");
+
+            migrationBuilder.DropTable(
+                name: "jobs");
+
+            migrationBuilder.DropTable(
+                name: "models");
+
+            migrationBuilder.DropTable(
+                name: "processed_messages");
+        }
+    }
+}

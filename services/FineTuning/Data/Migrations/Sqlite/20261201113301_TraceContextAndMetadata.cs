@@ -1,0 +1,38 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace AspireTune.FineTuning.Data.Migrations.Sqlite
+{
+    /// <inheritdoc />
+    public partial class TraceContextAndMetadata : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<string>(
+                name: "MetadataJson",
+                table: "jobs",
+                type: "TEXT",
+                nullable: true);
+
+            migrationBuilder.AddColumn<string>(
+                name: "TraceParent",
+                table: "jobs",
+                type: "TEXT",
+                nullable: true);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropColumn(
+                name: "MetadataJson",
+                table: "jobs");
+
+            migrationBuilder.DropColumn(
+                name: "TraceParent",
+                table: "jobs");
+        }
+    }
+}
