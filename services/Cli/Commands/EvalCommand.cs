@@ -177,7 +177,7 @@ public static class EvalCommand
             // AspireTune's own models: its /v1 API, called with the service account key when authentication is on.
             BaseUrl = provider.AspireTune ? c.BaseUrl + "/v1" : provider.BaseUrl,
             Model = provider.Model,
-            ApiKeySecret = provider.AspireTune ? ServiceAccountHandler.ConfigurationKey : provider.ApiKeyVariable,
+            ApiKeySecret = provider.AspireTune ? ServiceAccountHandler.ConfigurationKey : SecretFor(c, provider.ApiKeyVariable),
             InputPricePerMillion = provider.InputPricePerMillion,
             OutputPricePerMillion = provider.OutputPricePerMillion,
             // evaluateOptions.maxConcurrency: promptfoo's limit on calls in flight, here per endpoint.
@@ -185,6 +185,21 @@ public static class EvalCommand
         };
         await c.PutAsync<ModelEndpointRequest, ModelEndpointResponse>($"api/evaluation/models/{Uri.EscapeDataString(id)}", request, ct);
         return id;
+    }
+
+    /// <summary>
+    /// Evaluation resolves keys only from its secrets section: the provider's key is <c>Evaluation:Secrets:VARIABLE</c>.
+    /// In process it is copied there from this process's environment; a deployment (<c>--url</c>) needs it configured
+    /// itself, e.g. as the environment variable <c>Evaluation__Secrets__OPENAI_API_KEY</c>.
+    /// </summary>
+    private static string? SecretFor(ServiceConnection c, string? variable)
+    {
+        if (variable is null)
+            return null;
+        var name = "Evaluation:Secrets:" + variable;
+        if (c.Host is { } host && Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value)
+            host.Configuration[name] = value;
+        return name;
     }
 
     /// <summary>The dataset of one prompt: item i is test i, its input the rendered prompt, its metadata the assertions.</summary>
