@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the engine benchmark is one console program whose modes (train, generate, savecheck,
+// sft, parity, sftspeed) share argument parsing and model shapes; the data-parallel modes live in DataParallelBench.cs.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: every request and response record of the Comparison experiments API in one place,
+// so a client reads the whole public shape at once; they hold no logic.
 using System.Text.Json.Serialization;
 using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Datasets;
