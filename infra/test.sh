@@ -31,6 +31,12 @@ done
 expected=$(echo "$projects" | wc -w)
 if [ "$reports" -lt "$expected" ]; then failed=$((failed + expected - reports)); fi
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+# Name each failed test and the first line of its message, so a CI log's tail says what failed.
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  tr '\n\r' '  ' <"$trx" | sed 's/<UnitTestResult /\n&/g' | grep -E '^<UnitTestResult [^>]*outcome="(Failed|Error|Timeout)"' \
+    | sed -E 's/^[^>]*testName="([^"]*)"[^>]*>(.*<Message>([^<]{0,300}))?.*/FAILED \1: \3/'
+done
 # The bad-input sweeps (issue 12) say how many requests they sent.
 grep -ho 'Bad-input sweep of[^&<]*' "$results"/*.trx 2>/dev/null || true
 echo "$passed passed, $failed failed"

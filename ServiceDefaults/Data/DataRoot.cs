@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -75,7 +76,10 @@ public sealed class DataRoot
                 if ((entry.Attributes & FileAttributes.Directory) != 0)
                     pending.Push(entry.FullName);
                 else
+                {
+                    RefuseHardLink(entry.FullName, entry.FullName);
                     files.Add(entry.FullName);
+                }
             }
         }
         files.Sort(StringComparer.Ordinal);
@@ -91,12 +95,49 @@ public sealed class DataRoot
         var full = Resolve(path);
         var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
         var opened = OpenedPath(stream);
-        if (opened is not null && !IsInside(opened))
+        try
+        {
+            if (opened is not null && !IsInside(opened))
+                throw new PathOutsideDataRootException(System.IO.Path.GetRelativePath(Path, full), "it was replaced by a link that leads out of the data folder");
+            if (OperatingSystem.IsLinux())
+                RefuseHardLink($"/proc/self/fd/{stream.SafeFileHandle.DangerousGetHandle()}", full);
+        }
+        catch
         {
             stream.Dispose();
-            throw new PathOutsideDataRootException(System.IO.Path.GetRelativePath(Path, full), "it was replaced by a link that leads out of the data folder");
+            throw;
         }
         return stream;
+    }
+
+    /// <summary>
+    /// A hard link is a second name of the same file: nothing in the path shows where its other names are, so one
+    /// made inside the folder to a file outside it (<c>ln /etc/shadow data/models/x/vocab.json</c>) passes every
+    /// path check. A regular file with more than one name is therefore refused (Linux; elsewhere not detectable here).
+    /// </summary>
+    private void RefuseHardLink(string probe, string shown)
+    {
+        if (LinkCount(probe) is > 1 and var names)
+            throw new PathOutsideDataRootException(System.IO.Path.GetRelativePath(Path, shown), $"it is a hard link ({names} names for one file), whose other names may lie outside the data folder");
+    }
+
+    /// <summary>The number of names (hard links) of a file, following symbolic links; null where it cannot be read.</summary>
+    internal static uint? LinkCount(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+            return null;
+        // statx's buffer has the same layout on every architecture: stx_nlink is the 32-bit field at offset 16.
+        var buffer = new byte[256];
+        return Native.Statx(Native.AtFdCwd, path, 0, Native.StatxNlink, buffer) == 0 ? BitConverter.ToUInt32(buffer, 16) : null;
+    }
+
+    private static class Native
+    {
+        public const int AtFdCwd = -100;
+        public const uint StatxNlink = 0x4;
+
+        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
+        public static extern int Statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, [Out] byte[] buffer);
     }
 
     // Linux names the file behind a descriptor in /proc/self/fd; elsewhere the checks before opening stand alone.

@@ -79,8 +79,11 @@ public static class OutboxExtensions
     }
 }
 
-/// <summary>Wakes the database's dispatcher as soon as a save wrote outbox rows.</summary>
-public sealed class OutboxSignal<TContext> : SaveChangesInterceptor where TContext : DbContext
+/// <summary>
+/// Wakes the database's dispatcher as soon as a save wrote outbox rows: after the save, or, when the save ran in a
+/// transaction of the caller's, after that transaction commits (before, the dispatcher could not see the rows).
+/// </summary>
+public sealed class OutboxSignal<TContext> : SaveChangesInterceptor, IDbTransactionInterceptor where TContext : DbContext
 {
     private readonly SemaphoreSlim _signal = new(0);
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, object> _pending = [];
@@ -99,20 +102,34 @@ public sealed class OutboxSignal<TContext> : SaveChangesInterceptor where TConte
 
     public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
     {
-        Fire(eventData.Context);
+        FireUnlessInTransaction(eventData.Context);
         return base.SavedChangesAsync(eventData, result, cancellationToken);
     }
 
     public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
     {
-        Fire(eventData.Context);
+        FireUnlessInTransaction(eventData.Context);
         return base.SavedChanges(eventData, result);
     }
+
+    public Task TransactionCommittedAsync(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Fire(eventData.Context);
+        return Task.CompletedTask;
+    }
+
+    public void TransactionCommitted(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData) => Fire(eventData.Context);
 
     private void Note(DbContext? context)
     {
         if (context is not null && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
             _pending.AddOrUpdate(context, this);
+    }
+
+    private void FireUnlessInTransaction(DbContext? context)
+    {
+        if (context?.Database.CurrentTransaction is null)
+            Fire(context);
     }
 
     private void Fire(DbContext? context)

@@ -114,7 +114,7 @@ public static class OpenAiRequest
     private static readonly HashSet<string> ChatParameters =
     [
         "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options",
-        "logprobs", "top_logprobs", "logit_bias", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+        "logprobs", "top_logprobs", "logit_bias", "tools", "tool_choice", "parallel_tool_calls", "response_format", "guided_choice",
         "user", "metadata", "store", "service_tier", "frequency_penalty", "presence_penalty",
     ];
 

@@ -28,20 +28,8 @@ public abstract class WorkQueueWorker<TContext, T>(WorkQueue<TContext, T> queue,
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Outcomes are published: wait until the host (and the bus, started before it) is up.
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
-        await using (stoppingToken.Register(() => started.TrySetCanceled(stoppingToken)))
-        {
-            try
-            {
-                await started.Task;
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
+        if (!await HostStarted.WaitAsync(lifetime, stoppingToken))
+            return;
         logger.LogInformation("Work queue {Queue} runs as {Owner}", typeof(T).Name, queue.Owner);
 
         using var slots = new SemaphoreSlim(queue.Timing.MaxConcurrency);

@@ -1,5 +1,5 @@
-// Over 400 lines on purpose: the engine benchmark is one console program whose modes (train, generate, savecheck,
-// sft, parity, sftspeed) share argument parsing and model shapes; the data-parallel modes live in DataParallelBench.cs.
+// Over 400 lines on purpose: the engine benchmark is one console program whose modes (train, generate, serve, savecheck,
+// sft, parity, sftspeed, lora-parity) share argument parsing and model shapes; data-parallel modes live in DataParallelBench.cs.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -16,10 +16,14 @@ using F = TorchSharp.torch.nn.functional;
 
 // Engine benchmarks. Each mode prints one JSON line that bench/engine-gpu.sh and engine-cpu.sh tabulate.
 //   train    --device cuda|cpu --shape gpt2-small|demo|llama-1b --batch N --seq N --steps N --warmup N --optimizer flat|stock
-//            --fused 1|0 (the engine's CUDA kernels) --lora R (rank R on every linear, frozen base)
+//            --fused 1|0 (the engine's CUDA kernels) --lora R (rank R on every linear, frozen base; --frozen-base 1 builds
+//            the base frozen in bf16 instead of casting fp32 weights in AddLora)
+//            --model DIR (load a checkpoint instead of --shape) --data FILE (int32 batches [n, batch, seq + 1], step i
+//            trains on batch i mod n) --curve FILE (writes every step's loss there as one JSON line)
 //   sftspeed GPT3_ENCODER_TGZ --device cuda --lengths full|short [--packing 1 --steps N --batch N --examples N]: SftTrainer's own loop at GPT-2-small size
 //   parity   --device cuda [--shape S --batch N --seq N]: fused kernels against the TorchSharp path (loss, gradients, one step)
 //   generate --device cuda|cpu --shape gpt2-small|demo --prompt N --new N
+//   serve    --device cuda|cpu --shape S --prompt N --new N --concurrency C [--rounds R --sequential 1] (ServingBench.cs)
 //   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
 //   sft GPT3_ENCODER_TGZ OUT_DIR --device cuda|cpu   (the real SftTrainer end to end: train, evaluate, resume, generate, save)
 var mode = args.Length > 0 ? args[0] : "train";
@@ -40,6 +44,11 @@ ModelConfig Shape(string name) => name switch
     "llama-1b" => ModelConfig.Llama(128256, 2048, 16, 32, 8, 8192, 131072) with
     {
         RopeTheta = 500000, RopeScaling = new RopeScaling(32, 1, 4, 8192), BosTokenId = 128000, EosTokenId = 128001,
+    },
+    // Llama-3-8B: 32 layers of 4096, 32 heads over 8 key/value heads, SwiGLU 14336, untied 128,256-token head.
+    "llama-8b" => ModelConfig.Llama(128256, 4096, 32, 32, 8, 14336, 8192, tie: false) with
+    {
+        RopeTheta = 500000, BosTokenId = 128000, EosTokenId = 128001,
     },
     _ => throw new ArgumentException("unknown shape " + name),
 };
@@ -64,6 +73,12 @@ switch (mode)
     case "sftspeed":
         SftSpeed(args[1]);
         break;
+    case "serve":
+        Serve();
+        break;
+    case "lora-parity":
+        LoraParity();
+        break;
     case "dp-parity" or "dp-launch" or "dp-rank":
         DataParallelBench.Run(mode, Arg);
         break;
@@ -73,12 +88,17 @@ switch (mode)
 
 void Train()
 {
-    var config = Shape(Arg("shape", "gpt2-small"));
     int batch = IntArg("batch", 16), seq = IntArg("seq", 1024), steps = IntArg("steps", 20), warmup = IntArg("warmup", 5);
     var optimizerKind = Arg("optimizer", "flat");
     var loraRank = IntArg("lora", 0);
     if (device.type == DeviceType.CUDA) backends.cuda.matmul.allow_tf32 = true;
-    using var model = CausalLm.Create(config, null, seed: 0, device: device);
+    var modelDir = Arg("model", "");
+    // --frozen-base 1 (with --lora): the base built frozen, in bf16 on CUDA, instead of fp32 that AddLora then casts.
+    var frozenBase = loraRank > 0 && Arg("frozen-base", "0") == "1";
+    var buildOptions = new ModelOptions { FrozenBase = frozenBase };
+    using var model = modelDir.Length > 0 ? CausalLm.Load(modelDir, device, buildOptions)
+        : CausalLm.Create(Shape(Arg("shape", "gpt2-small")), null, seed: 0, device: device, options: buildOptions);
+    var config = model.Config;
     model.FusedKernels = Arg("fused", "1") == "1";
     if (loraRank > 0)
         model.AddLora(new LoraOptions { Rank = loraRank, Alpha = 2 * loraRank, Dropout = 0,
@@ -99,9 +119,12 @@ void Train()
         stock = optim.AdamW(named.Select(p => p.Parameter), lr: 3e-4, beta1: 0.9, beta2: 0.95, weight_decay: 0.1);
     }
     manual_seed(1);
-    using var data = randint(0, config.VocabSize, [batch, seq + 1], dtype: ScalarType.Int64, device: device);
-    using var input = data[.., ..^1].contiguous();
-    using var target = data[.., 1..].contiguous();
+    var dataFile = Arg("data", "");
+    using var data = dataFile.Length > 0
+        ? tensor(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(File.ReadAllBytes(dataFile)).ToArray(), dtype: ScalarType.Int32, device: CPU)
+            .view(-1, batch, seq + 1).to(ScalarType.Int64).to(device)
+        : randint(0, config.VocabSize, [1, batch, seq + 1], dtype: ScalarType.Int64, device: device);
+    var curveFile = Arg("curve", "");
     var sw = new Stopwatch();
     double lastLoss = 0;
     var losses = new List<float>();
@@ -113,6 +136,8 @@ void Train()
             sw.Start();
         }
         using var scope = NewDisposeScope();
+        var input = data[step % data.shape[0], .., ..^1].contiguous();
+        var target = data[step % data.shape[0], .., 1..].contiguous();
         Tensor loss;
         if (flat is not null && Arg("loss", "sum") == "sum")
         {
@@ -137,14 +162,21 @@ void Train()
             stock.zero_grad();
         }
         if (step == warmup + steps - 1) lastLoss = loss.item<float>();
+        if (curveFile.Length > 0) losses.Add(loss.item<float>());
     }
     if (device.type == DeviceType.CUDA) cuda.synchronize();
     var seconds = sw.Elapsed.TotalSeconds;
     var fused = model.Kernels is not null && optimizerKind == "flat";
+    if (curveFile.Length > 0)
+        File.AppendAllText(curveFile, new JsonObject { ["impl"] = "aspiretune", ["losses"] = new JsonArray([.. losses.Select(l => (JsonNode)l)]) }.ToJsonString() + "\n");
     Console.WriteLine(new JsonObject
     {
-        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce") + (fused ? "-fused" : "") + (loraRank > 0 ? $"-lora{loraRank}" : ""),
-        ["shape"] = Arg("shape", "gpt2-small"), ["params"] = model.ParameterCount, ["trainable"] = named.Sum(p => p.Parameter.numel()),
+        ["impl"] = $"aspiretune-{optimizerKind}" + (Arg("loss", "sum") == "sum" ? "" : "-ce") + (fused ? "-fused" : "") + (loraRank > 0 ? $"-lora{loraRank}" : "")
+            + (frozenBase ? "-frozenbase" : "") + (Arg("shape", "") == "llama-8b" ? "-llama-8b" : ""),
+        // Bytes of every parameter by dtype: a bf16-only frozen base shows here as BFloat16 with no Float32 copy.
+        ["param_bytes"] = new JsonObject([.. model.NamedParameters().GroupBy(p => p.Parameter.dtype)
+            .Select(g => KeyValuePair.Create(g.Key.ToString(), (JsonNode?)g.Sum(p => p.Parameter.numel() * p.Parameter.ElementSize)))]),
+        ["shape"] = modelDir.Length > 0 ? "checkpoint" : Arg("shape", "gpt2-small"), ["params"] = model.ParameterCount, ["trainable"] = named.Sum(p => p.Parameter.numel()),
         ["batch"] = batch, ["seq"] = seq, ["steps"] = steps, ["ms_per_step"] = 1000 * seconds / steps,
         ["tokens_per_s"] = batch * seq * steps / seconds, ["loss"] = lastLoss,
         ["kernels"] = model.Kernels is not null ? "fused" : EngineKernels.UnavailableReason ?? "off",
@@ -245,7 +277,63 @@ void Generate()
         ["impl"] = "aspiretune-generate", ["new_tokens"] = result.Tokens.Count, ["tokens_per_s"] = result.Tokens.Count / seconds,
         ["ms_per_token"] = 1000 * seconds / result.Tokens.Count,
         ["first_ids"] = new JsonArray([.. result.Tokens.Take(8).Select(t => (JsonNode)t.Id)]),
+        ["ids"] = new JsonArray([.. result.Tokens.Select(t => (JsonNode)t.Id)]),
+        ["logprob_sum"] = result.Tokens.Sum(t => t.Logprob),
+        ["decoder"] = DecoderPath(model),
     }.ToJsonString());
+}
+
+string DecoderPath(CausalLm model)
+{
+    using var fast = Gpt2Decoder.TryCreate(model);
+    return fast is not null ? "decode kernels" : "plain";
+}
+
+// LoRA on a 4-layer Llama-1B shape: the fused RMSNorm / SwiGLU / loss kernels against the TorchSharp path (loss, LoRA gradients).
+void LoraParity()
+{
+    var config = Shape("llama-1b") with { NumLayers = 4 };
+    int batch = IntArg("batch", 2), seq = IntArg("seq", 512);
+    manual_seed(7);
+    using var data = randint(0, config.VocabSize, [batch, seq + 1], dtype: ScalarType.Int64, device: device);
+    using var input = data[.., ..^1].contiguous();
+    using var target = data[.., 1..].contiguous();
+    (float Loss, Tensor Grad) Run(bool fused)
+    {
+        using var model = CausalLm.Create(config, null, seed: 0, device: device);
+        model.FusedKernels = fused;
+        model.AddLora(new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0, TargetModules = [.. model.Network.Projections().Select(p => p.ShortName).Distinct()] });
+        // B starts at zero (no gradient reaches A): a small random B makes every path carry gradient.
+        using (no_grad())
+            foreach (var (_, layer) in model.Network.Projections()) layer.lora_B!.normal_(0, 0.02);
+        model.SetTraining(true);
+        var loss = model.LossSum(input, target) / (batch * seq);
+        loss.backward();
+        var grads = cat([.. model.NamedParameters().Where(p => p.Parameter.requires_grad).Select(p => p.Parameter.grad!.flatten())]);
+        return (loss.item<float>(), grads.detach().clone());
+    }
+    var plain = Run(false);
+    var fused = Run(true);
+    var gradDiff = (fused.Grad - plain.Grad).norm().item<float>() / Math.Max(1e-30, plain.Grad.norm().item<float>());
+    var lossDiff = Math.Abs(fused.Loss - plain.Loss) / Math.Abs(plain.Loss);
+    Console.WriteLine(new JsonObject
+    {
+        ["mode"] = "lora-parity", ["loss_plain"] = plain.Loss, ["loss_fused"] = fused.Loss, ["loss_rel_diff"] = lossDiff,
+        ["grad_rel_diff"] = gradDiff, ["ok"] = lossDiff < 1e-3 && gradDiff < 3e-2,
+    }.ToJsonString());
+}
+
+void Serve()
+{
+    // Default fp32 on both sides of the comparison, as transformers generate() runs. --bf16 1: bf16 matmuls over fp32
+    // weights with a cached bf16 copy (how ModelHost served before); --frozen-base 1 with it: weights built frozen in
+    // bf16 only (how ModelHost serves now).
+    var bf16 = Arg("bf16", "0") == "1";
+    var options = new ModelOptions { BFloat16Matmuls = bf16, FrozenBase = bf16 && Arg("frozen-base", "0") == "1" };
+    using var model = Arg("model", "") is { Length: > 0 } dir ? CausalLm.Load(dir, device, options)
+        : CausalLm.Create(Shape(Arg("shape", "gpt2-small")), null, seed: 0, device: device, options: options);
+    foreach (var (_, p) in model.NamedParameters()) p.requires_grad = false;
+    ServingBench.Run(model, Arg);
 }
 
 // Saves models the way AspireTune does, with the logits it computes, for transformers to load and compare.

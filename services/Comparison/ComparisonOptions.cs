@@ -49,6 +49,12 @@ public sealed class ComparisonOptions
     /// <summary>Days the one-off training cost is spread over in the total cost of ownership. Default 90.</summary>
     [Range(1.0, 3650.0)] public double CostHorizonDays { get; set; } = 90;
 
+    /// <summary>Generation experiments: Evaluation endpoint id of the judge model that also scores every answer 1-10 when the request names none. Default none.</summary>
+    [MaxLength(128)] public string? JudgeEndpoint { get; set; }
+
+    /// <summary>Generation experiments: most output tokens per answer (the budget is sized to the longest reference, up to this). Default 512.</summary>
+    [Range(16, 32768)] public int GenerationMaxTokens { get; set; } = 512;
+
     /// <summary>Hyperparameters for the fine-tuning candidate, as the jobs API takes them (e.g. <c>n_epochs=4</c>).</summary>
     public Dictionary<string, string> FineTuningHyperparameters { get; set; } = new();
 }

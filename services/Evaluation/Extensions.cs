@@ -62,6 +62,7 @@ public static class EvaluationExtensions
         services.AddHttpClient(ModelGateway.ClientName, http => http.Timeout = Timeout.InfiniteTimeSpan)
             .RemoveAllResilienceHandlers()
 #pragma warning restore EXTEXP0001
+            .AddHttpMessageHandler(() => new GuidedChoice())
             .AddResilienceHandler(ModelGateway.ClientName, (pipeline, context) =>
             {
                 var o = context.ServiceProvider.GetRequiredService<IOptions<ModelHttpOptions>>().Value;

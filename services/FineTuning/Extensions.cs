@@ -29,6 +29,7 @@ public static class FineTuningExtensions
         builder.Services.AddSingleton<IModelRuntime, EngineRuntime>();
         builder.Services.AddSingleton<ITrainingBackend, EngineTrainingBackend>();
         builder.Services.AddSingleton<ModelRegistry>();
+        builder.Services.AddSingleton<CheckpointModels>();
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<ServedEndpoint>();
         builder.Services.AddScoped<JobValidator>();

@@ -130,12 +130,13 @@ public sealed partial class RetrievalService(
                 throw new RetrievalValidationException($"documents[{i}].text", $"Document '{doc.Id}' is empty.");
             if (doc.Format == DocumentFormat.Jsonl)
             {
-                foreach (var p in JsonlRecords.Parse(doc.Id, doc.Text, doc.Metadata, chunkTokens, overlapTokens))
+                foreach (var p in JsonlRecords.Parse(doc.Id, doc.Text, doc.Metadata, chunkTokens, overlapTokens, ct))
                     pending[p.DocumentId] = p;
                 continue;
             }
             var metadata = doc.Metadata ?? [];
-            var chunks = Chunker.Chunk(doc.Text, doc.Format, chunkTokens, overlapTokens);
+            ct.ThrowIfCancellationRequested();
+            var chunks = Chunker.Chunk(doc.Text, doc.Format, chunkTokens, overlapTokens, ct);
             var hash = Sha256($"{doc.Format}\n{chunkTokens}/{overlapTokens}\n{JsonSerializer.Serialize(metadata)}\n{doc.Text}");
             pending[doc.Id] = new PendingDocument(doc.Id, hash,
                 chunks.Select((text, n) => new PendingChunk(StableId($"{doc.Id}\n{n}\n{text}"), text, null, metadata)).ToList());

@@ -74,10 +74,7 @@ public sealed class CommandGroupTests(EmbeddedHostFixture host) : IClassFixture<
     [Fact]
     public async Task Evaluation_RunListShowResults_JsonParsesWithScores()
     {
-        await host.RegisterModelAsync("large");
-        (await host.Http.PostAsJsonAsync("api/evaluation/prompts", new PromptVersionRequest { Name = "cli-qa", Template = "Question: {{$input}}" }, CliIo.Json, TestContext.Current.CancellationToken)).EnsureSuccessStatusCode();
-        var dataset = Path.Combine(TestInfrastructure.TempDataFolder("eval"), "qa.jsonl");
-        File.WriteAllText(dataset, """
+        var dataset = await PrepareEvaluationAsync("cli-qa", "Question: {{$input}}", """
             {"input": "What is the capital of France?", "expected": "Paris"}
             {"input": "What is 2 + 2?", "expected": "4"}
             """);
@@ -154,6 +151,65 @@ public sealed class CommandGroupTests(EmbeddedHostFixture host) : IClassFixture<
         var show = await Cli.RunAsync(Remote("experiment", "show", id.ToString(), "--json"));
         show.Json<ExperimentView>().Name.Should().Be("cli-cancel");
         (await Cli.RunAsync(Remote("experiment", "show", Guid.NewGuid().ToString()))).Exit.Should().Be(ExitCodes.Error);
+    }
+
+    /// <summary>The mock's <c>large</c> model as an endpoint, a prompt, and the dataset written to a file; returns its path.</summary>
+    private async Task<string> PrepareEvaluationAsync(string prompt, string template, string jsonl)
+    {
+        await host.RegisterModelAsync("large");
+        (await host.Http.PostAsJsonAsync("api/evaluation/prompts", new PromptVersionRequest { Name = prompt, Template = template }, CliIo.Json, TestContext.Current.CancellationToken)).EnsureSuccessStatusCode();
+        var dataset = Path.Combine(TestInfrastructure.TempDataFolder(prompt), "dataset.jsonl");
+        File.WriteAllText(dataset, jsonl);
+        return dataset;
+    }
+
+    [Fact]
+    public async Task Evaluation_RunConstrainedToLabels_TheModelReceivesTheLabelsAndAnswersOne()
+    {
+        var dataset = await PrepareEvaluationAsync("cli-city", "City: {{$input}}", """
+            {"input": "What is the capital of France?", "expected": "Paris"}
+            {"input": "Where is the Colosseum?", "expected": "Rome"}
+            """);
+
+        var run = await Cli.RunAsync(Remote("evaluation", "run", "--dataset", dataset, "--prompt", "cli-city", "--model", "large", "--scorer", "label", "--constrain-to-labels", "--json"));
+
+        run.Exit.Should().Be(ExitCodes.Ok, run.ToString());
+        var finished = run.Json<RunResponse>();
+        finished.Spec!.ConstrainToLabels.Should().BeTrue();
+        host.Model.State.GuidedChoiceFor("large", "City: What is the capital of France?").Should().Equal("Paris", "Rome");
+        var results = await Cli.RunAsync(Remote("evaluation", "results", finished.Id.ToString(), "--json"));
+        results.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonSerializer.Deserialize<EvaluationItemResult>(l, CliIo.Json)!.Output)
+            .Should().OnlyContain(o => o == "Paris" || o == "Rome").And.Contain("Paris", "the free answer 'Paris is the capital of France.' becomes the label");
+        // Without the label scorer the constraint cannot apply: the service's 400 names the field, nothing runs.
+        var refused = await Cli.RunAsync(Remote("evaluation", "run", "--dataset", dataset, "--prompt", "cli-city", "--model", "large", "--scorer", "exact", "--constrain-to-labels"));
+        refused.Exit.Should().Be(ExitCodes.Usage, "the service answered 400");
+        refused.Stderr.Should().Contain("constrainToLabels");
+    }
+
+    [Theory]
+    [InlineData("classification", "knn")]
+    [InlineData("generation", "prompted")]
+    public async Task ExperimentShow_OfEachTask_PrintsTheTask(string task, string candidate)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var name = "cli-show-" + task;
+        var response = await host.Http.PostAsJsonAsync("api/experiments", new CreateExperimentRequest
+        {
+            Name = name,
+            Task = task,
+            Dataset = string.Join("\n", Enumerable.Range(0, 20).Select(i => task == "generation"
+                ? JsonSerializer.Serialize(new { input = $"order {i} from Oslo", expected = new { city = "Oslo", number = i } })
+                : JsonSerializer.Serialize(new { input = $"message {i}", expected = i % 2 == 0 ? "spam" : "ham" }))),
+            Candidates = [candidate],
+        }, CliIo.Json, ct);
+        response.EnsureSuccessStatusCode();
+        var id = (await response.Content.ReadFromJsonAsync<ExperimentAccepted>(CliIo.Json, ct))!.Id;
+        await host.Http.PostAsync($"api/experiments/{id}/cancel", null, ct); // only its view is needed: 202, or 409 if it already ended
+
+        var show = await Cli.RunAsync(Remote("experiment", "show", id.ToString()));
+
+        show.Exit.Should().Be(ExitCodes.Ok, show.ToString());
+        show.Stdout.Should().Contain($"Experiment {name} ({id}): {task}, ");
     }
 
     [Fact]

@@ -165,4 +165,36 @@ public sealed class BadInputTests
         response.StatusCode.Should().Be(HttpStatusCode.BadRequest);
         (await response.Content.ReadAsStringAsync(Ct)).Should().Contain("Queued");
     }
+
+    [Fact]
+    public async Task UpsertAndCreateEndpoint_ManyAtOnceForOneNewId_NoServerErrorAndOneRow()
+    {
+        await using var host = EvaluationHost.Start();
+        object Body(int i) => new { id = "racy", kind = "OpenAICompatible", baseUrl = "http://127.0.0.1:9/v1", model = $"m{i}" };
+
+        var puts = Enumerable.Range(0, 16).Select(i => host.Client.PutAsJsonAsync("/api/evaluation/models/racy", Body(i), Ct));
+        var posts = Enumerable.Range(0, 16).Select(i => host.Client.PostAsJsonAsync("/api/evaluation/models", Body(i), Ct));
+        var answers = await Task.WhenAll(puts.Concat(posts));
+
+        answers.Take(16).Should().AllSatisfy(r => r.StatusCode.Should().Be(HttpStatusCode.OK));
+        answers.Skip(16).Select(r => r.StatusCode).Should().OnlyContain(c => c == HttpStatusCode.Created || c == HttpStatusCode.Conflict);
+        var list = await host.Client.GetFromJsonAsync<List<ModelEndpointResponse>>("/api/evaluation/models", Ct);
+        list.Should().ContainSingle(e => e.Id == "racy");
+    }
+
+    [Fact]
+    public async Task CreateRun_SameRunIdManyAtOnce_OneAcceptedTheRest409()
+    {
+        await using var host = EvaluationHost.Start();
+        (await host.Client.PutAsJsonAsync("/api/evaluation/models/local", new { id = "local", kind = "OpenAICompatible", baseUrl = "http://127.0.0.1:9/v1", model = "m" }, Ct)).EnsureSuccessStatusCode();
+        await host.AddPromptAsync("p", "{{$input}}");
+        var dataset = await host.UploadDatasetAsync("d", EvaluationHost.Jsonl([new { input = "a", expected = "x" }]));
+        var runId = Guid.NewGuid();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => host.Client.PostAsJsonAsync("/api/evaluation/runs",
+            new { runId, prompts = new[] { "p" }, modelEndpoints = new[] { "local" }, dataset = dataset.Sha256 }, Ct)));
+
+        answers.Select(a => a.StatusCode).Should().OnlyContain(c => c == HttpStatusCode.Accepted || c == HttpStatusCode.Conflict);
+        answers.Count(a => a.StatusCode == HttpStatusCode.Accepted).Should().Be(1);
+    }
 }

@@ -18,7 +18,7 @@ public sealed class WorkQueueTests
         var folder = TestSupport.TestInfrastructure.TempDataFolder("lease");
         var db = new EvaluationDbContext(new DbContextOptionsBuilder<EvaluationDbContext>().UseServiceSqlite($"Data Source={Path.Combine(folder, "evaluationdb.db")}").Options);
         await db.Database.EnsureCreatedAsync(Ct);
-        var run = new RunEntity { Id = Guid.NewGuid(), Status = RunStatus.Queued, SpecJson = "{}", DatasetArtifactId = "d", DatasetSha256 = "s", CreatedAt = DateTimeOffset.UtcNow };
+        var run = new RunEntity { Id = Guid.NewGuid(), Status = RunStatus.Queued, Spec = RunSpec.None, DatasetArtifactId = "d", DatasetSha256 = "s", CreatedAt = DateTimeOffset.UtcNow };
         db.Runs.Add(run);
         await db.SaveChangesAsync(Ct);
         return (folder, db, run.Id);

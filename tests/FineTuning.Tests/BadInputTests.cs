@@ -75,6 +75,24 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ImportAndExportModel_HardLinkToAFileOutside_AreRefusedWithoutTheFile()
+    {
+        var refused = CopyModel("hard-import");
+        TestSupport.TestInfrastructure.HardLink(OutsideSecret(), Path.Combine(refused, "merges.txt"));
+        var later = CopyModel("hard-export");
+        (await _http.PostAsJsonAsync("/api/models/import", new { path = "imports/hard-export", name = "hard-export" }, Ct)).StatusCode.Should().Be(HttpStatusCode.Created);
+        TestSupport.TestInfrastructure.HardLink(OutsideSecret(), Path.Combine(later, "shadow"));
+
+        var import = await _http.PostAsJsonAsync("/api/models/import", new { path = "imports/hard-import", name = "hard-import" }, Ct);
+        var export = await _http.GetAsync("/api/models/hard-export/export", Ct);
+
+        import.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        (await import.Content.ReadAsStringAsync(Ct)).Should().Contain("merges.txt").And.Contain("hard link");
+        export.StatusCode.Should().Be(HttpStatusCode.Conflict);
+        (await export.Content.ReadAsStringAsync(Ct)).Should().NotContain("TOP-SECRET").And.Contain("shadow");
+    }
+
+    [Fact]
     public async Task ExportModel_LinkInsideTheDataFolder_IsFollowed()
     {
         var directory = CopyModel("inner-link");

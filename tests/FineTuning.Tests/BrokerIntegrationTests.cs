@@ -72,6 +72,9 @@ public sealed class BrokerIntegrationTests
         done.BaseModel.Should().Be("aspiretune-tiny");
         done.ServedEndpoint.Should().EndWith("/v1");
         done.BestMetrics.Should().Contain(m => m.Name == "valid_loss");
+        // The curves the verdict was read from travel with the event: the validation points the progress events carried.
+        done.Curve.Select(p => p.Step).Should().BeInAscendingOrder();
+        done.Curve.Where(p => p.ValidLoss != null).Select(p => p.Step).Should().Equal(mine.OfType<TrainingProgressed>().Where(p => p.ValidLoss != null).Select(p => p.Step));
 
         var models = await Api.GetJsonAsync(http, "/v1/models");
         models.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).Should().Contain(done.ModelId);

@@ -55,6 +55,60 @@ public sealed class CurationTests
         result.Summary().Should().Contain("line 2:").And.Contain("line 7:");
     }
 
+    private static string Pair(string user, string preferred, string other) => JsonSerializer.Serialize(new
+    {
+        input = new { messages = new[] { new { role = "system", content = "Be brief." }, new { role = "user", content = user } } },
+        preferred_output = new[] { new { role = "assistant", content = preferred } },
+        non_preferred_output = new[] { new { role = "assistant", content = other } },
+    });
+
+    [Fact]
+    public void Parse_PreferencePairs_KeepTheInputThePreferredAndTheOtherAnswerAndRoundTrip()
+    {
+        var result = Parse(Pair("2+2?", "4", "5"), "", Pair("3+3?", "6", "seven"));
+        var again = JsonlDataset.Parse(JsonlDataset.Write(result.Examples));
+
+        result.IsValid.Should().BeTrue();
+        result.Format.Should().Be(JsonlDataset.PreferenceFormat);
+        result.Examples.Select(e => e.LineNumber).Should().Equal(1, 3);
+        result.Examples[1].Prompt.Select(m => m.Role).Should().Equal("system", "user");
+        result.Examples[1].Answer.Should().Be("6");
+        result.Examples[1].NonPreferred.Should().Be("seven");
+        again.Format.Should().Be(JsonlDataset.PreferenceFormat);
+        again.Examples.Select(e => (e.FullText, e.NonPreferred)).Should().Equal(result.Examples.Select(e => (e.FullText, e.NonPreferred)));
+    }
+
+    [Fact]
+    public void Parse_EachKindOfBadPreferenceLine_ReportsItsLineAndReason()
+    {
+        var result = Parse(
+            Pair("ok", "yes", "no"),
+            """{"input":"hi","preferred_output":[],"non_preferred_output":[]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y"}]},"preferred_output":[{"role":"assistant","content":"a"}],"non_preferred_output":[{"role":"assistant","content":"b"}]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"}]},"preferred_output":[{"role":"assistant","content":"a"}]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"}]},"preferred_output":[{"role":"user","content":"a"}],"non_preferred_output":[{"role":"assistant","content":"b"}]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"}]},"preferred_output":[{"role":"assistant","content":"a"}],"non_preferred_output":[{"role":"assistant","content":"a"}]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"}]},"preferred_output":[{"role":"assistant","content":"a"}],"non_preferred_output":[{"role":"assistant","content":" "}]}""",
+            """{"input":{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]},"preferred_output":[{"role":"assistant","content":"a"}],"non_preferred_output":[{"role":"assistant","content":"b"}]}""",
+            Chat("a chat line", "in a preference file"),
+            """{"messages":[],"input":{"messages":[]}}""",
+            """{"\ud800":"\udfff"}""");
+
+        result.IsValid.Should().BeFalse();
+        result.Examples.Should().ContainSingle();
+        result.Errors.Select(e => e.Line).Should().Equal(2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+        result.Errors[0].Message.Should().Contain("\"input\" is missing or not an object");
+        result.Errors[1].Message.Should().Contain("last input message is from 'assistant'");
+        result.Errors[2].Message.Should().Contain("\"non_preferred_output\" is missing");
+        result.Errors[3].Message.Should().Contain("\"preferred_output\" must hold exactly one message, from the assistant");
+        result.Errors[4].Message.Should().Contain("are the same answer");
+        result.Errors[5].Message.Should().Contain("non_preferred_output[0].content is empty");
+        result.Errors[6].Message.Should().Contain("input.tools");
+        result.Errors[7].Message.Should().Contain("one format per file");
+        result.Errors[8].Message.Should().Contain("mixes the preference fields");
+        result.Errors[9].Message.Should().Contain("lone surrogate");
+    }
+
     [Fact]
     public void Parse_InvalidUtf8_NamesTheLine()
     {

@@ -41,4 +41,29 @@ public sealed class HyperparameterTests
         options.Schedule.Should().Be(LearningRateSchedule.Cosine);
         options.MaxSequenceLength.Should().Be(64);
     }
+
+    [Fact]
+    public void ToDpoOptions_AutoBeta_ResolvesToTheDefaultAndDropoutOff()
+    {
+        var auto = HyperparameterSpec.Resolve(new Dictionary<string, string> { ["beta"] = "auto" }, 20, 1_000_000, 64, "dpo");
+        var given = HyperparameterSpec.Resolve(new Dictionary<string, string> { ["beta"] = "0.25", ["n_epochs"] = "2" }, 20, 1_000_000, 64, "dpo");
+        var supervised = HyperparameterSpec.Resolve(new Dictionary<string, string>(), 20, 1_000_000, 64);
+
+        auto.Beta.Should().Be(HyperparameterSpec.AutoBeta);
+        auto.ToDpoOptions(20).Beta.Should().Be(0.1);
+        auto.ToDpoOptions(20).Training.Dropout.Should().Be(0, "the policy and its frozen base are compared on the same tokens");
+        given.ToDpoOptions(20).Beta.Should().Be(0.25);
+        given.ToDpoOptions(20).Training.Epochs.Should().Be(2);
+        supervised.Beta.Should().BeNull();
+        System.Text.Json.JsonSerializer.Serialize(supervised).Should().NotContain("beta");
+    }
+
+    [Fact]
+    public void Validate_BetaOnASupervisedJobOrOutOfRange_IsRejectedByName()
+    {
+        HyperparameterSpec.Validate(new Dictionary<string, string> { ["beta"] = "0.1" }).Should().ContainKey("hyperparameters.beta")
+            .WhoseValue.Single().Should().Contain("only to dpo");
+        HyperparameterSpec.Validate(new Dictionary<string, string> { ["beta"] = "0" }, "dpo").Should().ContainKey("hyperparameters.beta");
+        HyperparameterSpec.Validate(new Dictionary<string, string> { ["beta"] = "0.5" }, "dpo").Should().BeEmpty();
+    }
 }

@@ -116,7 +116,7 @@ public sealed class JobLifecycleTests
                 TrainingArtifactId = artifact.Id,
                 TrainingSha256 = artifact.Sha256,
                 TrainingBytes = artifact.Length,
-                HyperparametersJson = "{}",
+                RequestedHyperparameters = [],
             };
             db.Jobs.Add(job);
             messageId = db.SendOnCommit(Jobs.JobSubmitter.StartFineTuningQueue, Apis.JobsApi.ToCommand(job));

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the whole hosted workflow driven through the unchanged official SDK (files, supervised and
+// DPO jobs, events, checkpoints, chat) with the fixtures they share; split, each test class would repeat the setup.
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using System.Net;
@@ -29,7 +31,7 @@ public sealed class OpenAiFineTuningSdkTests
     private static readonly string[] EventFields = ["id", "object", "created_at", "level", "message", "type"];
     private static readonly string[] CheckpointFields = ["id", "object", "created_at", "fine_tuned_model_checkpoint", "fine_tuning_job_id", "metrics", "step_number"];
 
-    private static OpenAIClient Client(HttpClient http, string key = "not-needed-on-loopback") => new(new ApiKeyCredential(key), new OpenAIClientOptions
+    internal static OpenAIClient Client(HttpClient http, string key = "not-needed-on-loopback") => new(new ApiKeyCredential(key), new OpenAIClientOptions
     {
         Endpoint = new Uri(http.BaseAddress!, "v1"),
         Transport = new HttpClientPipelineTransport(http),
@@ -56,14 +58,7 @@ public sealed class OpenAiFineTuningSdkTests
         };
         var job = await fineTuning.FineTuneAsync("aspiretune-tiny", training.Id, waitUntilCompleted: false, options, Ct);
         var created = job.Status;
-        var until = DateTime.UtcNow.AddMinutes(3);
-        while (job.Status.InProgress && DateTime.UtcNow < until)
-        {
-            await Task.Delay(250, Ct);
-            await job.UpdateStatusAsync(Ct);
-        }
-        // UpdateStatus refreshes the status only: retrieve the finished job whole.
-        job = await fineTuning.GetJobAsync(job.JobId, Ct);
+        job = await RunToEndAsync(fineTuning, job);
         var events = await job.GetEventsAsync(new GetEventsOptions { PageSize = 5 }, Ct).ToListAsync(Ct);
         var checkpoints = await job.GetCheckpointsAsync(new GetCheckpointsOptions(), Ct).ToListAsync(Ct);
         var listed = await fineTuning.GetJobsAsync(new FineTuningJobCollectionOptions { PageSize = 10 }, Ct).ToListAsync(Ct);
@@ -86,7 +81,7 @@ public sealed class OpenAiFineTuningSdkTests
         hyper.LearningRateMultiplier.Should().BeApproximately(3, 1e-6f);
         // Every example once per epoch: its rendered prompt, its answer and the end-of-text token (the built-in vocabulary is bytes).
         var perEpoch = TestData.ChatLines(40).Select(l => AspireTune.FineTuning.Curation.JsonlDataset.Parse(System.Text.Encoding.UTF8.GetBytes(l)).Examples[0])
-            .Sum(e => System.Text.Encoding.UTF8.GetByteCount(AspireTune.FineTuning.Serving.ChatTemplate.RenderPrompt(e.Prompt)) + System.Text.Encoding.UTF8.GetByteCount(e.Answer) + 1);
+            .Sum(e => System.Text.Encoding.UTF8.GetByteCount(AspireTune.FineTuning.Serving.ChatTemplate.BuiltIn.RenderPrompt(e.Prompt)) + System.Text.Encoding.UTF8.GetByteCount(e.Answer) + 1);
         raw.GetProperty("trained_tokens").GetInt64().Should().Be(2L * perEpoch, "trained_tokens counts every token of every step exactly");
         job.Value.Should().Be(model, "the SDK exposes fine_tuned_model as the operation's Value");
         model.Should().StartWith("ft:aspiretune-tiny:");
@@ -116,6 +111,188 @@ public sealed class OpenAiFineTuningSdkTests
         chat.Content.Should().ContainSingle();
         chat.Usage.InputTokenCount.Should().BePositive();
     }
+
+    [Fact]
+    public async Task HostedDpoWorkflow_OfficialSdk_TrainsOnPreferencePairsListsAndChatsWithTheFineTunedModel()
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        var client = Client(http);
+        var files = client.GetOpenAIFileClient();
+        var fineTuning = client.GetFineTuningClient();
+
+        OpenAIFile training = await files.UploadFileAsync(BinaryData.FromBytes(TestData.Jsonl(TestData.PreferenceLines(24))), "pairs.jsonl", FileUploadPurpose.FineTune);
+        OpenAIFile validation = await files.UploadFileAsync(BinaryData.FromBytes(TestData.Jsonl(TestData.PreferenceLines(8, offset: 100))), "pairs-valid.jsonl", FileUploadPurpose.FineTune);
+        var options = new FineTuningOptions
+        {
+            ValidationFile = validation.Id,
+            Suffix = "dpo",
+            TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization(
+                HyperparameterBatchSize.CreateSize(4), HyperparameterEpochCount.CreateEpochCount(2), HyperparameterLearningRate.CreateMultiplier(0.3), HyperparameterBetaFactor.CreateBeta(1)),
+        };
+        var job = await RunToEndAsync(fineTuning, await fineTuning.FineTuneAsync("aspiretune-tiny", training.Id, waitUntilCompleted: false, options, Ct));
+        var events = await job.GetEventsAsync(new GetEventsOptions { PageSize = 5 }, Ct).ToListAsync(Ct);
+        var checkpoints = await job.GetCheckpointsAsync(new GetCheckpointsOptions(), Ct).ToListAsync(Ct);
+        var raw = await JsonAsync(http, $"/v1/fine_tuning/jobs/{job.JobId}");
+        var model = raw.GetProperty("fine_tuned_model").GetString()!;
+        ChatCompletion chat = await client.GetChatClient(model).CompleteChatAsync(
+            [new SystemChatMessage("Classify the sentiment."), new UserChatMessage("The soup was excellent")], new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8 }, Ct);
+
+        job.Status.Should().Be(FineTuningStatus.Succeeded, raw.ToString());
+        var hyper = job.MethodHyperparameters.Should().BeOfType<HyperparametersForDPO>().Which;
+        hyper.BatchSize.Should().Be(4);
+        hyper.EpochCount.Should().Be(2);
+        hyper.LearningRateMultiplier.Should().BeApproximately(0.3f, 1e-6f);
+        RequireFields(raw, JobFields);
+        var method = raw.GetProperty("method");
+        method.GetProperty("type").GetString().Should().Be("dpo");
+        method.GetProperty("dpo").GetProperty("hyperparameters").GetProperty("beta").GetDouble().Should().Be(1);
+        raw.GetProperty("hyperparameters").GetProperty("beta").GetDouble().Should().Be(1);
+        model.Should().StartWith("ft:aspiretune-tiny:dpo:");
+        // Each pair of every step run: its rendered prompt twice (once before each answer), both answers and two end-of-text
+        // tokens. Early stopping may end the run before its 12 steps; the trainer's seeded order says which pairs those were.
+        var pairTokens = TestData.PreferenceLines(24).Select(l => AspireTune.FineTuning.Curation.JsonlDataset.Parse(System.Text.Encoding.UTF8.GetBytes(l)).Examples[0])
+            .Select(e => 2 * System.Text.Encoding.UTF8.GetByteCount(AspireTune.FineTuning.Serving.ChatTemplate.BuiltIn.RenderPrompt(e.Prompt))
+                + System.Text.Encoding.UTF8.GetByteCount(e.Answer) + System.Text.Encoding.UTF8.GetByteCount(e.NonPreferred!) + 2).ToList();
+        var stepsRun = checkpoints.Max(c => c.StepNumber);
+        var expectedTokens = Enumerable.Range(0, stepsRun).Sum(s => AspireTune.Engine.Training.StepSchedule.Shuffle(24, raw.GetProperty("seed").GetInt64(), s / 6)
+            .Skip(s % 6 * 4).Take(4).Sum(i => (long)pairTokens[i]));
+        raw.GetProperty("trained_tokens").GetInt64().Should().Be(expectedTokens, "trained_tokens counts every token of the {0} steps run exactly", stepsRun);
+
+        var allEvents = await JsonAsync(http, $"/v1/fine_tuning/jobs/{job.JobId}/events?limit=1000");
+        events.Select(e => e.Id).Should().Equal(allEvents.GetProperty("data").EnumerateArray().Select(e => e.GetProperty("id").GetString()));
+        var metrics = allEvents.GetProperty("data").EnumerateArray().Where(e => e.GetProperty("type").GetString() == "metrics").ToList();
+        metrics.Should().NotBeEmpty();
+        metrics.Should().OnlyContain(e => e.GetProperty("data").GetProperty("valid_reward_accuracy").GetDouble() >= 0);
+        allEvents.GetProperty("data").EnumerateArray().Should().Contain(e => e.GetProperty("message").GetString()!.StartsWith("Job created: dpo training"));
+        foreach (var e in allEvents.GetProperty("data").EnumerateArray())
+            RequireFields(e, EventFields);
+        checkpoints.Should().NotBeEmpty();
+        checkpoints.Should().OnlyContain(c => c.JobId == job.JobId && c.Metrics.ValidLoss > 0);
+        foreach (var c in (await JsonAsync(http, $"/v1/fine_tuning/jobs/{job.JobId}/checkpoints")).GetProperty("data").EnumerateArray())
+            RequireFields(c, CheckpointFields);
+        chat.Content.Should().ContainSingle();
+        chat.Usage.InputTokenCount.Should().BePositive();
+    }
+
+    [Fact]
+    public async Task CreateDpoJob_FilesOfTheOtherFormatOrBetaOnSupervised_AnswerTheOpenAiErrorNamingTheParameter()
+    {
+        await using var factory = new FineTuningFactory(new Dictionary<string, string?> { ["FineTuning:WorkerEnabled"] = "false" });
+        var http = factory.CreateClient();
+        var files = Client(http).GetOpenAIFileClient();
+        var chatFile = (await files.UploadFileAsync(BinaryData.FromBytes(TestData.Jsonl(TestData.ChatLines(12))), "t.jsonl", FileUploadPurpose.FineTune)).Value;
+        var pairFile = (await files.UploadFileAsync(BinaryData.FromBytes(TestData.Jsonl(TestData.PreferenceLines(12))), "p.jsonl", FileUploadPurpose.FineTune)).Value;
+        var badPairs = await UploadAsync(http, TestData.Jsonl([.. TestData.PreferenceLines(2), """{"input":{"messages":[{"role":"user","content":"x"}]},"preferred_output":[{"role":"assistant","content":"a"}]}"""]), "fine-tune");
+
+        async Task<JsonElement> Create(object body)
+        {
+            var response = await http.PostAsJsonAsync("/v1/fine_tuning/jobs", body, Ct);
+            response.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+            return (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error");
+        }
+
+        var dpoOnChat = await Create(new { model = "aspiretune-tiny", training_file = chatFile.Id, method = new { type = "dpo" } });
+        var supervisedOnPairs = await Create(new { model = "aspiretune-tiny", training_file = pairFile.Id });
+        var betaOnSupervised = await Create(new { model = "aspiretune-tiny", training_file = chatFile.Id, method = new { type = "supervised", supervised = new { hyperparameters = new { beta = 0.1 } } } });
+        var badBeta = await Create(new { model = "aspiretune-tiny", training_file = pairFile.Id, method = new { type = "dpo", dpo = new { hyperparameters = new { beta = -1 } } } });
+        var accepted = await http.PostAsJsonAsync("/v1/fine_tuning/jobs", new { model = "aspiretune-tiny", training_file = pairFile.Id, method = new { type = "dpo", dpo = new { hyperparameters = new { beta = "auto" } } } }, Ct);
+
+        dpoOnChat.GetProperty("param").GetString().Should().Be("training_file");
+        dpoOnChat.GetProperty("message").GetString().Should().Contain("preference pairs");
+        supervisedOnPairs.GetProperty("param").GetString().Should().Be("training_file");
+        betaOnSupervised.GetProperty("param").GetString().Should().Be("method.supervised.hyperparameters.beta");
+        badBeta.GetProperty("param").GetString().Should().Be("method.dpo.hyperparameters.beta");
+        badPairs.Status.Should().Be(HttpStatusCode.BadRequest);
+        badPairs.Error.GetProperty("message").GetString().Should().Contain("line 3").And.Contain("non_preferred_output");
+        accepted.StatusCode.Should().Be(HttpStatusCode.OK);
+        var job = await accepted.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        job.GetProperty("method").GetProperty("type").GetString().Should().Be("dpo");
+        job.GetProperty("method").GetProperty("dpo").GetProperty("hyperparameters").GetProperty("beta").GetString().Should().Be("auto", "auto until the files are validated");
+        var id = job.GetProperty("id").GetString()!;
+        var until = DateTime.UtcNow.AddSeconds(30);
+        JsonElement queued;
+        do
+            queued = await JsonAsync(http, $"/v1/fine_tuning/jobs/{id}");
+        while (queued.GetProperty("status").GetString() == "validating_files" && DateTime.UtcNow < until);
+        var sdkJob = await Client(http).GetFineTuningClient().GetJobAsync(id, Ct);
+        queued.GetProperty("method").GetProperty("dpo").GetProperty("hyperparameters").GetProperty("beta").GetDouble().Should().Be(0.1, "auto resolved when the files passed");
+        sdkJob.MethodHyperparameters.Should().BeOfType<HyperparametersForDPO>();
+    }
+
+    [Fact]
+    public async Task PauseAndResume_RunningJob_StopsKeepsItsCheckpointPublishesBothEventsAndFinishesFromIt()
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        await using var bus = await BusEvents.ListenAsync(factory.Services, Ct);
+        var client = Client(http);
+        var fineTuning = client.GetFineTuningClient();
+        OpenAIFile training = await client.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromBytes(TestData.Jsonl(TestData.ChatLines(40))), "train.jsonl", FileUploadPurpose.FineTune);
+        var id = await StartPausableJobAsync(http, training.Id);
+        var until = DateTime.UtcNow.AddMinutes(2);
+
+        var paused = await http.PostAsync($"/v1/fine_tuning/jobs/{id}/pause", null, Ct);
+        var pausedBody = await paused.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        while (!(await EventMessagesAsync(http, id)).Any(m => m.StartsWith("Training paused at step", StringComparison.Ordinal)) && DateTime.UtcNow < until)
+            await Task.Delay(100, Ct);
+        var stepAtPause = (await Api.GetJsonAsync(http, $"/api/fine-tuning/jobs/{id}")).GetProperty("step").GetInt32();
+        await Task.Delay(2500, Ct); // more than two heartbeats and many steps' time: a paused job does not train
+        var stillPaused = await fineTuning.GetJobAsync(id, Ct);
+        var stepLater = (await Api.GetJsonAsync(http, $"/api/fine-tuning/jobs/{id}")).GetProperty("step").GetInt32();
+        var pauseAgain = await http.PostAsync($"/v1/fine_tuning/jobs/{id}/pause", null, Ct);
+        var pauseAgainOnApi = await http.PostAsync($"/api/fine-tuning/jobs/{id}/pause", null, Ct);
+        var resumed = await http.PostAsync($"/api/fine-tuning/jobs/{id}/resume", null, Ct);
+        var resumedBody = await resumed.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        var finished = await RunToEndAsync(fineTuning, await fineTuning.GetJobAsync(id, Ct));
+        var messages = await EventMessagesAsync(http, id);
+        var resumeFinished = await http.PostAsync($"/v1/fine_tuning/jobs/{id}/resume", null, Ct);
+        var jobId = Guid.Parse(id["ftjob-".Length..]);
+        var pausedEvent = await bus.WaitAsync<Contracts.FineTuning.TrainingPaused>(e => e.JobId == jobId, Ct);
+        var resumedEvent = await bus.WaitAsync<Contracts.FineTuning.TrainingResumed>(e => e.JobId == jobId, Ct);
+
+        paused.StatusCode.Should().Be(HttpStatusCode.OK, pausedBody.ToString());
+        pausedBody.GetProperty("status").GetString().Should().Be("paused");
+        stillPaused.Status.ToString().Should().Be("paused", "the SDK reads the status it does not list among its own");
+        stepLater.Should().Be(stepAtPause);
+        pauseAgain.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        pauseAgainOnApi.StatusCode.Should().Be(HttpStatusCode.Conflict, "the same jobs on /api, whose errors are ProblemDetails");
+        resumed.StatusCode.Should().Be(HttpStatusCode.OK, "resumed on the other route: one store");
+        resumedBody.GetProperty("status").GetString().Should().Be("queued");
+        finished.Status.Should().Be(FineTuningStatus.Succeeded);
+        messages.Should().Contain(m => System.Text.RegularExpressions.Regex.IsMatch(m, @"^Training resumed from step [1-9]\d* of 36"), "the second run starts from the last checkpoint, not from scratch");
+        (await JsonAsync(http, $"/v1/fine_tuning/jobs/{id}/checkpoints")).GetProperty("data")[0].GetProperty("step_number").GetInt32().Should().Be(36, "36 examples (4 held out) in batches of 4, 4 epochs");
+        resumeFinished.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        (await resumeFinished.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetProperty("code").GetString().Should().Be("job_not_paused");
+        pausedEvent.PausedFrom.Should().Be("running");
+        pausedEvent.CheckpointId.Should().StartWith("ftckpt-");
+        pausedEvent.CheckpointStep.Should().BeGreaterThanOrEqualTo(2).And.BeLessThanOrEqualTo(pausedEvent.Step);
+        pausedEvent.RequestedBy.Should().BeNull("this host runs without authentication, on loopback");
+        resumedEvent.Status.Should().Be("queued");
+        resumedEvent.Step.Should().Be(stepAtPause);
+        resumedEvent.CheckpointId.Should().StartWith("ftckpt-");
+        messages.Should().Contain(m => m.StartsWith($"Training resumed from step {resumedEvent.CheckpointStep} of 36 ", StringComparison.Ordinal), "the event names the checkpoint the next run continued from");
+        bus.Of<Contracts.FineTuning.TrainingPaused>().Where(e => e.JobId == jobId).Should().ContainSingle("the refused second pause published nothing");
+        bus.Of<Contracts.FineTuning.TrainingResumed>().Where(e => e.JobId == jobId).Should().ContainSingle("the refused resume of a finished job published nothing");
+    }
+
+    /// <summary>A 36-step job (checkpoints every 2 steps) on 40 examples, once it saved its first checkpoint; returns its id.</summary>
+    internal static async Task<string> StartPausableJobAsync(HttpClient http, string trainingFile)
+    {
+        var created = await http.PostAsJsonAsync("/v1/fine_tuning/jobs", new
+        {
+            model = "aspiretune-tiny", training_file = trainingFile,
+            method = new { type = "supervised", supervised = new { hyperparameters = new { n_epochs = 4, batch_size = 4, checkpoint_interval = 2, early_stopping_patience = 0 } } },
+        }, Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var until = DateTime.UtcNow.AddMinutes(2);
+        while ((await JsonAsync(http, $"/v1/fine_tuning/jobs/{id}/checkpoints")).GetProperty("data").GetArrayLength() == 0 && DateTime.UtcNow < until)
+            await Task.Delay(100, Ct);
+        return id;
+    }
+
+    private static async Task<List<string>> EventMessagesAsync(HttpClient http, string id) =>
+        [.. (await JsonAsync(http, $"/v1/fine_tuning/jobs/{id}/events?limit=1000")).GetProperty("data").EnumerateArray().Select(e => e.GetProperty("message").GetString()!)];
 
     [Fact]
     public async Task Files_OfficialSdk_ListRetrieveDownloadAndDelete()
@@ -275,6 +452,18 @@ public sealed class OpenAiFineTuningSdkTests
         uploaded.Id.Should().StartWith("file-");
     }
 
+    /// <summary>Polls the job until it is no longer in progress (3 minutes at most), then retrieves it whole (UpdateStatus refreshes the status only).</summary>
+    internal static async Task<FineTuningJob> RunToEndAsync(FineTuningClient fineTuning, FineTuningJob job)
+    {
+        var until = DateTime.UtcNow.AddMinutes(3);
+        while (job.Status.InProgress && DateTime.UtcNow < until)
+        {
+            await Task.Delay(250, Ct);
+            await job.UpdateStatusAsync(Ct);
+        }
+        return await fineTuning.GetJobAsync(job.JobId, Ct);
+    }
+
     private static MultipartFormDataContent Form(byte[] content, string? purpose)
     {
         var form = new MultipartFormDataContent();
@@ -294,7 +483,7 @@ public sealed class OpenAiFineTuningSdkTests
         return (response.StatusCode, body.GetProperty("error"));
     }
 
-    private static async Task<JsonElement> JsonAsync(HttpClient http, string path)
+    internal static async Task<JsonElement> JsonAsync(HttpClient http, string path)
     {
         var response = await http.GetAsync(path, Ct);
         var body = await response.Content.ReadFromJsonAsync<JsonElement>(Ct);

@@ -47,10 +47,10 @@ public sealed class OutboxKillTests
         try
         {
             string jobId;
-            await using (var first = ServiceProcess.Start(data, database, environment))
+            await using (var first = FineTuningProcess.Start(data, database, environment))
             {
                 using var http = new HttpClient { BaseAddress = first.BaseAddress };
-                await first.WaitUntilHealthyAsync();
+                await first.WaitUntilHealthyAsync(Ct);
                 var file = await Api.UploadAsync(http, TestData.Jsonl(TestData.ChatLines(20)));
 
                 await RabbitMqAdmin.AllowWritesAsync(vhost, false);
@@ -64,9 +64,9 @@ public sealed class OutboxKillTests
             seen.Should().BeEmpty();
 
             await RabbitMqAdmin.AllowWritesAsync(vhost, true);
-            await using var second = ServiceProcess.Start(data, database, environment);
+            await using var second = FineTuningProcess.Start(data, database, environment);
             using var http2 = new HttpClient { BaseAddress = second.BaseAddress };
-            await second.WaitUntilHealthyAsync();
+            await second.WaitUntilHealthyAsync(Ct);
             var validated = await Api.WaitForJobAsync(http2, jobId, TimeSpan.FromMinutes(1), "queued", "failed");
             await WaitAsync(async () => (await OutboxRowAsync(database)).Delivered && !seen.IsEmpty, "the command to be marked delivered");
 

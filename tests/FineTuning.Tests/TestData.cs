@@ -32,5 +32,19 @@ internal static class TestData
         return lines;
     }
 
+    /// <summary>The same examples as preference pairs in the hosted DPO format: the right label preferred, the wrong one not.</summary>
+    public static List<string> PreferenceLines(int count, int offset = 0) =>
+        [.. ChatLines(count, offset).Select(line =>
+        {
+            var messages = JsonDocument.Parse(line).RootElement.GetProperty("messages").EnumerateArray().ToList();
+            var answer = messages[^1].GetProperty("content").GetString()!;
+            return JsonSerializer.Serialize(new
+            {
+                input = new { messages = messages.SkipLast(1) },
+                preferred_output = new[] { new { role = "assistant", content = answer } },
+                non_preferred_output = new[] { new { role = "assistant", content = answer == "positive" ? "negative" : "positive" } },
+            });
+        })];
+
     public static byte[] Jsonl(IEnumerable<string> lines) => Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n");
 }

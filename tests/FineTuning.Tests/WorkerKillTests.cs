@@ -30,9 +30,9 @@ public sealed class WorkerKillTests
     {
         var data = TestInfrastructure.TempDataFolder("finetuning-kill");
         var database = TestInfrastructure.PostgresDatabase("finetuning_kill");
-        await using var first = ServiceProcess.Start(data, database, WideModel);
+        await using var first = FineTuningProcess.Start(data, database, WideModel);
         using var http = new HttpClient { BaseAddress = first.BaseAddress };
-        await first.WaitUntilHealthyAsync();
+        await first.WaitUntilHealthyAsync(Ct);
 
         var file = await Api.UploadAsync(http, TestData.Jsonl(TestData.ChatLines(110)));
         var job = await Api.CreateJobAsync(http, new
@@ -57,10 +57,10 @@ public sealed class WorkerKillTests
                 await Task.Delay(50, Ct);
         }
         first.Kill();
-        await using var second = ServiceProcess.Start(data, database, WideModel);
+        await using var second = FineTuningProcess.Start(data, database, WideModel);
         using var http2 = new HttpClient { BaseAddress = second.BaseAddress };
-        await second.WaitUntilHealthyAsync();
-        var finished = await Api.WaitForJobAsync(http2, jobId, TimeSpan.FromMinutes(3));
+        await second.WaitUntilHealthyAsync(Ct);
+        var finished = await Api.WaitForJobAsync(http2, jobId, TimeSpan.FromMinutes(8));
 
         finished.GetProperty("status").GetString().Should().Be("succeeded", finished + "\n--- second worker ---\n" + second.Output);
         finished.GetProperty("attempts").GetInt32().Should().Be(2);

@@ -84,9 +84,9 @@ public sealed class ContractsTests
         List<DatasetItem> items = [new(0, 1, "cheap pills", "spam", null), new(1, 3, "standup at ten", "ham", null), new(2, 4, null, null, "line 4: not valid JSON (x)")];
         ItemResultEntity[] stored =
         [
-            new() { Item = 0, Repeat = 0, Output = "spam", Predicted = "spam", ScoresJson = "{\"label\":1}", LatencyMs = 250, InputTokens = 12, OutputTokens = 1, CostUsd = 0.002 },
-            new() { Item = 0, Repeat = 1, Output = "ham", Predicted = "ham", ScoresJson = "{\"label\":0}", LatencyMs = 240 },
-            new() { Item = 1, Repeat = 0, Output = "Spam!", Predicted = "spam", ScoresJson = "{\"label\":0}", LatencyMs = 500, CostUsd = 0.001 },
+            new() { Item = 0, Repeat = 0, Output = "spam", Predicted = "spam", Scores = new() { ["label"] = 1 }, LatencyMs = 250, InputTokens = 12, OutputTokens = 1, CostUsd = 0.002 },
+            new() { Item = 0, Repeat = 1, Output = "ham", Predicted = "ham", Scores = new() { ["label"] = 0 }, LatencyMs = 240 },
+            new() { Item = 1, Repeat = 0, Output = "Spam!", Predicted = "spam", Scores = new() { ["label"] = 0 }, LatencyMs = 500, CostUsd = 0.001 },
             new() { Item = 2, Repeat = 0, Error = "line 4: not valid JSON (x)" },
         ];
 

@@ -18,13 +18,7 @@ public sealed class EmbeddedExperimentTests
 {
     internal static string SamplePath => Path.Combine(RepositoryRoot(), "samples", "spam-assassin", "spam.jsonl");
 
-    internal static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AspireTune.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Run the tests from inside the repository.");
-    }
+    internal static string RepositoryRoot() => TestSupport.TestInfrastructure.RepositoryRoot();
 
     internal static async Task<(WebApplication App, HttpClient Http)> StartEmbeddedAsync(string data, params string[] settings)
     {

@@ -36,6 +36,37 @@ public sealed class ExperimentsApiTests
     }
 
     [Fact]
+    public async Task Create_BadTaskFields_Is400NamingTheFieldAndRecordsNothing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (app, http) = await EmbeddedExperimentTests.StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("api-bad-task"));
+        await using var _ = app;
+        const string labelled = "{\"input\":\"a\",\"expected\":\"ham\"}\n{\"input\":\"b\",\"expected\":\"spam\"}";
+        const string references = "{\"input\":\"a\",\"expected\":{\"x\":1}}\n{\"input\":\"b\",\"expected\":\"text\"}";
+
+        async Task<JsonObject> Refused(object body)
+        {
+            var response = await http.PostAsJsonAsync("api/experiments", body, ct);
+            response.StatusCode.Should().Be(HttpStatusCode.BadRequest, await response.Content.ReadAsStringAsync(ct));
+            response.Content.Headers.ContentType!.MediaType.Should().Be("application/problem+json");
+            return (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["errors"]!.AsObject();
+        }
+
+        // Names only: an enum's number or an unknown name is refused, not mapped.
+        (await Refused(new { name = "x", dataset = labelled, task = "1" }))["task"]![0]!.GetValue<string>().Should().Contain("classification, generation");
+        (await Refused(new { name = "x", dataset = labelled, task = "summarise" })).Select(e => e.Key).Should().BeEquivalentTo(["task"]);
+        (await Refused(new { name = "x", dataset = labelled, instruction = "Extract it." })).Select(e => e.Key).Should().BeEquivalentTo(["instruction"]);
+        (await Refused(new { name = "x", dataset = references, task = "generation", candidates = new[] { "knn", "nearest" } })).Select(e => e.Key).Should().BeEquivalentTo(["candidates"]);
+        (await Refused(new { name = "x", dataset = references, task = "generation", instruction = "Say {{$input}} twice", judgeEndpoint = "" })).Select(e => e.Key)
+            .Should().BeEquivalentTo(["instruction", "judgeEndpoint"]);
+        // A reference may be any JSON value for generation, but a label must be a string for classification.
+        (await Refused(new { name = "x", dataset = references }))["dataset"]![0]!.GetValue<string>().Should().Be("line 1: 'expected' must be a string");
+        (await Refused(new { name = "x", dataset = "{\"input\":\"a\"}", task = "generation" }))["dataset"]![0]!.GetValue<string>().Should().StartWith("line 1: 'expected' is missing");
+
+        (await http.GetFromJsonAsync<JsonObject>("api/experiments", ct))!["total"]!.GetValue<int>().Should().Be(0);
+    }
+
+    [Fact]
     public async Task Cancel_UnknownOrFinished_Is404Or409()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -53,4 +53,35 @@ public sealed class LabelLikelihoodTests
         var confusion = report["confusion"]!.AsArray().Single(m => m!["candidate"]!.GetValue<string>() == "prompted:mock-weak")!;
         confusion["columns"]!.AsArray().Select(x => x!.GetValue<string>()).Should().Contain("(invalid)");
     }
+
+    [Fact]
+    public async Task Experiment_PromptingTheBuiltInModel_ItsAnswersAreConstrainedToTheLabels()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The built-in model is random: unconstrained, its greedy text is noise. Served here, it is asked for a label
+        // only (guided_choice), so every answer names one and none is invalid.
+        var (app, http) = await EmbeddedExperimentTests.StartEmbeddedAsync(TestSupport.TestInfrastructure.TempDataFolder("embedded-constrained"));
+        await using var _ = app;
+        var response = await http.PostAsJsonAsync("api/experiments", new
+        {
+            name = "constrained",
+            dataset = await File.ReadAllTextAsync(EmbeddedExperimentTests.SamplePath, ct),
+            candidates = new[] { "prompted" },
+        }, ct);
+        response.StatusCode.Should().Be(HttpStatusCode.Accepted);
+        var id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
+        var experiment = await EmbeddedExperimentTests.WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(4));
+
+        experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
+        var report = (await http.GetFromJsonAsync<JsonObject>($"api/experiments/{id}/report.json", ct))!;
+        var prompted = report["candidates"]!.AsArray().Single()!;
+        prompted["name"]!.GetValue<string>().Should().StartWith("prompted:aspiretune-");
+        prompted["items"]!.GetValue<int>().Should().Be(60);
+        prompted["errors"]!.GetValue<int>().Should().Be(0);
+        prompted["invalid"]!.GetValue<int>().Should().Be(0, "a constrained answer is always a label");
+        var confusion = report["confusion"]!.AsArray().Single()!;
+        var invalidColumn = confusion["columns"]!.AsArray().Select(x => x!.GetValue<string>()).ToList().IndexOf("(invalid)");
+        confusion["counts"]!.AsArray().Sum(row => row!.AsArray()[invalidColumn]!.GetValue<int>()).Should().Be(0);
+        confusion["counts"]!.AsArray().Sum(row => row!.AsArray().Take(2).Sum(n => n!.GetValue<int>())).Should().Be(60, "every answer is ham or spam");
+    }
 }

@@ -142,6 +142,27 @@ public sealed class SecurityRegressionTests
         root.ConfinedFiles("model").Should().ContainSingle().Which.Should().EndWith("config.json", "a link back inside is followed once, never in a loop");
     }
 
+    [Fact]
+    public void ConfinedFilesAndOpenRead_HardLinkToAFileOutside_AreRefused()
+    {
+        var root = new DataRoot(TestSupport.TestInfrastructure.TempDataFolder());
+        var outside = Path.Combine(TestSupport.TestInfrastructure.TempDataFolder("outside"), "secret");
+        File.WriteAllText(outside, "s");
+        Directory.CreateDirectory(Path.Combine(root.Path, "model"));
+        File.WriteAllText(Path.Combine(root.Path, "model", "config.json"), "{}");
+        TestSupport.TestInfrastructure.HardLink(outside, Path.Combine(root.Path, "model", "vocab.json"));
+
+        var list = () => root.ConfinedFiles("model");
+        var open = () => root.OpenRead("model/vocab.json");
+
+        list.Should().Throw<PathOutsideDataRootException>().WithMessage("*model/vocab.json*hard link*");
+        open.Should().Throw<PathOutsideDataRootException>().WithMessage("*hard link*");
+        using (root.OpenRead("model/config.json"))
+        {
+            // a file with one name opens as before
+        }
+    }
+
     /// <summary>The formatted log lines of a host, in order.</summary>
     private sealed class FirstLines : ILoggerProvider
     {

@@ -32,7 +32,7 @@ public class ComponentTests
         var sections = Enumerable.Range(1, 6).Select(i => $"## Section {i}\n\n" + string.Join(' ', Enumerable.Repeat($"sentence number {i} talks about topic {i}.", 12)));
         var text = string.Join("\n\n", sections);
 
-        var chunks = Chunker.Chunk(text, DocumentFormat.Markdown, size: 80, overlap: 10);
+        var chunks = Chunker.Chunk(text, DocumentFormat.Markdown, size: 80, overlap: 10, TestContext.Current.CancellationToken);
 
         chunks.Should().HaveCountGreaterThan(3);
         chunks.Should().OnlyContain(c => Chunker.CountTokens(c) <= 80 + 12);
@@ -43,9 +43,22 @@ public class ComponentTests
     }
 
     [Fact]
+    public void Chunk_CancelledToken_StopsInsteadOfChunkingTheWholeText()
+    {
+        var text = string.Join("\n\n", Enumerable.Range(0, 2000).Select(i => $"Paragraph {i} with a few words."));
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+
+        var act = () => Chunker.Chunk(text, DocumentFormat.Text, 64, 8, cancelled.Token);
+
+        act.Should().Throw<OperationCanceledException>();
+        Chunker.Chunk(text, DocumentFormat.Text, 64, 8, TestContext.Current.CancellationToken).Should().NotBeEmpty();
+    }
+
+    [Fact]
     public void Chunk_ShortParagraphs_PackedIntoOneChunk()
     {
-        var chunks = Chunker.Chunk("First paragraph.\n\nSecond paragraph.\n\nThird.", DocumentFormat.Text, 256, 32);
+        var chunks = Chunker.Chunk("First paragraph.\n\nSecond paragraph.\n\nThird.", DocumentFormat.Text, 256, 32, TestContext.Current.CancellationToken);
         chunks.Should().ContainSingle().Which.Should().Contain("First paragraph.").And.Contain("Third.");
     }
 

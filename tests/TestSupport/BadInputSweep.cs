@@ -110,6 +110,9 @@ public sealed class BadInputSweep(HttpClient http, JsonObject document, Func<str
         yield return new Probe(method, basePath, baseBody, null, "no content type");
         yield return new Probe(method, basePath, [0x00, 0x01, 0xFF, 0x1F, 0x8B, 0x08], "application/octet-stream", "binary body");
 
+        foreach (var (body, contentType, what) in MultipartProbes())
+            yield return new Probe(method, basePath, body, contentType, what);
+
         var properties = schema is null ? [] : Properties(schema).ToList();
         if (properties.Count > 0)
         {
@@ -131,6 +134,32 @@ public sealed class BadInputSweep(HttpClient http, JsonObject document, Func<str
                 all[name] = new string('h', HugeChars);
             yield return new Probe(method, basePath, Encoding.UTF8.GetBytes(all.ToJsonString()), "application/json", "every string 1 MB without spaces");
         }
+    }
+
+    /// <summary>
+    /// Multipart bodies that uploads (<c>/v1/files</c>, datasets, training files) must refuse cleanly, sent to every
+    /// operation with a body: no boundary, a boundary the body never uses, a part cut off, a file part without a
+    /// name, traversal and NUL in the file name, JSONL that is not UTF-8, a bad purpose, thousands of parts.
+    /// </summary>
+    private static IEnumerable<(byte[] Body, string ContentType, string What)> MultipartProbes()
+    {
+        const string b = "sweepboundary7MA4YWxk";
+        static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text.Replace("\n", "\r\n", StringComparison.Ordinal));
+        static string FilePart(string fileName, string content) =>
+            $"--{b}\nContent-Disposition: form-data; name=\"file\"; filename=\"{fileName}\"\nContent-Type: application/jsonl\n\n{content}\n";
+        const string purpose = $"--{b}\nContent-Disposition: form-data; name=\"purpose\"\n\nfine-tune\n";
+        var form = $"multipart/form-data; boundary={b}";
+
+        yield return (Bytes(purpose + FilePart("a.jsonl", "{}") + $"--{b}--\n"), "multipart/form-data", "multipart without a boundary parameter");
+        yield return (Bytes(purpose + FilePart("a.jsonl", "{}") + $"--{b}--\n"), "multipart/form-data; boundary=otherboundary", "multipart with a boundary the body never uses");
+        yield return (Bytes(purpose + $"--{b}\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\n\n{{\"messages\":"), form, "multipart part cut off");
+        yield return (Bytes($"--{b}\nContent-Disposition: form-data\n\nnameless\n--{b}--\n"), form, "multipart part without a name");
+        yield return (Bytes(purpose + FilePart("../../../../etc/passwd", "{\"input\":\"a\",\"expected\":\"b\"}") + $"--{b}--\n"), form, "multipart file name with traversal");
+        yield return (Bytes(purpose + FilePart("a\u0000b.jsonl", "{}") + $"--{b}--\n"), form, "multipart file name with NUL");
+        yield return ([.. Bytes(purpose + $"--{b}\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\n\n"), .. "{\"input\":\""u8, 0xFF, 0xFE, 0xC3, 0x28, .. "\"}\r\n"u8, .. Bytes($"--{b}--\n")], form, "multipart JSONL that is not UTF-8");
+        yield return (Bytes($"--{b}\nContent-Disposition: form-data; name=\"purpose\"\n\nnot-a-purpose\n" + FilePart("a.jsonl", "{}") + $"--{b}--\n"), form, "multipart with an unknown purpose");
+        yield return (Bytes(purpose + $"--{b}--\n"), form, "multipart without the file");
+        yield return (Bytes(string.Concat(Enumerable.Range(0, 5000).Select(i => $"--{b}\nContent-Disposition: form-data; name=\"f{i}\"\n\nx\n")) + $"--{b}--\n"), form, "multipart with 5,000 parts");
     }
 
     private static IEnumerable<(JsonNode? Value, string What)> Mutations(JsonObject schema)

@@ -26,11 +26,30 @@ public static class TestInfrastructure
         return path;
     }
 
+    /// <summary>The checkout the tests run from (the folder holding <c>AspireTune.sln</c>).</summary>
+    public static string RepositoryRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AspireTune.sln")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Run the tests from inside the repository.");
+    }
+
     /// <summary>A TCP port free on loopback right now.</summary>
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Makes <paramref name="link"/> a second name (hard link) of <paramref name="target"/>, with ln (.NET has no API for it).</summary>
+    public static void HardLink(string target, string link)
+    {
+        using var ln = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ln", [target, link]) { RedirectStandardError = true })!;
+        var error = ln.StandardError.ReadToEnd();
+        ln.WaitForExit();
+        if (ln.ExitCode != 0)
+            throw new InvalidOperationException($"ln {target} {link} failed: {error}");
     }
 }

@@ -15,7 +15,8 @@ namespace AspireTune.MockOpenAI;
 
 /// <summary>
 /// A real OpenAI-compatible HTTP server on 127.0.0.1: <c>/v1/chat/completions</c> (plain and streaming),
-/// <c>/v1/completions</c>, <c>/v1/embeddings</c>, <c>/v1/models</c>, plus <c>/mock/stats</c> (request counts).
+/// <c>/v1/completions</c>, <c>/v1/embeddings</c>, <c>/v1/models</c>, plus <c>/mock/stats</c> (request counts). A chat
+/// request's <c>guided_choice</c> is kept in <see cref="State"/> and honoured: the answer is the choice closest to the reply.
 /// Start it in-process with <see cref="StartAsync"/>, or run the exe (<c>--urls</c>, <c>MockOpenAI:*</c> settings).
 /// </summary>
 public sealed class MockOpenAIServer : IAsyncDisposable
@@ -104,6 +105,25 @@ public sealed class MockState
 
     private readonly ConcurrentDictionary<string, ConcurrentQueue<DateTimeOffset>> _arrivals = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// The <c>guided_choice</c> list of the last chat request naming this model whose last user message was
+    /// <paramref name="prompt"/>; null when that request sent none (or no such request came).
+    /// </summary>
+    public IReadOnlyList<string>? GuidedChoiceFor(string model, string prompt) => _guided.TryGetValue(model + "\n" + prompt, out var choices) ? choices : null;
+
+    /// <summary>Chat requests that carried <c>guided_choice</c>.</summary>
+    public int GuidedRequests => _guidedRequests;
+
+    private readonly ConcurrentDictionary<string, IReadOnlyList<string>?> _guided = new(StringComparer.Ordinal);
+    private int _guidedRequests;
+
+    internal void Guided(string model, string prompt, IReadOnlyList<string>? choices)
+    {
+        _guided[model + "\n" + prompt] = choices;
+        if (choices is not null)
+            Interlocked.Increment(ref _guidedRequests);
+    }
+
     internal int Count(string model, string prompt)
     {
         Interlocked.Increment(ref _requests);
@@ -164,6 +184,12 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
             _ => PromptText(body?["input"]),
         };
         var attempt = state.Count(model, prompt);
+        // vLLM's extension, as AspireTune's own /v1 takes it: the answer must be one of these strings.
+        var choices = kind == Kind.Chat && body?["guided_choice"] is JsonArray guided
+            ? guided.Select(c => c is JsonValue v && v.TryGetValue<string>(out var text) ? text : "").ToList()
+            : null;
+        if (kind == Kind.Chat)
+            state.Guided(model, prompt, choices);
         var behavior = Behavior(model, http.Request.Headers["X-Mock-Behavior"].ToString());
 
         var latency = behavior.LatencyMs ?? options.LatencyMs;
@@ -209,6 +235,8 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
             return;
         }
         var reply = behavior.AlternateReply is not null && attempt % 2 == 0 ? behavior.AlternateReply : behavior.Reply ?? Reply(prompt);
+        if (choices is { Count: > 0 })
+            reply = Closest(reply, choices);
         var promptTokens = kind == Kind.Chat ? CountTokens(body?["messages"] as JsonArray) : Words(prompt);
         var completionTokens = Words(reply);
         if (body?["stream"]?.GetValue<bool>() == true)
@@ -263,6 +291,11 @@ internal sealed class MockEngine(MockOpenAIOptions options, MockState state)
         }
         return options.Fallback == "echo" ? prompt : options.Fallback;
     }
+
+    // A constrained decoder's stand-in: the choice sharing the longest prefix with the free reply (case-insensitive), the first of equals.
+    private static string Closest(string reply, List<string> choices) =>
+        choices.Select((c, i) => (Choice: c, Index: i, Shared: c.Zip(reply).TakeWhile(p => char.ToLowerInvariant(p.First) == char.ToLowerInvariant(p.Second)).Count()))
+            .OrderByDescending(c => c.Shared).ThenBy(c => c.Index).First().Choice;
 
     private static string LastUserMessage(JsonArray? messages)
     {

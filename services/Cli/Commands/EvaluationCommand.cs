@@ -32,10 +32,11 @@ public static class EvaluationCommand
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Most output tokens per call." };
         var collection = new Option<string?>("--retrieval-collection") { Description = "Collection that fills {{$examples}} and {{$context}}." };
         var rubric = new Option<string?>("--rubric") { Description = "Rubric for the judge scorer." };
+        var constrain = new Option<bool>("--constrain-to-labels") { Description = "Answers only with one of the dataset's labels (guided_choice; needs --scorer label and OpenAICompatible endpoints that take it)." };
         var noFollow = new Option<bool>("--no-follow") { Description = "Return once the run is queued (only with --url: the embedded host stops with the command)." };
         var command = new Command("run", "Start a run and follow it with a progress bar; prints the summaries.")
         {
-            dataset, prompts, models, scorers, repeats, temperature, maxTokens, collection, rubric, noFollow,
+            dataset, prompts, models, scorers, repeats, temperature, maxTokens, collection, rubric, constrain, noFollow,
         };
         command.SetServiceAction(io, connection, async (c, parse, ct) =>
         {
@@ -51,6 +52,7 @@ public static class EvaluationCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 RetrievalCollection = parse.GetValue(collection),
                 JudgeRubric = parse.GetValue(rubric),
+                ConstrainToLabels = parse.GetValue(constrain),
             }, ct);
             if (parse.GetValue(noFollow) && c.Host is null)
             {

@@ -16,16 +16,19 @@ public static class ExperimentCommand
 {
     public static Command Create(CliIo io, ConnectionOptions connection)
     {
-        var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line.", Required = true };
+        var dataset = new Option<FileInfo>("--dataset") { Description = "Labelled JSONL: {\"input\", \"expected\"} per line (generation: expected is the reference answer).", Required = true };
         var name = new Option<string?>("--name") { Description = "Experiment name (default: the file name)." };
-        var candidates = new Option<string>("--candidates") { Description = "Comma-separated: prompted, retrieval, fine-tuned, knn.", DefaultValueFactory = _ => "prompted,retrieval,fine-tuned,knn" };
+        var candidates = new Option<string?>("--candidates") { Description = "Comma-separated: prompted, retrieval, fine-tuned, knn (default all four)." };
+        var task = new Option<string?>("--task") { Description = "classification (default) or generation (expected holds reference answers: text or JSON objects)." };
+        var instruction = new Option<string?>("--instruction") { Description = "Generation: what to do with each input, written into the prompts." };
+        var judge = new Option<string?>("--judge") { Description = "Generation: Evaluation endpoint id of a judge model that also grades every answer." };
         var baseModel = new Option<string?>("--base-model") { Description = "Registry id of the model to fine-tune and prompt (default Comparison:DefaultBaseModel)." };
         var endpoints = new Option<string?>("--endpoints") { Description = "Comma-separated Evaluation endpoint ids of hosted models to prompt (default: the base model served locally)." };
         var timeout = new Option<int>("--timeout-minutes") { Description = "Give up after this long.", DefaultValueFactory = _ => 60 };
         var open = new Option<bool>("--open") { Description = "Open the HTML report in the browser at the end." };
         var run = new Command("run", "Run an experiment end to end (in this process, or on --url) and write the decision report.")
         {
-            dataset, name, candidates, baseModel, endpoints, timeout, open,
+            dataset, name, candidates, task, instruction, judge, baseModel, endpoints, timeout, open,
         };
         run.SetServiceAction(io, connection, async (c, parse, ct) =>
         {
@@ -36,7 +39,10 @@ public static class ExperimentCommand
             {
                 Name = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(file.Name),
                 Dataset = await File.ReadAllTextAsync(file.FullName, ct),
-                Candidates = parse.GetValue(candidates)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                Candidates = parse.GetValue(candidates)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                Task = parse.GetValue(task),
+                Instruction = parse.GetValue(instruction),
+                JudgeEndpoint = parse.GetValue(judge),
                 ModelEndpoints = parse.GetValue(endpoints)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 BaseModel = parse.GetValue(baseModel),
             };

@@ -49,7 +49,7 @@ public static class ExperimentInspectCommands
     private static Command Show(CliIo io, ConnectionOptions connection)
     {
         var id = new Argument<Guid>("id") { Description = "Experiment id." };
-        var command = new Command("show", "Show an experiment: status, candidates, decision and its log.") { id };
+        var command = new Command("show", "Show an experiment: task, status, candidates, decision and its log.") { id };
         command.SetServiceAction(io, connection, async (c, parse, ct) =>
         {
             var e = await c.GetAsync<ExperimentView>($"{Experiments}/{parse.GetValue(id)}", ct);
@@ -58,7 +58,7 @@ public static class ExperimentInspectCommands
                 io.WriteJson(e);
                 return ExitCodes.Ok;
             }
-            io.Out.MarkupLineInterpolated($"Experiment [bold]{e.Name}[/] ({e.Id}): {e.Status}, step {e.Step}");
+            io.Out.MarkupLineInterpolated($"Experiment [bold]{e.Name}[/] ({e.Id}): {e.Task.ToString().ToLowerInvariant()}, {e.Status}, step {e.Step}");
             var candidates = CliIo.Table("candidate", "kind", "status", "model endpoint", "error");
             foreach (var k in e.Candidates)
                 candidates.AddRow(Markup.Escape(k.Name), k.Kind.ToString(), k.Status, Markup.Escape(k.ModelEndpoint ?? ""), Markup.Escape(k.Error ?? ""));
@@ -115,18 +115,41 @@ public static class ExperimentInspectCommands
         }
     }
 
-    /// <summary>Every candidate: accuracy with its interval, macro-F1, p95 latency, cost per 1k requests, Pareto front.</summary>
+    /// <summary>
+    /// Every candidate: accuracy with its interval, macro-F1, invalid answers, p95 latency, cost per 1k requests, Pareto
+    /// front. Generation: the primary metric with its interval, then token F1 and ROUGE-L (or exact match) in place of F1 and invalid.
+    /// </summary>
     internal static Table ReportTable(ExperimentReport report)
     {
-        // Fits 80 columns: long candidate names (fine-tuned model ids) keep their start and end; * marks the Pareto front.
-        var table = CliIo.Table("candidate", "acc %", "95% CI", "F1", "invalid", "p95 ms", "USD/1k").Caption("* on the Pareto front (accuracy, p95 latency, cost)");
         static string N(double value, string format, double scale = 1) => double.IsFinite(value) ? (value * scale).ToString(format, CultureInfo.InvariantCulture) : "n/a";
         static string Short(string name) => name.Length <= 24 ? name : name[..12] + "~" + name[^11..];
+        static string Metric(CandidateSummary c, string name) => c.Metrics.FirstOrDefault(m => m.Name == name) is { } m ? N(m.Value, "0.0", 100) : "";
+        // Fits 80 columns: long candidate names (fine-tuned model ids) keep their start and end; * marks the Pareto front.
+        if (report.Task == ExperimentTask.Generation)
+        {
+            string[] others = report.PrimaryMetric == "token_f1" ? ["rouge_l", "exact"] : ["token_f1", "rouge_l"];
+            var generation = CliIo.Table("candidate", Head(report.PrimaryMetric) + " %", "95% CI", Head(others[0]) + " %", Head(others[1]) + " %", "p95 ms", "USD/1k")
+                .Caption($"* on the Pareto front ({report.PrimaryMetric}, p95 latency, cost)");
+            foreach (var c in report.Candidates)
+                generation.AddRow(Markup.Escape(Short(c.Name) + (c.OnParetoFront ? " *" : "")), N(c.Accuracy, "0.0", 100), $"{N(c.AccuracyLower, "0.0", 100)}-{N(c.AccuracyUpper, "0.0", 100)}",
+                    Metric(c, others[0]), Metric(c, others[1]), N(c.LatencyP95, "0", 1000), N(c.CostPer1k, "0.###"));
+            return generation;
+        }
+        var table = CliIo.Table("candidate", "acc %", "95% CI", "F1", "invalid", "p95 ms", "USD/1k").Caption("* on the Pareto front (accuracy, p95 latency, cost)");
         foreach (var c in report.Candidates)
             table.AddRow(Markup.Escape(Short(c.Name) + (c.OnParetoFront ? " *" : "")), N(c.Accuracy, "0.0", 100), $"{N(c.AccuracyLower, "0.0", 100)}-{N(c.AccuracyUpper, "0.0", 100)}",
                 N(c.MacroF1, "0.00"), c.Invalid.ToString(CultureInfo.InvariantCulture), N(c.LatencyP95, "0", 1000), N(c.CostPer1k, "0.###"));
         return table;
     }
+
+    /// <summary>Short column heads for the 80-column table: json_fields is "fields", token_f1 "tok F1", rouge_l "R-L".</summary>
+    private static string Head(string metric) => metric switch
+    {
+        "json_fields" => "fields",
+        "token_f1" => "tok F1",
+        "rouge_l" => "R-L",
+        _ => metric,
+    };
 
     private static Command Cancel(CliIo io, ConnectionOptions connection)
     {

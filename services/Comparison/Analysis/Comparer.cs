@@ -17,7 +17,8 @@ public static class Comparer
         if (candidates.Count == 0)
             throw new ArgumentException("There is no candidate to compare.", nameof(candidates));
 
-        var summaries = candidates.Select(c => Summarize(c, expectedByItem)).ToList();
+        var classification = settings.Task == ExperimentTask.Classification;
+        var summaries = candidates.Select(c => Summarize(c, expectedByItem, classification)).ToList();
         var front = ParetoFront(summaries);
         summaries = summaries.Select(s => s with { OnParetoFront = front.Contains(s.Name) }).ToList();
 
@@ -38,12 +39,14 @@ public static class Comparer
         var cheapestAcceptable = CostOfOwnership.CheapestByVolume(acceptable, settings.HorizonDays);
         var labels = expectedByItem.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 
-        var decision = WriteDecision(summaries, pairwise, best, winner)
+        var decision = WriteDecision(summaries, pairwise, best, winner, settings.PrimaryMetric)
             + Ownership.Describe(best, verdicts, costs, cheapest, cheapestAcceptable, settings);
         return new ComparisonResult
         {
             Candidates = summaries,
             Pairwise = pairwise,
+            Task = settings.Task,
+            PrimaryMetric = settings.PrimaryMetric,
             Winner = winner.Name,
             Decision = decision,
             NonInferiority = verdicts,
@@ -51,7 +54,7 @@ public static class Comparer
             CheapestByVolume = cheapest,
             CheapestAcceptableByVolume = cheapestAcceptable,
             CostHorizonDays = settings.HorizonDays,
-            Confusion = candidates.Select(c => Confusion(c, expectedByItem, labels)).ToList(),
+            Confusion = classification ? candidates.Select(c => Confusion(c, expectedByItem, labels)).ToList() : [],
         };
     }
 
@@ -85,9 +88,12 @@ public static class Comparer
     private const int Resamples = 2000;
     private const int Seed = 17;
 
-    private static CandidateSummary Summarize(CandidateResults c, IReadOnlyDictionary<string, string> expectedByItem)
+    private static CandidateSummary Summarize(CandidateResults c, IReadOnlyDictionary<string, string> expectedByItem, bool classification)
     {
-        var accuracy = Statistics.Mean("accuracy", c.Items.Select(i => i.Correct ? 1.0 : 0.0).ToList(), Resamples, Seed);
+        var accuracy = Statistics.Mean("accuracy", c.Items.Select(i => i.Quality).ToList(), Resamples, Seed);
+        // Generation: every score's mean over all items (a failed call or a missing score counts 0), each with its interval.
+        var metrics = classification ? [] : c.Items.SelectMany(i => i.Scores?.Keys ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)
+            .Select(name => Statistics.Mean(name, c.Items.Select(i => i.Scores?.GetValueOrDefault(name) ?? 0).ToList(), Resamples, Seed)).ToList();
         var latencies = c.Items.Where(i => i.Error is null && double.IsFinite(i.LatencySeconds)).Select(i => i.LatencySeconds).Order().ToArray();
         return new CandidateSummary
         {
@@ -103,7 +109,8 @@ public static class Comparer
             Accuracy = accuracy.Value,
             AccuracyLower = accuracy.Lower ?? double.NaN,
             AccuracyUpper = accuracy.Upper ?? double.NaN,
-            MacroF1 = MacroF1(c, expectedByItem),
+            Metrics = metrics,
+            MacroF1 = classification ? MacroF1(c, expectedByItem) : double.NaN,
             LatencyP50 = Statistics.PercentileOfSorted(latencies, 50),
             LatencyP95 = Statistics.PercentileOfSorted(latencies, 95),
             LatencyP99 = Statistics.PercentileOfSorted(latencies, 99),
@@ -125,15 +132,18 @@ public static class Comparer
     {
         var bById = b.Items.ToDictionary(i => i.ItemId);
         var shared = a.Items.Where(i => bById.ContainsKey(i.ItemId)).ToList();
-        var aCorrect = shared.Select(i => i.Correct).ToList();
-        var bCorrect = shared.Select(i => bById[i.ItemId].Correct).ToList();
-        var (aOnly, bOnly, p) = Statistics.McNemar(aCorrect, bCorrect);
-        var difference = Statistics.Mean("difference", aCorrect.Zip(bCorrect, (x, y) => (x ? 1.0 : 0) - (y ? 1.0 : 0)).ToList(), Resamples, Seed);
+        // "A better" and "B better" per item: for right/wrong the discordant pairs of McNemar's test; for graded scores
+        // the items one scored higher on, and the same exact binomial is then the sign test.
+        var aBetter = shared.Select(i => i.Quality > bById[i.ItemId].Quality).ToList();
+        var bBetter = shared.Select(i => bById[i.ItemId].Quality > i.Quality).ToList();
+        var (aOnly, bOnly, p) = Statistics.McNemar(aBetter, bBetter);
+        var differences = shared.Select(i => i.Quality - bById[i.ItemId].Quality).ToList();
+        var difference = Statistics.Mean("difference", differences, Resamples, Seed);
         return new PairwiseTest
         {
             A = a.Name,
             B = b.Name,
-            Difference = shared.Count == 0 ? 0 : (aOnly - bOnly) / (double)shared.Count,
+            Difference = shared.Count == 0 ? 0 : differences.Average(),
             DifferenceLower = difference.Lower ?? double.NaN,
             DifferenceUpper = difference.Upper ?? double.NaN,
             AOnlyCorrect = aOnly,
@@ -155,16 +165,17 @@ public static class Comparer
     /// <summary>"= 0.042" or "&lt; 0.001", to follow "p".</summary>
     private static string PValue(double p) => FormatP(p) is var f && f.StartsWith('<') ? f : "= " + f;
 
-    private static string WriteDecision(IReadOnlyList<CandidateSummary> summaries, IReadOnlyList<PairwiseTest> pairwise, CandidateSummary best, CandidateSummary winner)
+    private static string WriteDecision(IReadOnlyList<CandidateSummary> summaries, IReadOnlyList<PairwiseTest> pairwise, CandidateSummary best, CandidateSummary winner, string metric)
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.Append(c, $"Recommended: {winner.Name} ({winner.Kind.ToWireName()}) with accuracy {winner.Accuracy:P1} [95% CI {winner.AccuracyLower:P1}-{winner.AccuracyUpper:P1}], ");
+        var test = metric == "accuracy" ? "McNemar" : "sign test";
+        sb.Append(c, $"Recommended: {winner.Name} ({winner.Kind.ToWireName()}) with {(metric == "accuracy" ? "accuracy" : $"mean {metric}")} {winner.Accuracy:P1} [95% CI {winner.AccuracyLower:P1}-{winner.AccuracyUpper:P1}], ");
         sb.Append(c, $"p95 latency {winner.LatencyP95 * 1000:0} ms and {winner.CostPer1k:0.####} USD per 1k requests on {winner.Items} held-out items. ");
         if (winner.Name != best.Name)
         {
-            var test = pairwise.Single(p => p.B == winner.Name);
-            sb.Append(c, $"{best.Name} scored higher ({best.Accuracy:P1}) but the difference is not significant (McNemar p {PValue(test.McNemarP)}), ");
+            var paired = pairwise.Single(p => p.B == winner.Name);
+            sb.Append(c, $"{best.Name} scored higher ({best.Accuracy:P1}) but the difference is not significant ({test} p {PValue(paired.McNemarP)}), ");
             sb.Append(c, $"and {winner.Name} is cheaper or faster. ");
         }
         else
@@ -172,7 +183,7 @@ public static class Comparer
             var beaten = pairwise.Where(p => p.Significant).Select(p => p.B).ToList();
             var tied = pairwise.Where(p => !p.Significant).Select(p => p.B).ToList();
             if (beaten.Count > 0)
-                sb.Append(c, $"It is significantly more accurate than {string.Join(", ", beaten)} (McNemar p < 0.05). ");
+                sb.Append(c, $"It {(metric == "accuracy" ? "is significantly more accurate" : "scores significantly higher")} than {string.Join(", ", beaten)} ({test} p < 0.05). ");
             if (tied.Count > 0)
                 sb.Append(c, $"The data cannot separate it from {string.Join(", ", tied)}, which cost and latency did not favour. ");
         }
@@ -188,7 +199,9 @@ public static class Comparer
         var fitted = summaries.Where(s => s.ExamplesRetrievedMean is { } offered && (s.ExamplesShownMean < offered || s.InputsTruncated > 0)).ToList();
         if (fitted.Count > 0)
             sb.Append(c, $"Prompts fitted to the model's context: {string.Join(", ", fitted.Select(f => $"{f.Name} saw {f.ExamplesShownMean:0.#} of {f.ExamplesRetrievedMean:0.#} examples on average{(f.InputsTruncated > 0 ? $", {f.InputsTruncated} inputs cut" : "")}"))}. ");
-        sb.Append(c, $"Pareto front (accuracy, p95 latency, cost): {string.Join(", ", summaries.Where(s => s.OnParetoFront).Select(s => s.Name))}.");
+        if (metric != "accuracy" && winner.Metrics.Count > 0)
+            sb.Append(c, $"{winner.Name} scores {string.Join(", ", winner.Metrics.Select(m => $"{m.Name} {m.Value:P1}"))}. ");
+        sb.Append(c, $"Pareto front ({metric}, p95 latency, cost): {string.Join(", ", summaries.Where(s => s.OnParetoFront).Select(s => s.Name))}.");
         return sb.ToString();
     }
 }

@@ -16,7 +16,7 @@ public static class Ownership
         if (shared.Count < 2)
             return null;
         var r = AspireTune.Analysis.NonInferiority.Test(
-            shared.Select(i => i.Correct ? 1.0 : 0).ToList(), shared.Select(i => byId[i.ItemId].Correct ? 1.0 : 0).ToList(),
+            shared.Select(i => i.Quality).ToList(), shared.Select(i => byId[i.ItemId].Quality).ToList(),
             settings.NonInferiorityMargin, settings.Confidence);
         return new NonInferiorityVerdict
         {
@@ -45,7 +45,7 @@ public static class Ownership
         var sb = new StringBuilder();
         if (verdicts.Count > 0)
         {
-            sb.Append(c, $" Non-inferiority against {best.Name} at a margin of {settings.NonInferiorityMargin * 100:0.#} points (one-sided {settings.Confidence:P0} lower bound of the accuracy difference): ");
+            sb.Append(c, $" Non-inferiority against {best.Name} at a margin of {settings.NonInferiorityMargin * 100:0.#} points (one-sided {settings.Confidence:P0} lower bound of the {(settings.PrimaryMetric == "accuracy" ? "accuracy" : settings.PrimaryMetric)} difference): ");
             sb.Append(string.Join("; ", verdicts.Select(v => string.Create(c,
                 $"{v.Candidate} {(v.NonInferior ? "is within the margin" : "is not shown to be within it")} (difference {v.Difference * 100:+0.0;-0.0;0.0} points, bound {v.LowerBound * 100:+0.0;-0.0;0.0})")))).Append('.');
         }

@@ -23,7 +23,6 @@ public sealed record Page<T>(IReadOnlyList<T> Items, int PageNumber, int PageSiz
 
 public static class ExperimentsApi
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     public static RouteGroupBuilder MapExperimentsApi(this IEndpointRouteBuilder app)
     {
@@ -48,6 +47,10 @@ public static class ExperimentsApi
         var name = request.Name?.Trim() ?? "";
         if (name.Length is 0 or > 200)
             errors["name"] = ["The name must be 1-200 characters."];
+        var task = ExperimentTask.Classification;
+        if (request.Task is not null && !ExperimentTasks.TryParse(request.Task, out task))
+            errors["task"] = [$"The task must be one of {string.Join(", ", ExperimentTasks.All)}; '{request.Task}' is not."];
+        var generation = task == ExperimentTask.Generation;
         var candidates = new List<CandidateKind>();
         foreach (var c in request.Candidates ?? CandidateKinds.All)
             if (CandidateKinds.TryParse(c, out var kind))
@@ -56,6 +59,15 @@ public static class ExperimentsApi
                 errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}; '{c}' is not."];
         if (candidates.Count == 0)
             errors["candidates"] = [$"Candidates must be among {string.Join(", ", CandidateKinds.All)}."];
+        // Prompt templates hold the instruction as text: template blocks ({{ }}) in it would be run, not read.
+        if (request.Instruction is { } instruction && (string.IsNullOrWhiteSpace(instruction) || instruction.Length > 2000 || instruction.Contains("{{", StringComparison.Ordinal) || instruction.Contains("}}", StringComparison.Ordinal)))
+            errors["instruction"] = ["The instruction is 1-2,000 characters of text without '{{' or '}}'."];
+        else if (request.Instruction is not null && !generation)
+            errors["instruction"] = ["An instruction is for generation tasks (task: generation); classification prompts are written from the labels."];
+        if (request.JudgeEndpoint is { } judge && (string.IsNullOrWhiteSpace(judge) || judge.Length > 128))
+            errors["judgeEndpoint"] = ["The judge endpoint id is a non-empty string of at most 128 characters."];
+        else if (request.JudgeEndpoint is not null && !generation)
+            errors["judgeEndpoint"] = ["A judge scores generation tasks (task: generation); classification is scored by label."];
         if (request.ModelEndpoints?.Any(e => string.IsNullOrWhiteSpace(e) || e.Length > 128) == true)
             errors["modelEndpoints"] = ["Model endpoint ids are non-empty strings of at most 128 characters."];
         var testFraction = request.TestFraction ?? 0.2;
@@ -92,12 +104,12 @@ public static class ExperimentsApi
                 errors["dataset"] = [$"The dataset is larger than the {options.Value.MaxDatasetBytes} bytes allowed (Comparison:MaxDatasetBytes)."];
             else
             {
-                var (examples, lineErrors, errorCount) = DatasetReader.Parse(jsonl);
+                var (examples, lineErrors, errorCount) = DatasetReader.Parse(jsonl, task);
                 if (errorCount > 0)
                     errors["dataset"] = [.. lineErrors.Select(e => e.ToString()), .. errorCount > lineErrors.Count ? [$"... and {errorCount - lineErrors.Count} more"] : Array.Empty<string>()];
                 else if (examples.Count == 0)
                     errors["dataset"] = ["The dataset has no examples."];
-                else if (examples.Select(e => e.Expected).Distinct().Count() < 2)
+                else if (!generation && examples.Select(e => e.Expected).Distinct().Count() < 2)
                     errors["dataset"] = ["The dataset needs at least two distinct 'expected' labels to compare classifiers."];
             }
         }
@@ -117,10 +129,13 @@ public static class ExperimentsApi
             TestFraction = testFraction,
             Seed = request.Seed ?? 42,
             NonInferiorityMargin = request.NonInferiorityMargin,
+            Task = task,
+            Instruction = request.Instruction?.Trim(),
+            JudgeEndpoint = request.JudgeEndpoint,
         };
         var now = DateTimeOffset.UtcNow;
         // The experiment and its command commit together (outbox): the command leaves once, even if the process dies now.
-        db.Experiments.Add(new Experiment { Id = id, Name = name, Status = ExperimentStatus.Queued, CreatedAt = now, UpdatedAt = now, RequestJson = JsonSerializer.Serialize(command, Json), DatasetSha256 = artifact.Sha256 });
+        db.Experiments.Add(new Experiment { Id = id, Name = name, Status = ExperimentStatus.Queued, CreatedAt = now, UpdatedAt = now, Request = command, DatasetSha256 = artifact.Sha256 });
         db.SendOnCommit(StartQueue, command);
         await db.SaveChangesAsync(ct);
         ComparisonTelemetry.ExperimentsStarted.Add(1);
@@ -156,7 +171,8 @@ public static class ExperimentsApi
             UpdatedAt = e.UpdatedAt,
             CompletedAt = e.CompletedAt,
             DatasetSha256 = e.DatasetSha256,
-            Curation = e.CurationJson is null ? null : JsonSerializer.Deserialize<CurationReport>(e.CurationJson, Json),
+            Task = e.Request.Task,
+            Curation = e.Curation,
             Candidates = e.Candidates.OrderBy(c => c.Name).Select(c => new CandidateView
             {
                 Name = c.Name,
@@ -169,31 +185,32 @@ public static class ExperimentsApi
             Winner = e.Winner,
             Decision = e.Decision,
             Error = e.Error,
-            ReportUrl = e.ReportHtmlArtifactJson is null ? null : $"/api/experiments/{e.Id}/report",
+            ReportUrl = e.ReportHtmlArtifact is null ? null : $"/api/experiments/{e.Id}/report",
             Log = e.Log.OrderBy(l => l.Id).Select(l => new LogView { At = l.At, Step = l.Step, Message = l.Message }).ToList(),
         });
     }
 
+    /// <summary>The task the stored command names; classification for a command from before tasks (or none readable).</summary>
     public static Task<Results<FileStreamHttpResult, NotFound>> ReportHtmlAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
-        ReportAsync(id, db, artifacts, e => e.ReportHtmlArtifactJson, "text/html; charset=utf-8", ct);
+        ReportAsync(id, db, artifacts, e => e.ReportHtmlArtifact, "text/html; charset=utf-8", ct);
 
     public static Task<Results<FileStreamHttpResult, NotFound>> ReportJsonAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct) =>
-        ReportAsync(id, db, artifacts, e => e.ReportJsonArtifactJson, "application/json", ct);
+        ReportAsync(id, db, artifacts, e => e.ReportJsonArtifact, "application/json", ct);
 
     /// <summary>The HTML report of the experiment that finished last (the dashboard links here), or 404 while none has.</summary>
     public static async Task<Results<FileStreamHttpResult, NotFound>> LatestReportAsync(ComparisonDbContext db, IArtifactStore artifacts, CancellationToken ct)
     {
-        var latest = await db.Experiments.AsNoTracking().Where(e => e.ReportHtmlArtifactJson != null && e.CompletedAt != null)
+        var latest = await db.Experiments.AsNoTracking().Where(e => e.ReportHtmlArtifact != null && e.CompletedAt != null)
             .OrderByDescending(e => e.CompletedAt).Select(e => (Guid?)e.Id).FirstOrDefaultAsync(ct);
         return latest is { } id ? await ReportHtmlAsync(id, db, artifacts, ct) : TypedResults.NotFound();
     }
 
-    private static async Task<Results<FileStreamHttpResult, NotFound>> ReportAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, Func<Experiment, string?> pick, string contentType, CancellationToken ct)
+    private static async Task<Results<FileStreamHttpResult, NotFound>> ReportAsync(Guid id, ComparisonDbContext db, IArtifactStore artifacts, Func<Experiment, ArtifactRef?> pick, string contentType, CancellationToken ct)
     {
         var e = await db.Experiments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        if (e is null || pick(e) is not { } json)
+        if (e is null || pick(e) is not { } report)
             return TypedResults.NotFound();
-        return TypedResults.Stream(artifacts.OpenRead(JsonSerializer.Deserialize<ArtifactRef>(json, Json)!), contentType);
+        return TypedResults.Stream(artifacts.OpenRead(report), contentType);
     }
 
     public static async Task<Results<Ok<ExperimentSummary>, NotFound, ProblemHttpResult>> CancelAsync(Guid id, ComparisonDbContext db, WorkCanceller canceller, CancellationToken ct)

@@ -7,13 +7,16 @@ public sealed record Splits(IReadOnlyList<LabeledExample> Train, IReadOnlyList<L
 
 /// <summary>
 /// Dataset curation before any candidate sees the data: exact and near-duplicate removal, label conflicts,
-/// label balance, then a stratified train/validation/test split and a leakage check across the splits.
+/// label balance, then a stratified train/validation/test split and a leakage check across the splits. Generation
+/// datasets (a reference answer per input) have no labels to count or stratify by: they are shuffled and cut.
 /// </summary>
 public static class Curator
 {
-    public static (Splits Splits, CurationReport Report) Curate(string jsonl, double testFraction, double validationFraction, int seed, double nearDuplicateThreshold = 0.9)
+    public static (Splits Splits, CurationReport Report) Curate(string jsonl, double testFraction, double validationFraction, int seed, double nearDuplicateThreshold = 0.9,
+        ExperimentTask task = ExperimentTask.Classification)
     {
-        var (parsed, errors, errorCount) = DatasetReader.Parse(jsonl);
+        var (parsed, errors, errorCount) = DatasetReader.Parse(jsonl, task);
+        var classification = task == ExperimentTask.Classification;
 
         // Exact duplicates and label conflicts, on normalised input text.
         var byText = parsed.GroupBy(e => NearDuplicateIndex.Normalize(e.Input)).ToList();
@@ -34,8 +37,8 @@ public static class Curator
         }
         var nearRemoved = unique.Count - kept.Count;
 
-        var splits = StratifiedSplit(kept, testFraction, validationFraction, seed);
-        var labelCounts = kept.GroupBy(e => e.Expected).OrderByDescending(g => g.Count()).ToDictionary(g => g.Key, g => g.Count());
+        var splits = classification ? StratifiedSplit(kept, testFraction, validationFraction, seed) : RandomSplit(kept, testFraction, validationFraction, seed);
+        var labelCounts = classification ? kept.GroupBy(e => e.Expected).OrderByDescending(g => g.Count()).ToDictionary(g => g.Key, g => g.Count()) : [];
         var imbalance = labelCounts.Count == 0 ? 0 : labelCounts.Values.Max() / (double)labelCounts.Values.Min();
 
         var trainIndex = new NearDuplicateIndex(nearDuplicateThreshold);
@@ -64,6 +67,8 @@ public static class Curator
             ConflictingLabelsRemoved = conflicting.Sum(g => g.Count()),
             Kept = kept.Count,
             LabelCounts = labelCounts,
+            ReferenceFields = classification ? null : ReferenceFields(kept),
+            LongestReference = classification ? 0 : kept.Select(e => e.Expected.Length).DefaultIfEmpty(0).Max(),
             ImbalanceRatio = Math.Round(imbalance, 3),
             Train = splits.Train.Count,
             Validation = splits.Validation.Count,
@@ -71,6 +76,42 @@ public static class Curator
             CrossSplitNearDuplicates = crossSplit,
             Warnings = warnings,
         });
+    }
+
+    /// <summary>The references' top-level fields in first-seen order when every reference is a JSON object; else null.</summary>
+    private static List<string>? ReferenceFields(IReadOnlyList<LabeledExample> examples)
+    {
+        var fields = new List<string>();
+        foreach (var e in examples)
+        {
+            if (!e.Expected.StartsWith('{'))
+                return null;
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(e.Expected);
+                if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+                    return null;
+                foreach (var p in doc.RootElement.EnumerateObject())
+                    if (!fields.Contains(p.Name, StringComparer.Ordinal))
+                        fields.Add(p.Name);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return null;
+            }
+        }
+        return examples.Count == 0 ? null : fields;
+    }
+
+    /// <summary>Shuffle with the seed, then cut test, validation and train (generation: no label to stratify by).</summary>
+    public static Splits RandomSplit(IReadOnlyList<LabeledExample> examples, double testFraction, double validationFraction, int seed)
+    {
+        var items = examples.ToArray();
+        new Random(seed).Shuffle(items);
+        var nTest = (int)Math.Round(items.Length * testFraction);
+        var nValidation = (int)Math.Round((items.Length - nTest) * validationFraction);
+        return new Splits(items.Skip(nTest + nValidation).OrderBy(e => e.Line).ToList(), items.Skip(nTest).Take(nValidation).OrderBy(e => e.Line).ToList(),
+            items.Take(nTest).OrderBy(e => e.Line).ToList());
     }
 
     /// <summary>Per label: shuffle with the seed, then cut test, validation and train in the same proportions.</summary>

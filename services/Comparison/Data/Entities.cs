@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using AspireTune.Comparison.Analysis;
+using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Comparison;
 
 namespace AspireTune.Comparison.Data;
@@ -34,24 +36,26 @@ public sealed class Experiment
     public DateTimeOffset UpdatedAt { get; set; }
     public DateTimeOffset? CompletedAt { get; set; }
 
-    /// <summary>The StartExperiment command as received (JSON).</summary>
-    public required string RequestJson { get; set; }
+    /// <summary>The StartExperiment command as received.</summary>
+    public required StartExperiment Request { get; set; }
     [MaxLength(64)] public string? DatasetSha256 { get; set; }
-    public string? CurationJson { get; set; }
-    public string? TrainArtifactJson { get; set; }
-    public string? ValidationArtifactJson { get; set; }
-    public string? TestArtifactJson { get; set; }
+    public CurationReport? Curation { get; set; }
+    public ArtifactRef? TrainArtifact { get; set; }
+    public ArtifactRef? ValidationArtifact { get; set; }
+    public ArtifactRef? TestArtifact { get; set; }
     [MaxLength(200)] public string? Collection { get; set; }
     public Guid? FineTuningJobId { get; set; }
     [MaxLength(200)] public string? FineTunedModel { get; set; }
     /// <summary>How long the fine-tuning job ran (hours), from <c>TrainingCompleted</c>: the training cost's measure.</summary>
     public double? TrainingHours { get; set; }
+    /// <summary>The fine-tuned candidate's loss curves and fit verdict, from <c>TrainingCompleted</c>.</summary>
+    public TrainingFit? Training { get; set; }
 
     [MaxLength(200)] public string? Winner { get; set; }
     public string? Decision { get; set; }
-    public string? ComparisonJson { get; set; }
-    public string? ReportHtmlArtifactJson { get; set; }
-    public string? ReportJsonArtifactJson { get; set; }
+    public ComparisonResult? Result { get; set; }
+    public ArtifactRef? ReportHtmlArtifact { get; set; }
+    public ArtifactRef? ReportJsonArtifact { get; set; }
     public string? Error { get; set; }
 
     /// <summary>Concurrency token: two consumers advancing the same experiment never overwrite each other.</summary>
@@ -81,8 +85,8 @@ public sealed class Candidate
     [MaxLength(2000)] public string? Prompts { get; set; }
     public Guid? TuningRunId { get; set; }
     public Guid? TestRunId { get; set; }
-    /// <summary>Per-item outcomes on the test split (JSON array).</summary>
-    public string? OutcomesJson { get; set; }
+    /// <summary>Per-item outcomes on the test split.</summary>
+    public List<ItemOutcome>? Outcomes { get; set; }
     public string? Error { get; set; }
 }
 

@@ -158,6 +158,55 @@ public static class Svg
         return sb.Append("</svg>").ToString();
     }
 
+    /// <summary>Training loss (every point) and validation loss (where it ran) against the step; the best step as a dashed line.</summary>
+    public static string LossCurves(string title, IReadOnlyList<(int Step, double Train, double? Valid)> points, int bestStep)
+    {
+        const int width = 860, height = 360, left = 70, right = 150, top = 40, bottom = 50;
+        var finite = points.Where(p => double.IsFinite(p.Train)).ToList();
+        var values = finite.Select(p => p.Train).Concat(points.Select(p => p.Valid).OfType<double>().Where(double.IsFinite)).ToList();
+        var maxX = Math.Max(1, points.Select(p => p.Step).DefaultIfEmpty(1).Max());
+        // The axis spans the losses seen (padded by a tenth), so a flat stretch near the end still shows its slope.
+        var maxY = values.DefaultIfEmpty(1).Max();
+        var minY = values.DefaultIfEmpty(0).Min();
+        var pad = Math.Max(0.05, (maxY - minY) / 10);
+        (minY, maxY) = (Math.Max(0, minY - pad), maxY + pad);
+        double Px(double step) => left + step / maxX * (width - left - right);
+        double Py(double y) => height - bottom - (y - minY) / (maxY - minY) * (height - top - bottom);
+        var sb = new StringBuilder();
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{E(title)}\" font-family=\"system-ui,sans-serif\" font-size=\"13\">");
+        sb.Append($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"600\">{E(title)}</text>");
+        for (var t = 0; t <= 5; t++)
+        {
+            var yv = minY + (maxY - minY) * t / 5;
+            sb.Append($"<line x1=\"{left}\" y1=\"{F(Py(yv))}\" x2=\"{width - right}\" y2=\"{F(Py(yv))}\" stroke=\"#e5e5e5\"/><text x=\"{left - 8}\" y=\"{F(Py(yv) + 4)}\" text-anchor=\"end\" fill=\"#555\">{Round(yv)}</text>");
+            var xv = Math.Round(maxX * t / 5.0); // steps are whole
+            sb.Append($"<text x=\"{F(Px(xv))}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\" fill=\"#555\">{Round(xv)}</text>");
+        }
+        sb.Append($"<text x=\"{(width - right + left) / 2}\" y=\"{height - 12}\" text-anchor=\"middle\">step</text>");
+        sb.Append($"<text transform=\"translate(18,{(height - bottom + top) / 2}) rotate(-90)\" text-anchor=\"middle\">loss</text>");
+        if (bestStep > 0 && bestStep <= maxX)
+            sb.Append($"<line x1=\"{F(Px(bestStep))}\" y1=\"{top}\" x2=\"{F(Px(bestStep))}\" y2=\"{height - bottom}\" stroke=\"#999\" stroke-dasharray=\"3,3\"><title>best step {bestStep}</title></line>");
+        var series = new (string Name, List<(int Step, double Loss)> Points)[]
+        {
+            ("training", finite.Select(p => (p.Step, p.Train)).ToList()),
+            ("validation", points.Where(p => p.Valid is { } v && double.IsFinite(v)).Select(p => (p.Step, p.Valid!.Value)).ToList()),
+        };
+        var placed = new Labels(top, height - bottom);
+        for (var i = 0; i < series.Length; i++)
+        {
+            var (name, line) = series[i];
+            if (line.Count == 0)
+                continue;
+            var color = Palette[i];
+            sb.Append($"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{string.Join(' ', line.Select(p => $"{F(Px(p.Step))},{F(Py(p.Loss))}"))}\"/>");
+            foreach (var (step, loss) in line.Count <= 60 ? line : [])
+                sb.Append($"<circle cx=\"{F(Px(step))}\" cy=\"{F(Py(loss))}\" r=\"2.5\" fill=\"{color}\"><title>{name} loss {loss.ToString("0.####", CultureInfo.InvariantCulture)} at step {step}</title></circle>");
+            var y = placed.Place(width - right + 6, Py(line[^1].Loss) + 4, TextWidth(name));
+            sb.Append($"<text x=\"{F(width - right + 6)}\" y=\"{F(y)}\" fill=\"{color}\">{name}</text>");
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
     private static string Round(double v) => v.ToString(v == 0 ? "0" : v < 1 ? "0.###" : v < 10 ? "0.#" : "#,0", CultureInfo.InvariantCulture);
 
     private static double TextWidth(string label) => label.Length * 7;

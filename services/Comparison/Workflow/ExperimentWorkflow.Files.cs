@@ -18,13 +18,13 @@ public sealed partial class ExperimentWorkflow
     }
 
     /// <summary>The split in the chat format of hosted fine-tuning APIs, prompted exactly as the fine-tuned candidate will be.</summary>
-    private async Task<ArtifactRef> PutChatSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, CancellationToken ct)
+    private async Task<ArtifactRef> PutChatSplitAsync(string prefix, string name, IEnumerable<LabeledExample> items, ExperimentTask task, CancellationToken ct)
     {
         var lines = items.Select(e => JsonSerializer.Serialize(new
         {
             messages = new[]
             {
-                new { role = "user", content = PromptVariants.TrainingPromptFor(e.Input) },
+                new { role = "user", content = PromptVariants.TrainingPromptFor(e.Input, task) },
                 new { role = "assistant", content = e.Expected },
             },
         }));
@@ -38,7 +38,7 @@ public sealed partial class ExperimentWorkflow
     public static string ItemId(LabeledExample e) =>
         e.Metadata is not null && e.Metadata.TryGetValue("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : $"line-{e.Line}";
 
-    private static ArtifactRef Artifact(string? json) => JsonSerializer.Deserialize<ArtifactRef>(json ?? throw new InvalidOperationException("The experiment has no such split yet."), Json)!;
+    private static ArtifactRef Artifact(ArtifactRef? split) => split ?? throw new InvalidOperationException("The experiment has no such split yet.");
 
-    private static CurationReport Curation(Experiment e) => JsonSerializer.Deserialize<CurationReport>(e.CurationJson!, Json)!;
+    private static CurationReport Curation(Experiment e) => e.Curation!;
 }

@@ -23,7 +23,7 @@ namespace AspireTune.Comparison.Workflow;
 /// The four-step workflow as a state machine persisted in the Comparison database. Each incoming event moves
 /// one experiment forward; commands go to the owning service's queue, facts are published. This file: how each
 /// event moves an experiment; the commands it sends are built in ExperimentWorkflow.Commands.cs,
-/// its split files are written and read in ExperimentWorkflow.Files.cs.
+/// its split files are written and read in ExperimentWorkflow.Files.cs, its kNN baseline answers in ExperimentWorkflow.Knn.cs.
 /// </summary>
 public sealed partial class ExperimentWorkflow(
     ComparisonDbContext db,
@@ -37,7 +37,6 @@ public sealed partial class ExperimentWorkflow(
     public static readonly Uri RunEvaluationQueue = new("queue:run-evaluation");
     public static readonly Uri IndexDatasetQueue = new("queue:index-dataset");
     public static readonly Uri StartFineTuningQueue = new("queue:start-fine-tuning");
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new FiniteOrNullConverter() } };
 
     private ComparisonOptions Options => options.Value;
 
@@ -51,19 +50,22 @@ public sealed partial class ExperimentWorkflow(
         var now = clock.GetUtcNow();
         if (experiment is null)
         {
-            experiment = new Experiment { Id = command.ExperimentId, Name = command.Name, CreatedAt = now, RequestJson = JsonSerializer.Serialize(command, Json) };
+            experiment = new Experiment { Id = command.ExperimentId, Name = command.Name, CreatedAt = now, Request = command };
             db.Experiments.Add(experiment);
         }
         experiment.Status = ExperimentStatus.Running;
         experiment.DatasetSha256 = command.Dataset.Sha256;
 
         var jsonl = Encoding.UTF8.GetString(await artifacts.ReadVerifiedAsync(command.Dataset, context.CancellationToken));
-        var (splits, report) = Curator.Curate(jsonl, command.TestFraction, Options.ValidationFraction, command.Seed, Options.NearDuplicateThreshold);
-        experiment.CurationJson = JsonSerializer.Serialize(report, Json);
+        var generation = command.Task == ExperimentTask.Generation;
+        var (splits, report) = Curator.Curate(jsonl, command.TestFraction, Options.ValidationFraction, command.Seed, Options.NearDuplicateThreshold, command.Task);
+        experiment.Curation = report;
         var labels = report.LabelCounts.Keys.ToList();
-        if (splits.Train.Count == 0 || splits.Test.Count == 0 || labels.Count < 2)
+        if (splits.Train.Count == 0 || splits.Test.Count == 0 || (!generation && labels.Count < 2))
         {
-            await FailAsync(experiment, "curation", $"After curation the dataset has {report.Kept} usable examples and {labels.Count} label(s): at least two labels and a non-empty train and test split are needed.", context);
+            await FailAsync(experiment, "curation", generation
+                ? $"After curation the dataset has {report.Kept} usable examples: a non-empty train and test split are needed."
+                : $"After curation the dataset has {report.Kept} usable examples and {labels.Count} label(s): at least two labels and a non-empty train and test split are needed.", context);
             return;
         }
 
@@ -71,9 +73,9 @@ public sealed partial class ExperimentWorkflow(
         var train = await PutSplitAsync(prefix, "train.jsonl", splits.Train, context.CancellationToken);
         var validation = await PutSplitAsync(prefix, "validation.jsonl", splits.Validation.Count > 0 ? splits.Validation : splits.Train, context.CancellationToken);
         var test = await PutSplitAsync(prefix, "test.jsonl", splits.Test, context.CancellationToken);
-        experiment.TrainArtifactJson = JsonSerializer.Serialize(train, Json);
-        experiment.ValidationArtifactJson = JsonSerializer.Serialize(validation, Json);
-        experiment.TestArtifactJson = JsonSerializer.Serialize(test, Json);
+        experiment.TrainArtifact = train;
+        experiment.ValidationArtifact = validation;
+        experiment.TestArtifact = test;
         Log(experiment, "curation", $"Curated {report.Received} lines: kept {report.Kept} (exact duplicates {report.ExactDuplicatesRemoved}, near duplicates {report.NearDuplicatesRemoved}, conflicts {report.ConflictingLabelsRemoved}); split {report.Train}/{report.Validation}/{report.Test}.");
 
         var kinds = command.Candidates.Select(k => CandidateKinds.TryParse(k, out var kind) ? kind : (CandidateKind?)null).OfType<CandidateKind>().ToHashSet();
@@ -82,7 +84,7 @@ public sealed partial class ExperimentWorkflow(
         if (kinds.Contains(CandidateKind.Prompted))
         {
             var prompts = new List<string>();
-            foreach (var (name, template) in PromptVariants.Prompted(labels))
+            foreach (var (name, template) in generation ? PromptVariants.PromptedGeneration(command.Instruction, report.ReferenceFields) : PromptVariants.Prompted(labels))
                 prompts.Add(await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken));
             foreach (var endpoint in endpoints)
             {
@@ -141,13 +143,14 @@ public sealed partial class ExperimentWorkflow(
         var experiment = await LoadAsync(message.ExperimentId, context);
         if (experiment is null || experiment.Collection != message.Collection || experiment.Status != ExperimentStatus.Running)
             return;
-        var test = Artifact(experiment.TestArtifactJson);
+        var test = Artifact(experiment.TestArtifact);
         var labels = Curation(experiment).LabelCounts.Keys.ToList();
         Log(experiment, "retrieval", $"Collection '{message.Collection}' holds {message.Points} points ({message.EmbeddingModel}, {message.Dimensions} dimensions).");
 
         foreach (var candidate in experiment.Candidates.Where(c => c.Kind == CandidateKind.Retrieval && c.Status == CandidateStatus.Pending))
         {
-            var (name, template) = PromptVariants.Retrieval(labels);
+            var request = Request(experiment);
+            var (name, template) = request.Task == ExperimentTask.Generation ? PromptVariants.RetrievalGeneration(request.Instruction) : PromptVariants.Retrieval(labels);
             var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
             candidate.Prompts = prompt;
             candidate.TestRunId = NewId.NextGuid();
@@ -162,15 +165,10 @@ public sealed partial class ExperimentWorkflow(
         if (experiment.Candidates.FirstOrDefault(c => c.Kind == CandidateKind.Knn && c.Status == CandidateStatus.Pending) is { } knn)
         {
             var items = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(test, context.CancellationToken)).Examples;
-            var outcomes = new List<ItemOutcome>(items.Count);
-            foreach (var item in items)
-            {
-                var (label, seconds) = await retrieval.ClassifyAsync(experiment.Collection!, item.Input, Options.KnnNeighbors, context.CancellationToken);
-                outcomes.Add(new ItemOutcome(ItemId(item), Matches(label, item.Expected), seconds, 0, label, Invalid: label is null));
-            }
-            knn.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
+            knn.Outcomes = Request(experiment).Task == ExperimentTask.Generation
+                ? [.. await NearestReferencesAsync(experiment, items, context.CancellationToken)]
+                : [.. await KnnVotesAsync(experiment, items, context.CancellationToken)];
             knn.Status = CandidateStatus.Succeeded;
-            Log(experiment, "retrieval", $"kNN baseline (k = {Options.KnnNeighbors}) classified {items.Count} test items: accuracy {outcomes.Count(o => o.Correct) / (double)Math.Max(1, items.Count):P1}.");
         }
 
         db.PublishOnCommit(new ExperimentStepCompleted { ExperimentId = experiment.Id, Step = "retrieval", CompletedAt = clock.GetUtcNow() });
@@ -187,15 +185,16 @@ public sealed partial class ExperimentWorkflow(
             return;
         experiment.FineTunedModel = message.ModelId;
         experiment.TrainingHours = message.Duration.TotalHours;
+        experiment.Training = TrainingFits.From(candidate.Name, message);
         var endpoint = await evaluation.EnsureServedEndpointAsync(message.ModelId, message.ServedEndpoint, context.CancellationToken);
-        var (name, template) = PromptVariants.FineTuned();
+        var (name, template) = PromptVariants.FineTuned(Request(experiment).Task);
         var prompt = await evaluation.EnsurePromptAsync($"{Slug(experiment)}-{name}", template, context.CancellationToken);
         candidate.ModelEndpoint = endpoint;
         candidate.Prompts = prompt;
         candidate.TestRunId = NewId.NextGuid();
         candidate.Status = CandidateStatus.Evaluating;
         Log(experiment, "fine-tuning", $"Model {message.ModelId} trained in {message.Duration:hh\\:mm\\:ss} (best step {message.BestStep}; {message.FitVerdict ?? "no verdict"}). {message.FitAdvice}");
-        db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifactJson)));
+        db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, candidate.TestRunId.Value, [prompt], [endpoint], Artifact(experiment.TestArtifact)));
         db.PublishOnCommit(new ExperimentStepCompleted
         {
             ExperimentId = experiment.Id,
@@ -226,12 +225,14 @@ public sealed partial class ExperimentWorkflow(
         if (experiment.Candidates.FirstOrDefault(c => c.TuningRunId == message.RunId && c.Status == CandidateStatus.Tuning) is { } tuning)
         {
             // Prompt engineering round done: keep the variant with the best primary score for this model.
+            var primary = PrimaryMetric(experiment);
+            double PrimaryScore(EvaluationSummary s) => TaskScoring.SummaryScore(s, primary);
             var best = message.Summaries.OrderByDescending(PrimaryScore).First();
             tuning.Prompts = best.Prompt;
             tuning.TestRunId = NewId.NextGuid();
             tuning.Status = CandidateStatus.Evaluating;
             Log(experiment, "prompting", $"{tuning.ModelEndpoint}: best prompt {best.Prompt} ({string.Join(", ", message.Summaries.Select(s => $"{s.Prompt} {PrimaryScore(s):P1}"))}).");
-            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifactJson)));
+            db.SendOnCommit(RunEvaluationQueue, Evaluate(experiment, tuning.TestRunId.Value, [best.Prompt], [tuning.ModelEndpoint!], Artifact(experiment.TestArtifact)));
             db.PublishOnCommit(new ExperimentStepCompleted
             {
                 ExperimentId = experiment.Id,
@@ -244,9 +245,10 @@ public sealed partial class ExperimentWorkflow(
         }
         if (experiment.Candidates.FirstOrDefault(c => c.TestRunId == message.RunId && c.Status == CandidateStatus.Evaluating) is { } candidate)
         {
-            var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
-            var outcomes = await EvaluationResults.ReadOutcomesAsync(artifacts, message.Results, test.Select(ItemId).ToList(), context.CancellationToken);
-            candidate.OutcomesJson = JsonSerializer.Serialize(outcomes, Json);
+            var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifact), context.CancellationToken)).Examples;
+            var outcomes = await EvaluationResults.ReadOutcomesAsync(artifacts, message.Results, test.Select(ItemId).ToList(),
+                TaskScoring.PrimaryItemScore(PrimaryMetric(experiment)), context.CancellationToken);
+            candidate.Outcomes = [.. outcomes];
             candidate.Status = CandidateStatus.Succeeded;
             Log(experiment, "comparison", $"{candidate.Name} answered {outcomes.Count} test items.");
             await SaveAndMaybeFinishAsync(experiment, context);
@@ -274,17 +276,20 @@ public sealed partial class ExperimentWorkflow(
             return;
         }
 
-        var finished = experiment.Candidates.Where(c => c.Status == CandidateStatus.Succeeded && c.OutcomesJson is not null).ToList();
+        var finished = experiment.Candidates.Where(c => c.Status == CandidateStatus.Succeeded && c.Outcomes is not null).ToList();
         if (finished.Count == 0)
         {
             await FailAsync(experiment, "comparison", "No candidate produced results: " + string.Join("; ", experiment.Candidates.Select(c => $"{c.Name}: {c.Error}")), context);
             return;
         }
-        var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifactJson), context.CancellationToken)).Examples;
+        var test = DatasetReader.Parse(await artifacts.ReadVerifiedAsync(Artifact(experiment.TestArtifact), context.CancellationToken)).Examples;
         var expected = test.ToDictionary(ItemId, e => e.Expected);
-        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, JsonSerializer.Deserialize<List<ItemOutcome>>(c.OutcomesJson!, Json)!,
+        var results = finished.Select(c => new CandidateResults(c.Name, c.Kind, c.Outcomes!,
             c.Kind == CandidateKind.FineTuned ? experiment.TrainingHours ?? 0 : 0)).ToList();
         var comparison = Comparer.Compare(results, expected, Settings(experiment));
+        // The fit verdict belongs with a fine-tuned candidate that produced results.
+        if (experiment.Training is { } fit && finished.Any(c => c.Name == fit.Candidate))
+            comparison = comparison with { Training = fit, Decision = comparison.Decision + TrainingFits.Describe(fit) };
         var curation = Curation(experiment);
         var prefix = $"experiments/{experiment.Id:N}";
         var html = await artifacts.PutAsync(new MemoryStream(Encoding.UTF8.GetBytes(ReportWriter.ToHtml(experiment.Name, curation, comparison, clock.GetUtcNow()))), prefix, "report.html", "text/html", context.CancellationToken);
@@ -294,9 +299,9 @@ public sealed partial class ExperimentWorkflow(
         experiment.Step = "done";
         experiment.Winner = comparison.Winner;
         experiment.Decision = comparison.Decision;
-        experiment.ComparisonJson = JsonSerializer.Serialize(comparison, Json);
-        experiment.ReportHtmlArtifactJson = JsonSerializer.Serialize(html, Json);
-        experiment.ReportJsonArtifactJson = JsonSerializer.Serialize(json, Json);
+        experiment.Result = comparison;
+        experiment.ReportHtmlArtifact = html;
+        experiment.ReportJsonArtifact = json;
         experiment.CompletedAt = clock.GetUtcNow();
         Log(experiment, "comparison", $"Decision: {comparison.Winner}. {comparison.Decision}");
 
@@ -306,7 +311,7 @@ public sealed partial class ExperimentWorkflow(
             Step = "comparison",
             CompletedAt = clock.GetUtcNow(),
             Artifact = json,
-            Metrics = comparison.Candidates.Select(c => new MetricValue { Name = $"accuracy:{c.Name}", Value = c.Accuracy, Lower = c.AccuracyLower, Upper = c.AccuracyUpper }).ToList(),
+            Metrics = comparison.Candidates.Select(c => new MetricValue { Name = $"{comparison.PrimaryMetric}:{c.Name}", Value = c.Accuracy, Lower = c.AccuracyLower, Upper = c.AccuracyUpper }).ToList(),
         });
         db.PublishOnCommit(new ExperimentCompleted
         {
@@ -325,7 +330,9 @@ public sealed partial class ExperimentWorkflow(
     /// <summary>The margin the request asked for (else the configured one) and the configured prices.</summary>
     private DecisionSettings Settings(Experiment experiment) => new()
     {
-        NonInferiorityMargin = JsonSerializer.Deserialize<StartExperiment>(experiment.RequestJson, Json)?.NonInferiorityMargin ?? Options.NonInferiorityMargin,
+        NonInferiorityMargin = Request(experiment).NonInferiorityMargin ?? Options.NonInferiorityMargin,
+        Task = Request(experiment).Task,
+        PrimaryMetric = PrimaryMetric(experiment),
         GpuHourPrice = Options.GpuHourPrice,
         SelfServedHourPrice = Options.SelfServedHourPrice,
         KnnHourPrice = Options.KnnHourPrice,
@@ -351,11 +358,10 @@ public sealed partial class ExperimentWorkflow(
             ? await db.Experiments.Include(e => e.Candidates).FirstOrDefaultAsync(e => e.Id == id, context.CancellationToken)
             : null;
 
-    private static bool Matches(string? predicted, string expected) =>
-        string.Equals(predicted?.Trim(), expected.Trim(), StringComparison.OrdinalIgnoreCase);
+    /// <summary>The command the experiment was started with, as stored.</summary>
+    private static StartExperiment Request(Experiment e) => e.Request;
 
-    private static double PrimaryScore(EvaluationSummary s) =>
-        s.Metrics.FirstOrDefault(m => m.Name is "label_accuracy" or "accuracy" or "label")?.Value ?? s.Metrics.FirstOrDefault()?.Value ?? 0;
+    private static string PrimaryMetric(Experiment e) => TaskScoring.PrimaryMetric(Request(e).Task, Curation(e));
 
     // The whole id, compact: sequential ids share their leading digits, so a prefix would name every experiment of a
     // few minutes alike (one collection, one set of prompts, one fine-tuned model for all of them).

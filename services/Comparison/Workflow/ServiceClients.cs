@@ -74,7 +74,10 @@ public sealed partial class EvaluationSetupClient
     private static partial Regex InvalidIdChars();
 }
 
-/// <summary>The Retrieval service's kNN classifier, the non-LLM baseline of every comparison.</summary>
+/// <summary>
+/// The Retrieval service's nearest neighbours as the non-LLM baseline of every comparison: the k nearest labelled
+/// examples' vote (classification), or the nearest example's reference answer (generation).
+/// </summary>
 public sealed class KnnBaselineClient
 {
     private readonly HttpClient _http;
@@ -95,20 +98,35 @@ public sealed class KnnBaselineClient
         var body = await response.Content.ReadFromJsonAsync<ClassifyResponse>(ContractJson.Options, ct);
         return (body?.Label, Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
+
+    /// <summary>The reference answer of the training example nearest the text (null when the collection has none), and how long the call took (seconds).</summary>
+    public async Task<(string? Reference, double Seconds)> NearestReferenceAsync(string collection, string text, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var response = await _http.PostAsJsonAsync($"api/retrieval/collections/{Uri.EscapeDataString(collection)}/neighbors",
+            new NeighborsRequest { Text = text, K = 1 }, ContractJson.Options, ct);
+        await EvaluationSetupClient.EnsureSuccessAsync(response, $"find the nearest example in collection '{collection}'", ct);
+        var body = await response.Content.ReadFromJsonAsync<NeighborsResponse>(ContractJson.Options, ct);
+        return (body?.Neighbors.FirstOrDefault(n => n.Label is not null)?.Label, Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
 }
 
 /// <summary>Reads the Evaluation service's per-item results into outcomes keyed like the test split.</summary>
 public static class EvaluationResults
 {
-    public static async Task<List<ItemOutcome>> ReadOutcomesAsync(IArtifactStore artifacts, ArtifactRef results, IReadOnlyList<string> itemIds, CancellationToken ct) =>
-        ToOutcomes(EvaluationResultsJsonl.Read(await artifacts.ReadVerifiedAsync(results, ct)), itemIds);
+    public static async Task<List<ItemOutcome>> ReadOutcomesAsync(IArtifactStore artifacts, ArtifactRef results, IReadOnlyList<string> itemIds, string primary, CancellationToken ct) =>
+        ToOutcomes(EvaluationResultsJsonl.Read(await artifacts.ReadVerifiedAsync(results, ct)), itemIds, primary);
 
-    public static List<ItemOutcome> ToOutcomes(IEnumerable<EvaluationItemResult> results, IReadOnlyList<string> itemIds) =>
+    /// <summary>
+    /// <paramref name="primary"/>: the per-item score the comparison ranks by (<c>label</c> for classification). For
+    /// another score (generation) each outcome keeps it as its graded score, and every score of the item with it.
+    /// </summary>
+    public static List<ItemOutcome> ToOutcomes(IEnumerable<EvaluationItemResult> results, IReadOnlyList<string> itemIds, string primary = "label") =>
         results
             .Where(r => r.Repeat == 0) // the comparison scores the first answer; repeats measure consistency in the Evaluation report
             .Select(r => new ItemOutcome(
                 r.Item < itemIds.Count ? itemIds[r.Item] : $"item-{r.Item}",
-                r.Error is null && Correct(r.Scores),
+                r.Error is null && Primary(r.Scores, primary) >= 0.999,
                 r.LatencyS,
                 r.CostUsd,
                 // An answer the label scorer could read as no label is invalid, and kept as written.
@@ -118,17 +136,23 @@ public static class EvaluationResults
                 r.ExamplesShown,
                 r.ExamplesRetrieved,
                 r.InputTruncated,
-                r.Scores?.TryGetValue("label_likelihood", out var likely) == true ? likely >= 0.999 : null))
+                r.Scores?.TryGetValue("label_likelihood", out var likely) == true ? likely >= 0.999 : null)
+            {
+                // A failed call scores 0 on every metric, as it counts as a wrong answer in classification.
+                Score = primary == "label" ? null : r.Error is null ? Primary(r.Scores, primary) : 0,
+                Scores = primary == "label" ? null : r.Error is null ? r.Scores : r.Scores?.ToDictionary(kv => kv.Key, _ => 0.0),
+            })
             .ToList();
 
     private static bool Invalid(EvaluationItemResult r) => r.Error is null && r.Predicted == EvaluationItemResult.NoLabel;
 
-    /// <summary>An item counts as right when its primary score (label, else exact, else the first) is 1.</summary>
-    private static bool Correct(IReadOnlyDictionary<string, double>? scores)
+    /// <summary>The item's primary score (label, else exact, else the first for classification); 0 when it has none.</summary>
+    private static double Primary(IReadOnlyDictionary<string, double>? scores, string primary)
     {
         if (scores is null || scores.Count == 0)
-            return false;
-        var primary = scores.TryGetValue("label", out var label) ? label : scores.TryGetValue("exact", out var exact) ? exact : scores.First().Value;
-        return primary >= 0.999;
+            return 0;
+        if (primary != "label")
+            return scores.TryGetValue(primary, out var graded) ? graded : 0;
+        return scores.TryGetValue("label", out var label) ? label : scores.TryGetValue("exact", out var exact) ? exact : scores.First().Value;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Text.Json.Serialization;
+using AspireTune.Contracts.Common;
 
 namespace AspireTune.Contracts.Comparison;
 
@@ -27,27 +28,17 @@ public enum CandidateKind
 /// <summary>Wire names of <see cref="CandidateKind"/>, as the API, the bus and the database hold them.</summary>
 public static class CandidateKinds
 {
-    private static readonly (CandidateKind Kind, string Name)[] Names =
-        [(CandidateKind.Prompted, "prompted"), (CandidateKind.Retrieval, "retrieval"), (CandidateKind.FineTuned, "fine-tuned"), (CandidateKind.Knn, "knn")];
+    private static readonly WireNames<CandidateKind> Names =
+        new((CandidateKind.Prompted, "prompted"), (CandidateKind.Retrieval, "retrieval"), (CandidateKind.FineTuned, "fine-tuned"), (CandidateKind.Knn, "knn"));
 
     /// <summary>Every kind's wire name, in the order experiments run them.</summary>
-    public static IReadOnlyList<string> All { get; } = Names.Select(n => n.Name).ToArray();
+    public static IReadOnlyList<string> All => Names.All;
 
     /// <summary>The kind's wire name, e.g. <c>fine-tuned</c>.</summary>
-    public static string ToWireName(this CandidateKind kind) => Names.First(n => n.Kind == kind).Name;
+    public static string ToWireName(this CandidateKind kind) => Names.Of(kind);
 
     /// <summary>Parses a wire name (case and surrounding space ignored).</summary>
-    public static bool TryParse(string? name, out CandidateKind kind)
-    {
-        foreach (var n in Names)
-            if (string.Equals(n.Name, name?.Trim(), StringComparison.OrdinalIgnoreCase))
-            {
-                kind = n.Kind;
-                return true;
-            }
-        kind = default;
-        return false;
-    }
+    public static bool TryParse(string? name, out CandidateKind kind) => Names.TryParse(name, out kind);
 
     /// <summary>Parses a wire name or throws <see cref="FormatException"/>.</summary>
     public static CandidateKind Parse(string name) =>

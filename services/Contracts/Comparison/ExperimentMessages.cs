@@ -34,6 +34,15 @@ public sealed record StartExperiment
     /// (0.02 = 2 points); null: the Comparison service's default (<c>Comparison:NonInferiorityMargin</c>).
     /// </summary>
     public double? NonInferiorityMargin { get; init; }
+
+    /// <summary>What the candidates are asked to do; classification when absent.</summary>
+    public ExperimentTask Task { get; init; }
+
+    /// <summary>Generation: what to do with each input, written into the prompts; null: a generic instruction.</summary>
+    public string? Instruction { get; init; }
+
+    /// <summary>Generation: Evaluation endpoint id of the judge model that also scores answers; null: no judge.</summary>
+    public string? JudgeEndpoint { get; init; }
 }
 
 /// <summary>Event: the experiment was accepted and its dataset curated and split.</summary>

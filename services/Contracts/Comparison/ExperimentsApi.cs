@@ -38,6 +38,18 @@ public sealed record CreateExperimentRequest
 
     /// <summary>Non-inferiority margin: accuracy points as a fraction in [0, 0.5] (0.02 = 2 points). Default <c>Comparison:NonInferiorityMargin</c>.</summary>
     public double? NonInferiorityMargin { get; init; }
+
+    /// <summary>
+    /// <c>classification</c> (default: <c>expected</c> is a label) or <c>generation</c> (<c>expected</c> is a reference
+    /// answer, a string or a JSON object) (<see cref="ExperimentTasks"/>).
+    /// </summary>
+    public string? Task { get; init; }
+
+    /// <summary>Generation only: what to do with each input, written into every prompt (1-2,000 characters). Default: a generic instruction.</summary>
+    public string? Instruction { get; init; }
+
+    /// <summary>Generation only: Evaluation endpoint id of a judge model that also scores every answer 1-10. Default <c>Comparison:JudgeEndpoint</c> (none).</summary>
+    public string? JudgeEndpoint { get; init; }
 }
 
 /// <summary>The answer to <c>POST /api/experiments</c> (202).</summary>
@@ -82,6 +94,9 @@ public sealed record ExperimentView
 
     /// <summary>SHA-256 of the dataset as received.</summary>
     public string? DatasetSha256 { get; init; }
+
+    /// <summary>What the candidates are asked to do.</summary>
+    public ExperimentTask Task { get; init; }
 
     /// <summary>What curation did; null before curation.</summary>
     public CurationReport? Curation { get; init; }
@@ -167,8 +182,14 @@ public sealed record CurationReport
     /// <summary>Examples kept.</summary>
     public required int Kept { get; init; }
 
-    /// <summary>Kept examples per label.</summary>
+    /// <summary>Kept examples per label (empty for generation).</summary>
     public required IReadOnlyDictionary<string, int> LabelCounts { get; init; }
+
+    /// <summary>Generation: the fields of the references when every one is a JSON object (scored by field match, named in the prompts); else null.</summary>
+    public IReadOnlyList<string>? ReferenceFields { get; init; }
+
+    /// <summary>Generation: characters of the longest reference answer (sizes the output budget); 0 for classification.</summary>
+    public int LongestReference { get; init; }
 
     /// <summary>Largest label count over smallest; above 3 the report warns that accuracy flatters the majority label.</summary>
     public required double ImbalanceRatio { get; init; }
@@ -194,6 +215,16 @@ public sealed record ExperimentReport
 {
     /// <summary>The experiment's name.</summary>
     public required string Experiment { get; init; }
+
+    /// <summary>What the candidates were asked to do.</summary>
+    public ExperimentTask Task { get; init; }
+
+    /// <summary>
+    /// The score candidates are ranked, tested and held non-inferior by (each item scored 0-1; the candidates'
+    /// <c>accuracy</c> is its mean): <c>accuracy</c> for classification; for generation <c>json_fields</c> when every
+    /// reference is a JSON object, else <c>token_f1</c>.
+    /// </summary>
+    public string PrimaryMetric { get; init; } = "accuracy";
 
     /// <summary>What curation did.</summary>
     public required CurationReport Curation { get; init; }
@@ -227,6 +258,31 @@ public sealed record ExperimentReport
 
     /// <summary>Per candidate: answers by expected label.</summary>
     public IReadOnlyList<ConfusionMatrix> Confusion { get; init; } = [];
+
+    /// <summary>The fine-tuned candidate's loss curves and fit verdict; null without a trained candidate.</summary>
+    public TrainingFit? Training { get; init; }
+}
+
+/// <summary>How the fine-tuned candidate's training went: its loss curves and the fit verdict the training job read from them.</summary>
+public sealed record TrainingFit
+{
+    /// <summary>The fine-tuned candidate.</summary>
+    public required string Candidate { get; init; }
+
+    /// <summary><c>good_fit</c>, <c>overfitting</c>, <c>underfitting</c> or <c>inconclusive</c>; null when the job gave none.</summary>
+    public string? Verdict { get; init; }
+
+    /// <summary>What the curves suggest doing next.</summary>
+    public string? Advice { get; init; }
+
+    /// <summary>How the verdict is read from the curves.</summary>
+    public required string Rule { get; init; }
+
+    /// <summary>Step of the checkpoint kept (lowest validation loss; early stopping restores it).</summary>
+    public required int BestStep { get; init; }
+
+    /// <summary>Training and validation loss by step.</summary>
+    public required IReadOnlyList<AspireTune.Contracts.FineTuning.TrainingCurvePoint> Curve { get; init; }
 }
 
 /// <summary>"<see cref="Candidate"/> is not worse than <see cref="Reference"/> by more than <see cref="Margin"/>" (accuracy as fractions).</summary>
@@ -335,9 +391,12 @@ public sealed record CandidateSummary
     /// </summary>
     public double? LikelihoodAccuracy { get; init; }
 
-    /// <summary>Share of items answered right.</summary>
+    /// <summary>Mean of the primary metric over the items (<see cref="ExperimentReport.PrimaryMetric"/>): for classification the share answered right.</summary>
     [JsonConverter(typeof(FiniteOrNullConverter))]
     public required double Accuracy { get; init; }
+
+    /// <summary>Generation: the mean of every score (exact, token_f1, rouge_l, json_fields, judge) with its 95% bootstrap interval; empty for classification.</summary>
+    public IReadOnlyList<MetricValue> Metrics { get; init; } = [];
 
     /// <summary>95% bootstrap interval of the accuracy, lower end.</summary>
     [JsonConverter(typeof(FiniteOrNullConverter))]
@@ -392,13 +451,13 @@ public sealed record PairwiseTest
     [JsonConverter(typeof(FiniteOrNullConverter))]
     public required double DifferenceUpper { get; init; }
 
-    /// <summary>Items only A answered right.</summary>
+    /// <summary>Items only A answered right (graded scores: items A scored higher on).</summary>
     public required int AOnlyCorrect { get; init; }
 
-    /// <summary>Items only B answered right.</summary>
+    /// <summary>Items only B answered right (graded scores: items B scored higher on).</summary>
     public required int BOnlyCorrect { get; init; }
 
-    /// <summary>Exact McNemar p-value of the discordant pairs.</summary>
+    /// <summary>Exact McNemar p-value of the discordant pairs (graded scores: the exact sign test, the same binomial on the items that differ).</summary>
     [JsonConverter(typeof(FiniteOrNullConverter))]
     public required double McNemarP { get; init; }
 

@@ -65,4 +65,7 @@ public enum ExpectedLabel
 
     /// <summary>Every row must carry <c>expected</c> as a JSON string (datasets that classifiers are compared on).</summary>
     RequiredString,
+
+    /// <summary>Every row must carry a non-null <c>expected</c>: a string, or another JSON value kept as its JSON text (reference answers).</summary>
+    Required,
 }

@@ -87,6 +87,8 @@ public static class LabelledJsonl
             var hasExpected = root.TryGetProperty("expected", out var e) && e.ValueKind != JsonValueKind.Null;
             if (rule == ExpectedLabel.RequiredString && (!hasExpected || e.ValueKind != JsonValueKind.String))
                 return (null, "'expected' must be a string");
+            if (rule == ExpectedLabel.Required && !hasExpected)
+                return (null, "'expected' is missing (a reference answer: a string or a JSON value)");
             if (hasExpected)
                 expected = e.ValueKind == JsonValueKind.String ? e.GetString() : e.GetRawText();
             Dictionary<string, JsonElement>? metadata = null;

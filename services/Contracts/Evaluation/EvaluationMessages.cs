@@ -43,6 +43,21 @@ public sealed record RunEvaluation
     /// input, the expected output and the answer, and returns a 1-10 score (reported as score / 10).
     /// </summary>
     public string? JudgeRubric { get; init; }
+
+    /// <summary>
+    /// Classification: the model may answer only with one of the dataset's labels (sent as <c>guided_choice</c>, the
+    /// constraint AspireTune's own <c>/v1</c> enforces while decoding). Only for endpoints that accept it; hosted APIs
+    /// refuse the parameter. Default false. Refused (the run fails to start, <c>EvaluationFailed</c>) unless the scorers
+    /// include <c>label</c>, every endpoint is <c>OpenAICompatible</c> and every <c>expected</c> is a string label.
+    /// </summary>
+    public bool ConstrainToLabels { get; init; }
+
+    /// <summary>
+    /// Classification: the task's label set, which the <c>label</c> scorer maps answers to, <c>label-likelihood</c>
+    /// scores and <see cref="ConstrainToLabels"/> allows; every <c>expected</c> of the dataset must be one of them. Null
+    /// (default): the labels the dataset itself expects, which a test split may lack some of.
+    /// </summary>
+    public IReadOnlyList<string>? Labels { get; init; }
 }
 
 /// <summary>Event: an evaluation run finished (possibly with per-item errors, counted in the summary).</summary>

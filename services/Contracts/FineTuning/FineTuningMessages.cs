@@ -31,6 +31,12 @@ public sealed record StartFineTuning
 
     /// <summary>Hyperparameters as name/value text (e.g. <c>n_epochs=3</c>, <c>learning_rate=auto</c>).</summary>
     public IReadOnlyDictionary<string, string> Hyperparameters { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// <c>supervised</c> (default) or <c>dpo</c>: preference fine-tuning, whose files hold pairs in the hosted format
+    /// (<c>input</c>, <c>preferred_output</c>, <c>non_preferred_output</c>) and whose hyperparameters may include <c>beta</c>.
+    /// </summary>
+    public string Method { get; init; } = "supervised";
 }
 
 /// <summary>Event: a worker picked the job up and training began.</summary>
@@ -88,7 +94,10 @@ public sealed record TrainingProgressed
     /// <summary>Validation mean token accuracy, on steps where validation ran.</summary>
     public double? ValidMeanTokenAccuracy { get; init; }
 
-    /// <summary>Task metric on the validation split (exact match of the generated answer), when computed.</summary>
+    /// <summary>
+    /// Task metric on the validation split, when computed: exact match of the generated answer (supervised), or the
+    /// reward accuracy (share of pairs whose preferred answer the model now favours more than its base did) of a dpo job.
+    /// </summary>
     public double? ValidMetric { get; init; }
 
     /// <summary>Learning rate at this step.</summary>
@@ -156,6 +165,12 @@ public sealed record TrainingCompleted
     /// <summary>What the curves suggest doing next, for people.</summary>
     public string? FitAdvice { get; init; }
 
+    /// <summary>
+    /// The training and validation loss curves the verdict was read from, in step order: every validation point, and
+    /// training-only points thinned to at most <see cref="TrainingCurvePoint.MaxPoints"/> in all.
+    /// </summary>
+    public IReadOnlyList<TrainingCurvePoint> Curve { get; init; } = [];
+
     /// <summary>Wall-clock training duration.</summary>
     public required TimeSpan Duration { get; init; }
 
@@ -196,4 +211,87 @@ public sealed record TrainingCancelled
 
     /// <summary>When it was cancelled (UTC).</summary>
     public required DateTimeOffset CancelledAt { get; init; }
+}
+
+/// <summary>
+/// Event: a user paused the job; no worker trains it until it is resumed. Published when the pause is committed: a job
+/// not yet training is paused at once, a running one's worker stops at its next heartbeat, keeping its checkpoints
+/// (it may record up to one heartbeat's steps more; <see cref="TrainingResumed.CheckpointStep"/> says where training continues).
+/// </summary>
+public sealed record TrainingPaused
+{
+    /// <summary>Job id (correlation id).</summary>
+    public required Guid JobId { get; init; }
+
+    /// <summary>The experiment, when the job belongs to one.</summary>
+    public Guid? ExperimentId { get; init; }
+
+    /// <summary>The status it was paused in: <c>validating_files</c>, <c>queued</c> or <c>running</c>.</summary>
+    public required string PausedFrom { get; init; }
+
+    /// <summary>Last completed optimizer step recorded when the pause was committed (0 before training).</summary>
+    public required int Step { get; init; }
+
+    /// <summary>The latest checkpoint then (e.g. <c>ftckpt-...</c>), which a resume would continue from; null when there is none.</summary>
+    public string? CheckpointId { get; init; }
+
+    /// <summary>Optimizer step of <see cref="CheckpointId"/>; null when there is none.</summary>
+    public int? CheckpointStep { get; init; }
+
+    /// <summary>The account that asked (its API-key account or JWT name); null when the host runs without authentication (loopback only).</summary>
+    public string? RequestedBy { get; init; }
+
+    /// <summary>When the pause was committed (UTC).</summary>
+    public required DateTimeOffset PausedAt { get; init; }
+}
+
+/// <summary>Event: a user resumed a paused job; a worker continues it from its latest checkpoint (or from the base model when it has none).</summary>
+public sealed record TrainingResumed
+{
+    /// <summary>Job id (correlation id).</summary>
+    public required Guid JobId { get; init; }
+
+    /// <summary>The experiment, when the job belongs to one.</summary>
+    public Guid? ExperimentId { get; init; }
+
+    /// <summary>
+    /// The status it went back to: <c>queued</c>; <c>running</c> when its worker had not stopped for the pause yet (it
+    /// goes on training); or <c>validating_files</c> for a job paused before its files were validated (validation
+    /// continues, then it is queued).
+    /// </summary>
+    public required string Status { get; init; }
+
+    /// <summary>Last completed optimizer step of the job (0 when it never trained).</summary>
+    public required int Step { get; init; }
+
+    /// <summary>The checkpoint training continues from (e.g. <c>ftckpt-...</c>); null: from the base model.</summary>
+    public string? CheckpointId { get; init; }
+
+    /// <summary>Optimizer step of <see cref="CheckpointId"/>; null when there is none.</summary>
+    public int? CheckpointStep { get; init; }
+
+    /// <summary>The account that asked; null when the host runs without authentication (loopback only).</summary>
+    public string? RequestedBy { get; init; }
+
+    /// <summary>When the resume was committed (UTC).</summary>
+    public required DateTimeOffset ResumedAt { get; init; }
+}
+
+/// <summary>One point of a job's loss curves.</summary>
+public sealed record TrainingCurvePoint
+{
+    /// <summary>Most points a curve carries in an event.</summary>
+    public const int MaxPoints = 400;
+
+    /// <summary>Optimizer step.</summary>
+    public required int Step { get; init; }
+
+    /// <summary>Epoch, fractional.</summary>
+    public required double Epoch { get; init; }
+
+    /// <summary>Training loss (mean over the steps since the previous point).</summary>
+    public required double TrainLoss { get; init; }
+
+    /// <summary>Validation loss, on steps where validation ran.</summary>
+    public double? ValidLoss { get; init; }
 }

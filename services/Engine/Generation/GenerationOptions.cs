@@ -38,6 +38,9 @@ public sealed record GenerationOptions
 /// <param name="TopLogprobs">Most likely alternatives when requested.</param>
 public sealed record GeneratedToken(int Id, string Text, double Logprob, IReadOnlyList<(int Id, double Logprob)>? TopLogprobs);
 
+/// <summary>One item of a stream that also says how it ended: a token, or, last, no token and the finish reason.</summary>
+public sealed record StreamedToken(GeneratedToken? Token, string? FinishReason);
+
 /// <summary>Why generation ended: <c>stop</c> (end-of-text or a stop sequence) or <c>length</c> (max tokens).</summary>
 public static class FinishReasons
 {

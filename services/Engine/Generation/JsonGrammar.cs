@@ -46,14 +46,15 @@ public sealed class JsonGrammar
 
     /// <summary>
     /// One tool call, <c>{"name":"&lt;tool&gt;","arguments":{...}}</c>, where the arguments follow that tool's parameters
-    /// schema (each compiled on its own, so its <c>$ref</c>s resolve against it); a null schema takes <c>{}</c>.
+    /// schema (each compiled on its own, so its <c>$ref</c>s resolve against it); a null schema takes <c>{}</c>. The
+    /// two keys may be named otherwise, as a model writes its calls (Llama 3.1: <c>parameters</c>).
     /// </summary>
-    public static JsonGrammar ToolCall(IReadOnlyList<(string Name, JsonNode? Parameters)> tools)
+    public static JsonGrammar ToolCall(IReadOnlyList<(string Name, JsonNode? Parameters)> tools, string nameKey = "name", string argumentsKey = "arguments")
     {
         var options = tools.Select((t, i) => (Node)new ObjectNode(
         [
-            new Property("name", "\"name\":"u8.ToArray(), new LiteralNode([Encoding.UTF8.GetBytes(JsonSerializer.Serialize(t.Name))]), true),
-            new Property("arguments", "\"arguments\":"u8.ToArray(),
+            new Property(nameKey, Encoding.UTF8.GetBytes(JsonSerializer.Serialize(nameKey) + ":"), new LiteralNode([Encoding.UTF8.GetBytes(JsonSerializer.Serialize(t.Name))]), true),
+            new Property(argumentsKey, Encoding.UTF8.GetBytes(JsonSerializer.Serialize(argumentsKey) + ":"),
                 t.Parameters is null ? new ObjectNode([]) : new SchemaCompiler(t.Parameters).Compile(t.Parameters, $"tools[{i}].function.parameters"), true),
         ])).ToList();
         return new JsonGrammar(options.Count == 1 ? options[0] : new AnyOfNode(options));

@@ -29,6 +29,9 @@ internal sealed class LogitShaping : IDisposable
         }
     }
 
+    /// <summary>True when <see cref="Apply"/> changes the logits (a bias or a constraint).</summary>
+    public bool ShapesLogits => _bias is not null || _constraint is not null;
+
     public bool IsComplete => _constraint?.IsComplete ?? false;
 
     /// <summary>The logits to pick from; the input itself when nothing shapes them.</summary>

@@ -60,7 +60,7 @@ public sealed class TextGenerator(CausalLm model)
     /// </summary>
     public TokenScores Score(IReadOnlyList<int> ids)
     {
-        ValidateIds(ids);
+        DecodeState.ValidateIds(Model, ids);
         var result = new double?[ids.Count];
         if (ids.Count > 1)
         {
@@ -76,101 +76,61 @@ public sealed class TextGenerator(CausalLm model)
         return new TokenScores(ids, result);
     }
 
-    private void ValidateIds(IReadOnlyList<int> ids)
-    {
-        for (var i = 0; i < ids.Count; i++)
-            if ((uint)ids[i] >= (uint)Model.Config.VocabSize)
-                throw new ArgumentException($"token id {ids[i]} at position {i} is outside the vocabulary of {Model.Config.VocabSize}");
-        if (ids.Count > Model.Config.MaxPositions)
-            throw new ArgumentException($"{ids.Count} tokens exceed the model's context of {Model.Config.MaxPositions}");
-    }
-
     private IEnumerable<(GeneratedToken? Token, string? Finish)> Decode(IReadOnlyList<int> promptIds, GenerationOptions options,
         CancellationToken cancellationToken)
     {
-        if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty: at least one token is needed");
-        ValidateIds(promptIds);
-        if (options.Temperature < 0) throw new ArgumentException("temperature must be >= 0");
-        if (options.TopP is <= 0 or > 1) throw new ArgumentException("top_p must be in (0, 1]");
-        var maxNew = Math.Min(options.MaxTokens, Model.Config.MaxPositions - promptIds.Count);
-        if (maxNew <= 0) yield break;
-
-        var tok = Model.Tokenizer;
-        var eos = options.StopAtEos ? tok?.EosTokenId ?? Model.Config.EosTokenId : null;
-        var decoder = new StreamingText(options.Stop);
-        Generator? rng = options.Seed is { } seed ? new Generator((ulong)seed, Model.Device) : null;
+        using var state = new DecodeState(Model, promptIds, options);
+        if (state.MaxNew <= 0) yield break;
         using var cache = Model.NewCache();
-        using var shaping = new LogitShaping(options, Model.Config.VocabSize, Model.Device);
         Model.SetTraining(false);
+        // GPT-2 in fp32 on CUDA: the steps after the prefill go through the engine's decode kernels.
+        using var fast = Gpt2Decoder.TryCreate(Model);
         var next = tensor(promptIds.Select(i => (long)i).ToArray(), [1, promptIds.Count], device: Model.Device);
+        var lastId = 0;
         try
         {
-            for (var step = 0; step < maxNew; step++)
+            while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                int id;
-                double logprob;
-                List<(int, double)>? top = null;
+                (GeneratedToken? Token, string? Finish) emitted;
                 // Grad mode and dispose scopes are per thread, and a stream may resume on another thread after
                 // each token: both are entered and left within the step, never across a yield.
                 using (var scope = NewDisposeScope())
                 using (no_grad())
                 {
-                    var logits = Model.Forward(next, null, cache)[0, -1];
-                    var logp = logits.log_softmax(-1);
-                    id = Pick(shaping.Apply(logits), options, rng);
-                    logprob = logp[id].item<float>();
-                    if (options.TopLogprobs > 0)
+                    if (fast is not null && state.Generated > 0)
                     {
-                        var (vals, idx) = logp.topk(Math.Min(options.TopLogprobs, 20));
-                        var v = vals.cpu().data<float>().ToArray();
-                        var ix = idx.cpu().data<long>().ToArray();
-                        top = [.. v.Select((x, i) => ((int)ix[i], (double)x))];
+                        var (token, position) = (lastId, promptIds.Count + state.Generated - 1);
+                        if (state.PlainGreedy)
+                        {
+                            var (id, logprob) = fast.Greedy(token, position);
+                            emitted = state.Accept(id, logprob, null);
+                        }
+                        else
+                        {
+                            emitted = state.Step(fast.Logits(token, position));
+                        }
+                    }
+                    else
+                    {
+                        var hidden = Model.Network.Hidden(next, null, cache);
+                        var logits = Model.Network.Head(hidden[0, -1]).to(ScalarType.Float32);
+                        emitted = state.Step(logits);
+                        fast?.Load(cache);
                     }
                 }
+                yield return emitted;
+                if (emitted.Finish is not null) yield break;
+                lastId = emitted.Token!.Id;
+                if (fast is not null) continue;
                 next.Dispose();
-                next = tensor(new long[] { id }, [1, 1], device: Model.Device);
-                if (eos == id)
-                {
-                    yield return (decoder.Flush() is { Length: > 0 } rest ? new GeneratedToken(id, rest, logprob, top) : null, FinishReasons.Stop);
-                    yield break;
-                }
-                shaping.Accept(id);
-                var bytes = tok?.TokenBytes(id) ?? [];
-                var (released, stopped) = decoder.Push(bytes);
-                // A constraint whose grammar is complete ends the output as a stop sequence would, all text released.
-                var complete = !stopped && shaping.IsComplete;
-                var last = step == maxNew - 1;
-                // On the last token, text held back as a possible stop prefix is released with it.
-                if ((last || complete) && !stopped) released += decoder.Flush();
-                stopped |= complete;
-                yield return (new GeneratedToken(id, released, logprob, top),
-                    stopped ? FinishReasons.Stop : last ? FinishReasons.Length : null);
-                if (stopped) yield break;
+                next = tensor(new long[] { lastId }, [1, 1], device: Model.Device);
             }
         }
         finally
         {
             next.Dispose();
-            rng?.Dispose();
         }
-    }
-
-    private static int Pick(Tensor logits, GenerationOptions options, Generator? rng)
-    {
-        if (options.Temperature == 0) return (int)logits.argmax().item<long>();
-        var probs = (logits / options.Temperature).softmax(-1);
-        if (options.TopP < 1.0)
-        {
-            var (sorted, idx) = probs.sort(descending: true);
-            var cum = sorted.cumsum(0);
-            // Drop tokens once the mass before them already reaches top_p; the first token always stays.
-            var drop = (cum - sorted).gt(options.TopP);
-            sorted = sorted.masked_fill(drop, 0);
-            var choice = sorted.multinomial(1, generator: rng);
-            return (int)idx.gather(0, choice).item<long>();
-        }
-        return (int)probs.multinomial(1, generator: rng).item<long>();
     }
 }
 

@@ -105,9 +105,10 @@ public sealed class JsonTokenConstraint(JsonGrammar grammar, TokenTrie trie, ITo
 /// <summary>
 /// A grammar that applies only when the output starts with a trigger (llama.cpp's lazy grammars): the model
 /// may answer in free text, or write <c>trigger</c> and then exactly what <c>grammar</c> accepts. Used for
-/// <c>tool_choice: auto</c>, where the trigger opens a tool call.
+/// <c>tool_choice: auto</c>, where the trigger opens a tool call. With <c>required</c>, the trigger must be written
+/// (a model's own call prefix under <c>tool_choice: required</c>): no free text, no early end.
 /// </summary>
-public sealed class TriggeredJsonConstraint(byte[] trigger, JsonGrammar grammar, TokenTrie trie, ITokenizer tokenizer) : ITokenConstraint
+public sealed class TriggeredJsonConstraint(byte[] trigger, JsonGrammar grammar, TokenTrie trie, ITokenizer tokenizer, bool required = false) : ITokenConstraint
 {
     private readonly List<byte> _prefix = [];
     private JsonGrammarState? _state;
@@ -136,11 +137,12 @@ public sealed class TriggeredJsonConstraint(byte[] trigger, JsonGrammar grammar,
             var bytes = id < tokenizer.Count ? tokenizer.TokenBytes(id) : [];
             allowed[id] = Classify(bytes, out var rest) switch
             {
-                Outcome.Within or Outcome.Diverges => bytes.Length > 0,
+                Outcome.Within => bytes.Length > 0,
+                Outcome.Diverges => bytes.Length > 0 && !required,
                 _ => grammar.Start().Advance(rest) is not null,
             };
         }
-        if (tokenizer.EosTokenId is { } end && end < allowed.Length)
+        if (!required && tokenizer.EosTokenId is { } end && end < allowed.Length)
             allowed[end] = true;
     }
 

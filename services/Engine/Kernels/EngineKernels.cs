@@ -27,12 +27,35 @@ internal sealed unsafe partial class EngineKernels
     private readonly IntPtr _adamw;
     private readonly IntPtr _crossEntropy;
 
+    private readonly IntPtr _decodeLayerNorm;
+    private readonly IntPtr _decodeGelu;
+    private readonly IntPtr _decodeAttention;
+    private readonly IntPtr _decodeGreedy;
+    private readonly IntPtr _decodeAttentionPaged;
+    private readonly IntPtr _rmsNormForward, _rmsNormBackward, _siluMulForward, _siluMulBackward;
+
     private EngineKernels(IntPtr context, IntPtr module)
     {
         _context = context;
         CudaDriver.Check(CudaDriver.cuModuleGetFunction(out _adamw, module, "adamw_flat"), "cuModuleGetFunction(adamw_flat)");
         CudaDriver.Check(CudaDriver.cuModuleGetFunction(out _crossEntropy, module, "cross_entropy_bf16"), "cuModuleGetFunction(cross_entropy_bf16)");
+        // The decode kernels came later: a PTX without them still serves training.
+        HasDecode = CudaDriver.cuModuleGetFunction(out _decodeLayerNorm, module, "decode_add_layer_norm") == 0
+            & CudaDriver.cuModuleGetFunction(out _decodeGelu, module, "decode_gelu") == 0
+            & CudaDriver.cuModuleGetFunction(out _decodeAttention, module, "decode_attention") == 0
+            & CudaDriver.cuModuleGetFunction(out _decodeGreedy, module, "decode_greedy") == 0
+            & CudaDriver.cuModuleGetFunction(out _decodeAttentionPaged, module, "decode_attention_paged") == 0;
+        HasTrainingFusions = CudaDriver.cuModuleGetFunction(out _rmsNormForward, module, "rms_norm_fwd") == 0
+            & CudaDriver.cuModuleGetFunction(out _rmsNormBackward, module, "rms_norm_bwd") == 0
+            & CudaDriver.cuModuleGetFunction(out _siluMulForward, module, "silu_mul_fwd") == 0
+            & CudaDriver.cuModuleGetFunction(out _siluMulBackward, module, "silu_mul_bwd") == 0;
     }
+
+    /// <summary>True when the PTX has the RMSNorm and SwiGLU kernels of LoRA training (<see cref="Models.FusedRmsNorm"/>).</summary>
+    public bool HasTrainingFusions { get; }
+
+    /// <summary>True when the PTX has the batch-1 decode kernels (<see cref="Generation.Gpt2Decoder"/>).</summary>
+    public bool HasDecode { get; }
 
     /// <summary>Why the last <see cref="For"/> on a CUDA device returned null, if it did.</summary>
     public static string? UnavailableReason { get; private set; }
@@ -146,12 +169,122 @@ internal sealed unsafe partial class EngineKernels
         Launch(_crossEntropy, (uint)rows, 1024, args, "cross_entropy_bf16");
     }
 
-    private void Launch(IntPtr function, uint blocks, uint threads, void** args, string name)
+    /// <summary>
+    /// For each of <paramref name="rows"/> rows of n fp32 elements: h = x + a (a may be zero), y = layer_norm(h); with
+    /// <paramref name="ids"/>, h = x[ids[row]] + a[positions[row]] (or a[pos] without positions). Raw device pointers.
+    /// </summary>
+    public void DecodeAddLayerNorm(IntPtr x, IntPtr a, IntPtr hOut, IntPtr y, IntPtr gamma, IntPtr beta, int n, float eps, IntPtr ids,
+        IntPtr positions, long pos, int rows = 1)
+    {
+        void** args = stackalloc void*[11];
+        args[0] = &x; args[1] = &a; args[2] = &hOut; args[3] = &y; args[4] = &gamma; args[5] = &beta; args[6] = &n; args[7] = &eps;
+        args[8] = &ids; args[9] = &positions; args[10] = &pos;
+        Launch(_decodeLayerNorm, (uint)rows, 256, args, "decode_add_layer_norm", (uint)(n * sizeof(float)));
+    }
+
+    /// <summary>
+    /// Batched attention over the paged cache pools [rows, heads * dim]: sequence b writes its key and value to pool row
+    /// writeRows[b] and attends over gatherRows[b * keys + t] for t up to positions[b] (all int64 device arrays).
+    /// </summary>
+    public void DecodeAttentionPaged(IntPtr qkv, IntPtr kPool, IntPtr vPool, IntPtr output, IntPtr writeRows, IntPtr gatherRows, IntPtr positions,
+        int heads, int dim, int keys, float scale, int batch)
+    {
+        void** args = stackalloc void*[11];
+        args[0] = &qkv; args[1] = &kPool; args[2] = &vPool; args[3] = &output; args[4] = &writeRows; args[5] = &gatherRows; args[6] = &positions;
+        args[7] = &heads; args[8] = &dim; args[9] = &keys; args[10] = &scale;
+        Launch(_decodeAttentionPaged, (uint)heads, DecodeAttentionThreads, args, "decode_attention_paged", DecodeAttentionSharedBytes(dim, keys), (uint)batch);
+    }
+
+    /// <summary>GPT-2's tanh GELU over n fp32 elements, in place.</summary>
+    public void DecodeGelu(IntPtr x, int n)
+    {
+        void** args = stackalloc void*[2];
+        args[0] = &x; args[1] = &n;
+        Launch(_decodeGelu, (uint)((n + 255) / 256), 256, args, "decode_gelu");
+    }
+
+    /// <summary>Appends position <paramref name="pos"/>'s key and value from qkv to the caches [heads, maxPos, dim] and attends over 0..pos.</summary>
+    public void DecodeAttention(IntPtr qkv, IntPtr kCache, IntPtr vCache, IntPtr output, int heads, int dim, int maxPos, long pos, float scale)
+    {
+        void** args = stackalloc void*[9];
+        args[0] = &qkv; args[1] = &kCache; args[2] = &vCache; args[3] = &output; args[4] = &heads; args[5] = &dim; args[6] = &maxPos;
+        args[7] = &pos; args[8] = &scale;
+        Launch(_decodeAttention, (uint)heads, DecodeAttentionThreads, args, "decode_attention", DecodeAttentionSharedBytes(dim, (int)pos + 1));
+    }
+
+    public const uint DecodeAttentionThreads = 256;
+
+    public static uint DecodeAttentionSharedBytes(int dim, int positions) => (uint)((dim + positions + (int)DecodeAttentionThreads) * sizeof(float));
+
+    /// <summary>Greedy pick over fp32 logits [rows, vocab]: result (2 doubles a row) = argmax and its log-softmax; nextId (int64 a row) = argmax.</summary>
+    public void DecodeGreedy(IntPtr logits, int vocab, IntPtr result, IntPtr nextId, int rows = 1)
+    {
+        void** args = stackalloc void*[4];
+        args[0] = &logits; args[1] = &vocab; args[2] = &result; args[3] = &nextId;
+        Launch(_decodeGreedy, (uint)rows, 1024, args, "decode_greedy");
+    }
+
+    /// <summary>RMSNorm of fp32 rows [rows, n] into bf16 y, saving each row's rstd (fp32 [rows]).</summary>
+    public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
+    {
+        var n = (int)weight.numel();
+        var rows = x.numel() / n;
+        Require(x, ScalarType.Float32, rows * n, "RMSNorm input");
+        Require(weight, ScalarType.Float32, n, "RMSNorm weight");
+        Require(y, ScalarType.BFloat16, rows * n, "RMSNorm output");
+        Require(rstd, ScalarType.Float32, rows, "RMSNorm rstd");
+        IntPtr xp = Ptr(x), wp = Ptr(weight), yp = Ptr(y), rp = Ptr(rstd);
+        void** args = stackalloc void*[6];
+        args[0] = &xp; args[1] = &wp; args[2] = &yp; args[3] = &rp; args[4] = &n; args[5] = &eps;
+        Launch(_rmsNormForward, (uint)rows, 256, args, "rms_norm_fwd");
+    }
+
+    /// <summary>The input gradient of <see cref="RmsNormForward"/> for a frozen weight: dx (fp32) from dy (bf16).</summary>
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx)
+    {
+        var n = (int)weight.numel();
+        var rows = x.numel() / n;
+        Require(dy, ScalarType.BFloat16, rows * n, "RMSNorm output gradient");
+        Require(x, ScalarType.Float32, rows * n, "RMSNorm input");
+        Require(rstd, ScalarType.Float32, rows, "RMSNorm rstd");
+        Require(dx, ScalarType.Float32, rows * n, "RMSNorm input gradient");
+        IntPtr dyp = Ptr(dy), xp = Ptr(x), wp = Ptr(weight), rp = Ptr(rstd), dxp = Ptr(dx);
+        void** args = stackalloc void*[6];
+        args[0] = &dyp; args[1] = &xp; args[2] = &wp; args[3] = &rp; args[4] = &dxp; args[5] = &n;
+        Launch(_rmsNormBackward, (uint)rows, 256, args, "rms_norm_bwd");
+    }
+
+    /// <summary>h = silu(g) * u over bf16 tensors of an even number of elements.</summary>
+    public void SiluMulForward(Tensor g, Tensor u, Tensor h)
+    {
+        var n = g.numel();
+        foreach (var (t, what) in new[] { (g, "gate"), (u, "up"), (h, "product") }) Require(t, ScalarType.BFloat16, n, "SwiGLU " + what);
+        IntPtr gp = Ptr(g), up = Ptr(u), hp = Ptr(h);
+        var pairs = n / 2;
+        void** args = stackalloc void*[4];
+        args[0] = &gp; args[1] = &up; args[2] = &hp; args[3] = &pairs;
+        Launch(_siluMulForward, (uint)Math.Clamp((pairs + 255) / 256, 1, 65535), 256, args, "silu_mul_fwd");
+    }
+
+    /// <summary>The gradients of <see cref="SiluMulForward"/>: dg and du (bf16) from dh.</summary>
+    public void SiluMulBackward(Tensor dh, Tensor g, Tensor u, Tensor dg, Tensor du)
+    {
+        var n = g.numel();
+        foreach (var (t, what) in new[] { (dh, "product gradient"), (g, "gate"), (u, "up"), (dg, "gate gradient"), (du, "up gradient") })
+            Require(t, ScalarType.BFloat16, n, "SwiGLU " + what);
+        IntPtr dhp = Ptr(dh), gp = Ptr(g), up = Ptr(u), dgp = Ptr(dg), dup = Ptr(du);
+        var pairs = n / 2;
+        void** args = stackalloc void*[6];
+        args[0] = &dhp; args[1] = &gp; args[2] = &up; args[3] = &dgp; args[4] = &dup; args[5] = &pairs;
+        Launch(_siluMulBackward, (uint)Math.Clamp((pairs + 255) / 256, 1, 65535), 256, args, "silu_mul_bwd");
+    }
+
+    private void Launch(IntPtr function, uint blocks, uint threads, void** args, string name, uint sharedBytes = 0, uint blocksY = 1)
     {
         // A thread that has not touched CUDA through libtorch yet has no current context.
         CudaDriver.Check(CudaDriver.cuCtxGetCurrent(out var current), "cuCtxGetCurrent");
         if (current != _context) CudaDriver.Check(CudaDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
-        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, blocks, 1, 1, threads, 1, 1, 0, IntPtr.Zero, args, null), name);
+        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, blocks, blocksY, 1, threads, 1, 1, sharedBytes, IntPtr.Zero, args, null), name);
     }
 
     private static void Require(Tensor t, ScalarType dtype, long count, string what)
@@ -160,7 +293,7 @@ internal sealed unsafe partial class EngineKernels
             throw new ArgumentException($"{what}: expected a contiguous {dtype} CUDA tensor of {count} elements, got {t.dtype} [{string.Join(", ", t.shape)}] on {t.device}");
     }
 
-    private static IntPtr Ptr(Tensor t)
+    internal static IntPtr Ptr(Tensor t)
     {
         var p = THSTensor_data(t.Handle);
         if (p == IntPtr.Zero) throw new InvalidOperationException("tensor has no data pointer");

@@ -111,3 +111,285 @@ extern "C" __global__ void __launch_bounds__(1024) cross_entropy_bf16(
         x[j] = __float2bfloat16(p);
     }
 }
+
+// ---- Batch-1 decoding of GPT-2 in fp32 (Generation/Gpt2Decoder.cs): the work between the cuBLAS matmuls of one
+// decode step, one launch each, on buffers allocated once per generation. A step is launch-bound (about 50
+// launches instead of about 300 TorchSharp calls), not bandwidth-bound.
+
+// Sum (or max) over the block, blockDim.x a multiple of 32 (at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_reduce(float v, float* scratch, bool isMax)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = isMax ? fmaxf(v, w) : v + w;
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads(); // the scratch of an earlier reduction is read by every warp before it is overwritten
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : (isMax ? -CUDART_INF_F : 0.f);
+    for (int o = 16; o > 0; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = isMax ? fmaxf(v, w) : v + w;
+    }
+    return v;
+}
+
+// h = x + a, y = layer_norm(h) * gamma + beta over rows of n elements, one block per row (dynamic shared memory:
+// n floats). With ids: x is the embedding table and a the position table, h = x[ids[row]] + a[position] (the
+// decoder's input), position = positions[row], or pos when positions is null. a may be null (h = x); hOut, when
+// given, receives h and may be x itself (an in-place residual add).
+extern "C" __global__ void __launch_bounds__(1024) decode_add_layer_norm(
+    const float* x, const float* __restrict__ a, float* hOut, float* __restrict__ y,
+    const float* __restrict__ gamma, const float* __restrict__ beta, int n, float eps,
+    const long long* __restrict__ ids, const long long* __restrict__ positions, long long pos)
+{
+    extern __shared__ float h[];
+    __shared__ float scratch[32];
+    const long long row = blockIdx.x, at = positions != nullptr ? positions[row] : pos;
+    const float* xr = ids != nullptr ? x + ids[row] * (long long)n : x + row * n;
+    const float* ar = a == nullptr ? nullptr : ids != nullptr ? a + at * (long long)n : a + row * n;
+    if (hOut != nullptr) hOut += row * n;
+    y += row * n;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = xr[i] + (ar != nullptr ? ar[i] : 0.f);
+        h[i] = v;
+        s += v;
+    }
+    const float mean = block_reduce(s, scratch, false) / n;
+    float q = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float d = h[i] - mean;
+        q += d * d;
+    }
+    const float rstd = rsqrtf(block_reduce(q, scratch, false) / n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        if (hOut != nullptr) hOut[i] = h[i];
+        y[i] = (h[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+}
+
+// GPT-2's gelu_new (the tanh approximation), in place.
+extern "C" __global__ void __launch_bounds__(256) decode_gelu(float* __restrict__ x, int n)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
+
+// One block per head: stores position pos's key and value (from qkv = [q | k | v], each heads * dim, c_attn's
+// output) in the layer's caches [heads, maxPos, dim], then writes softmax(q K^T * scale) V over positions
+// 0..pos to out [heads * dim]. Dynamic shared memory: (dim + pos + 1 + blockDim.x) floats; dim divides blockDim.x.
+extern "C" __global__ void __launch_bounds__(256) decode_attention(
+    const float* __restrict__ qkv, float* __restrict__ kCache, float* __restrict__ vCache, float* __restrict__ out,
+    int heads, int dim, int maxPos, long long pos, float scale)
+{
+    extern __shared__ float smem[];
+    __shared__ float scratch[32];
+    const int head = blockIdx.x, width = heads * dim, n = (int)pos + 1;
+    float* q = smem;
+    float* p = smem + dim;
+    float* partial = p + n;
+    float* K = kCache + (long long)head * maxPos * dim;
+    float* V = vCache + (long long)head * maxPos * dim;
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+        q[d] = qkv[head * dim + d];
+        K[pos * dim + d] = qkv[width + head * dim + d];
+        V[pos * dim + d] = qkv[2 * width + head * dim + d];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    for (int t = warp; t < n; t += warps) {
+        float s = 0.f;
+        for (int d = lane; d < dim; d += 32) s += q[d] * K[(long long)t * dim + d];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) p[t] = s * scale;
+    }
+    __syncthreads();
+    float m = -CUDART_INF_F;
+    for (int t = threadIdx.x; t < n; t += blockDim.x) m = fmaxf(m, p[t]);
+    m = block_reduce(m, scratch, true);
+    float l = 0.f;
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
+        const float e = __expf(p[t] - m);
+        p[t] = e;
+        l += e;
+    }
+    l = block_reduce(l, scratch, false); // its barriers also publish p
+    const int groups = blockDim.x / dim, d = threadIdx.x % dim, g = threadIdx.x / dim;
+    float acc = 0.f;
+    if (g < groups)
+        for (int t = g; t < n; t += groups) acc += p[t] * V[(long long)t * dim + d];
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.x < dim) {
+        float s = 0.f;
+        for (int k = 0; k < groups; k++) s += partial[k * dim + threadIdx.x];
+        out[head * dim + threadIdx.x] = s / l;
+    }
+}
+
+// Batched decoding over the paged cache (PagedKvCache: per layer one pool [rows, heads * dim], a row per position of
+// a sequence). Block (head, b): stores sequence b's new key and value (from qkv row b = [q | k | v]) in pool row
+// writeRows[b], then attends over its rows gatherRows[b * keys + t], t <= positions[b], into out row b.
+// Dynamic shared memory: (dim + keys + blockDim.x) floats; dim divides blockDim.x.
+extern "C" __global__ void __launch_bounds__(256) decode_attention_paged(
+    const float* __restrict__ qkv, float* __restrict__ kPool, float* __restrict__ vPool, float* __restrict__ out,
+    const long long* __restrict__ writeRows, const long long* __restrict__ gatherRows, const long long* __restrict__ positions,
+    int heads, int dim, int keys, float scale)
+{
+    extern __shared__ float smem[];
+    __shared__ float scratch[32];
+    const int head = blockIdx.x, b = blockIdx.y, width = heads * dim, n = (int)positions[b] + 1;
+    const float* qr = qkv + (long long)b * 3 * width;
+    float* q = smem;
+    float* p = smem + dim;
+    float* partial = p + keys;
+    const long long* rows = gatherRows + (long long)b * keys;
+    const long long w = writeRows[b] * width + head * dim;
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+        q[d] = qr[head * dim + d];
+        kPool[w + d] = qr[width + head * dim + d];
+        vPool[w + d] = qr[2 * width + head * dim + d];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    for (int t = warp; t < n; t += warps) {
+        const float* K = kPool + rows[t] * width + head * dim;
+        float s = 0.f;
+        for (int d = lane; d < dim; d += 32) s += q[d] * K[d];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) p[t] = s * scale;
+    }
+    __syncthreads();
+    float m = -CUDART_INF_F;
+    for (int t = threadIdx.x; t < n; t += blockDim.x) m = fmaxf(m, p[t]);
+    m = block_reduce(m, scratch, true);
+    float l = 0.f;
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
+        const float e = __expf(p[t] - m);
+        p[t] = e;
+        l += e;
+    }
+    l = block_reduce(l, scratch, false); // its barriers also publish p
+    const int groups = blockDim.x / dim, d = threadIdx.x % dim, g = threadIdx.x / dim;
+    float acc = 0.f;
+    if (g < groups)
+        for (int t = g; t < n; t += groups) acc += p[t] * vPool[rows[t] * width + head * dim + d];
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.x < dim) {
+        float s = 0.f;
+        for (int k = 0; k < groups; k++) s += partial[k * dim + threadIdx.x];
+        out[(long long)b * width + head * dim + threadIdx.x] = s / l;
+    }
+}
+
+// Greedy pick over float32 logits [rows, vocab], one block per row: the first index of the maximum (as torch.argmax)
+// and its log-softmax, as doubles in result[2 * row ..] (one copy to the host), the index also in nextId[row].
+extern "C" __global__ void __launch_bounds__(1024) decode_greedy(
+    const float* __restrict__ logits, int vocab, double* __restrict__ result, long long* __restrict__ nextId)
+{
+    __shared__ float warpMax[32], warpSum[32];
+    __shared__ int warpIdx[32];
+    const long long row = blockIdx.x;
+    logits += row * vocab;
+    result += 2 * row;
+    nextId += row;
+    float m = -CUDART_INF_F, s = 0.f;
+    int idx = 0x7fffffff;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+        const float xj = logits[j];
+        if (xj > m) { s = s * expf(m - xj) + 1.f; m = xj; idx = j; }
+        else s += expf(xj - m);
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float om = __shfl_xor_sync(0xffffffffu, m, o), os = __shfl_xor_sync(0xffffffffu, s, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (om > m || (om == m && oi < idx)) idx = oi;
+        lse_combine(m, s, om, os);
+    }
+    if (lane == 0) { warpMax[warp] = m; warpSum[warp] = s; warpIdx[warp] = idx; }
+    __syncthreads();
+    if (warp == 0) {
+        const int warps = blockDim.x >> 5;
+        m = lane < warps ? warpMax[lane] : -CUDART_INF_F;
+        s = lane < warps ? warpSum[lane] : 0.f;
+        idx = lane < warps ? warpIdx[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float om = __shfl_xor_sync(0xffffffffu, m, o), os = __shfl_xor_sync(0xffffffffu, s, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+            if (om > m || (om == m && oi < idx)) idx = oi;
+            lse_combine(m, s, om, os);
+        }
+        if (lane == 0) {
+            result[0] = (double)idx;
+            result[1] = (double)(-logf(s));
+            nextId[0] = idx;
+        }
+    }
+}
+
+// ---- LoRA training of Llama-family models (Models/FusedOps.cs): the elementwise chains that eager libtorch runs as
+// several kernels each, forward and backward, for a frozen RMSNorm weight and the SwiGLU product.
+
+// RMSNorm, one block per row of n: y = bf16(weight * (x * rstd)), rstd = rsqrt(mean(x^2) + eps), x fp32; rstd saved.
+extern "C" __global__ void __launch_bounds__(1024) rms_norm_fwd(
+    const float* __restrict__ x, const float* __restrict__ weight, __nv_bfloat16* __restrict__ y, float* __restrict__ rstd,
+    int n, float eps)
+{
+    __shared__ float scratch[32];
+    const long long row = blockIdx.x;
+    const float* xr = x + row * n;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
+    const float r = rsqrtf(block_reduce(s, scratch, false) / n + eps);
+    if (threadIdx.x == 0) rstd[row] = r;
+    __nv_bfloat16* yr = y + row * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2bfloat16(weight[i] * (xr[i] * r));
+}
+
+// Its input gradient (the weight is frozen): g = dy * weight, dx = rstd * g - x * rstd^3 * mean(g * x).
+extern "C" __global__ void __launch_bounds__(1024) rms_norm_bwd(
+    const __nv_bfloat16* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ weight,
+    const float* __restrict__ rstd, float* __restrict__ dx, int n)
+{
+    __shared__ float scratch[32];
+    const long long row = blockIdx.x;
+    const float* xr = x + row * n;
+    const __nv_bfloat16* dyr = dy + row * n;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += __bfloat162float(dyr[i]) * weight[i] * xr[i];
+    const float r = rstd[row];
+    const float c = r * r * r * block_reduce(s, scratch, false) / n;
+    float* dxr = dx + row * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dxr[i] = r * __bfloat162float(dyr[i]) * weight[i] - c * xr[i];
+}
+
+__device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
+
+// SwiGLU's product h = silu(g) * u over n bf16 elements (n even; two at a time).
+extern "C" __global__ void __launch_bounds__(256) silu_mul_fwd(
+    const __nv_bfloat162* __restrict__ g, const __nv_bfloat162* __restrict__ u, __nv_bfloat162* __restrict__ h, long long pairs)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += (long long)gridDim.x * blockDim.x) {
+        const float2 gg = __bfloat1622float2(g[i]), uu = __bfloat1622float2(u[i]);
+        h[i] = __floats2bfloat162_rn(silu_f(gg.x) * uu.x, silu_f(gg.y) * uu.y);
+    }
+}
+
+// Its gradients: du = dh * silu(g), dg = dh * u * s * (1 + g * (1 - s)) with s = sigmoid(g).
+extern "C" __global__ void __launch_bounds__(256) silu_mul_bwd(
+    const __nv_bfloat162* __restrict__ dh, const __nv_bfloat162* __restrict__ g, const __nv_bfloat162* __restrict__ u,
+    __nv_bfloat162* __restrict__ dg, __nv_bfloat162* __restrict__ du, long long pairs)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += (long long)gridDim.x * blockDim.x) {
+        const float2 d = __bfloat1622float2(dh[i]), gg = __bfloat1622float2(g[i]), uu = __bfloat1622float2(u[i]);
+        const float sx = 1.f / (1.f + __expf(-gg.x)), sy = 1.f / (1.f + __expf(-gg.y));
+        du[i] = __floats2bfloat162_rn(d.x * gg.x * sx, d.y * gg.y * sy);
+        dg[i] = __floats2bfloat162_rn(d.x * uu.x * sx * (1.f + gg.x * (1.f - sx)), d.y * uu.y * sy * (1.f + gg.y * (1.f - sy)));
+    }
+}

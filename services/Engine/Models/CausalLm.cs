@@ -18,6 +18,21 @@ public sealed record SaveOptions
     public long MaxShardBytes { get; init; } = 2L << 30;
 }
 
+/// <summary>How <see cref="CausalLm.Create"/> and <see cref="CausalLm.Load"/> build a model.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>Matmuls in bfloat16; default (null): on CUDA only.</summary>
+    public bool? BFloat16Matmuls { get; init; }
+
+    /// <summary>
+    /// The base will not be trained (LoRA fine-tuning, serving): every parameter is created frozen and, with bf16
+    /// matmuls, the matrices (projections, embeddings, head) are created in bf16, so no fp32 copy of the base ever
+    /// exists, not even while loading. Default false: fp32 parameters, which <see cref="CausalLm.AddLora"/> then
+    /// freezes and casts once the fp32 values were loaded.
+    /// </summary>
+    public bool FrozenBase { get; init; }
+}
+
 /// <summary>LoRA adapter settings.</summary>
 public sealed record LoraOptions
 {
@@ -36,17 +51,20 @@ public sealed record LoraOptions
 
 /// <summary>
 /// A decoder-only language model (GPT-2 or Llama family) with its config and tokenizer, loaded from or saved
-/// to a Hugging Face directory. Parameters are fp32; on CUDA, matmuls run in bfloat16 by default.
+/// to a Hugging Face directory. Parameters are fp32; on CUDA, matmuls run in bfloat16 by default, and a frozen base
+/// (LoRA, <see cref="ModelOptions.FrozenBase"/>) keeps its matrices in bfloat16 only.
 /// </summary>
 public sealed class CausalLm : IDisposable
 {
     private static readonly Lock DefaultDeviceLock = new();
 
-    private CausalLm(ModelConfig config, ITokenizer? tokenizer, Device device)
+    private CausalLm(ModelConfig config, ITokenizer? tokenizer, Device device, ModelOptions? options)
     {
         Config = config;
         Tokenizer = tokenizer;
         Device = device;
+        var bf16 = options?.BFloat16Matmuls ?? device.type == DeviceType.CUDA;
+        var frozenMatrices = options?.FrozenBase == true && bf16 ? ScalarType.BFloat16 : (ScalarType?)null;
         lock (DefaultDeviceLock)
         {
             // Build directly on the target device: moving modules later would leave field references behind.
@@ -54,14 +72,17 @@ public sealed class CausalLm : IDisposable
             set_default_device(device);
             try
             {
-                Network = config.Architecture == ModelArchitecture.Gpt2 ? new Gpt2Network(config) : new LlamaNetwork(config);
+                Network = config.Architecture == ModelArchitecture.Gpt2 ? new Gpt2Network(config, frozenMatrices) : new LlamaNetwork(config, frozenMatrices);
             }
             finally
             {
                 set_default_device(previous);
             }
         }
-        if (device.type == DeviceType.CUDA) Network.Settings.MatmulDType = ScalarType.BFloat16;
+        if (options?.FrozenBase == true)
+            foreach (var p in Network.parameters()) p.requires_grad = false;
+        BFloat16Matmuls = bf16;
+        FusedKernels = true;
         Network.eval();
     }
 
@@ -77,7 +98,10 @@ public sealed class CausalLm : IDisposable
     /// <summary>True while an adapter is attached (see <see cref="AddLora"/>).</summary>
     public bool HasLora { get; private set; }
 
-    /// <summary>Run matmuls in bfloat16 with fp32 master weights (default on CUDA, off on CPU).</summary>
+    /// <summary>
+    /// Run matmuls in bfloat16 with fp32 master weights (default on CUDA, off on CPU). Set it before <see cref="AddLora"/>:
+    /// the frozen base is then stored in bf16; turned off afterwards, those bf16 weights are widened at each matmul.
+    /// </summary>
     public bool BFloat16Matmuls
     {
         get => Network.Settings.MatmulDType == ScalarType.BFloat16;
@@ -88,7 +112,17 @@ public sealed class CausalLm : IDisposable
     /// Use the engine's fused CUDA kernels (chunked cross-entropy, one-launch AdamW) where they can run; on by
     /// default. Without a GPU, or with <c>ASPIRETUNE_FUSED_KERNELS=0</c>, the plain TorchSharp path runs.
     /// </summary>
-    public bool FusedKernels { get; set; } = true;
+    public bool FusedKernels
+    {
+        get => _fusedKernels;
+        set
+        {
+            _fusedKernels = value;
+            Network.Settings.Kernels = value ? EngineKernels.For(Device) : null;
+        }
+    }
+
+    private bool _fusedKernels;
 
     /// <summary>The fused kernels this model uses now, or null.</summary>
     internal EngineKernels? Kernels => FusedKernels ? EngineKernels.For(Device) : null;
@@ -104,14 +138,14 @@ public sealed class CausalLm : IDisposable
     public static Device DefaultDevice() => cuda.is_available() ? CUDA : CPU;
 
     /// <summary>A randomly initialised model, as transformers initialises a fresh one (normal 0.02).</summary>
-    public static CausalLm Create(ModelConfig config, ITokenizer? tokenizer = null, long seed = 0, Device? device = null)
+    public static CausalLm Create(ModelConfig config, ITokenizer? tokenizer = null, long seed = 0, Device? device = null, ModelOptions? options = null)
     {
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.Count} tokens but the config's vocab_size is {config.VocabSize}");
         manual_seed(seed);
         // TorchSharp's manual_seed leaves the CUDA generators alone: without this, the seed would not fix a GPU init.
         if ((device ?? CPU).type == DeviceType.CUDA) cuda.manual_seed_all(seed);
-        var model = new CausalLm(config, tokenizer, device ?? CPU);
+        var model = new CausalLm(config, tokenizer, device ?? CPU, options);
         model.Network.InitializeWeights();
         return model;
     }
@@ -120,7 +154,7 @@ public sealed class CausalLm : IDisposable
     /// Loads config.json, the safetensors weights (single or sharded; F32/F16/BF16) and the tokenizer files.
     /// Every problem is a <see cref="ModelFormatException"/> naming the file and tensor.
     /// </summary>
-    public static CausalLm Load(string directory, Device? device = null)
+    public static CausalLm Load(string directory, Device? device = null, ModelOptions? options = null)
     {
         if (!Directory.Exists(directory)) throw new ModelFormatException($"{directory}: model directory not found", directory);
         var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
@@ -129,7 +163,7 @@ public sealed class CausalLm : IDisposable
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ModelFormatException(
                 $"{directory}: tokenizer files define {tokenizer.Count} tokens but config.json vocab_size is {config.VocabSize}", directory);
-        var model = new CausalLm(config, tokenizer, device ?? CPU);
+        var model = new CausalLm(config, tokenizer, device ?? CPU, options);
         try
         {
             model.LoadWeights(weights);
@@ -185,7 +219,11 @@ public sealed class CausalLm : IDisposable
         Tokenizer?.Save(directory);
     }
 
-    /// <summary>The base weights with any LoRA update folded in, as float32 arrays by HF name.</summary>
+    /// <summary>
+    /// The base weights with any LoRA update folded in, as float32 arrays by HF name. The update is added in fp32 to the
+    /// stored base (bf16 where the base is frozen in bf16: the values it trained against), then rounded only by the
+    /// dtype the caller writes.
+    /// </summary>
     public IReadOnlyList<(string Name, long[] Shape, float[] Data)> ExportTensors()
     {
         var result = new List<(string, long[], float[])>();
@@ -199,14 +237,19 @@ public sealed class CausalLm : IDisposable
             if (lora.TryGetValue(p.Handle, out var layer))
             {
                 var delta = matmul(layer.lora_B!, layer.lora_A!).mul(layer.LoraScale);
-                t = layer.Conv1D ? p + delta.t() : p + delta;
+                var baseWeight = p.to(ScalarType.Float32);
+                t = layer.Conv1D ? baseWeight + delta.t() : baseWeight + delta;
             }
-            result.Add((name, p.shape, t.detach().cpu().contiguous().data<float>().ToArray()));
+            result.Add((name, p.shape, t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray()));
         }
         return result;
     }
 
-    /// <summary>Attaches LoRA adapters to the target projections and freezes every other parameter.</summary>
+    /// <summary>
+    /// Attaches LoRA adapters (fp32) to the target projections and freezes every other parameter; with bf16 matmuls the
+    /// frozen matrices are then stored in bf16 only (<see cref="DecoderNetwork.StoreFrozenMatricesIn"/>), as PEFT holds
+    /// a bf16 base. Parameters taken from <see cref="NamedParameters"/> before this call are stale after it.
+    /// </summary>
     public void AddLora(LoraOptions options)
     {
         if (HasLora) throw new InvalidOperationException("the model already has LoRA adapters");
@@ -230,8 +273,25 @@ public sealed class CausalLm : IDisposable
                 set_default_device(previous);
             }
         }
+        if (Network.Settings.MatmulDType is { } dtype) Network.StoreFrozenMatricesIn(dtype);
         Network.Settings.LoraDropout = options.Dropout;
         HasLora = true;
+    }
+
+    /// <summary>
+    /// Turns the LoRA adapters off until the returned scope is disposed: the model then computes what its base
+    /// weights alone compute (the frozen reference of preference training), without copying them.
+    /// </summary>
+    public IDisposable WithoutAdapters()
+    {
+        var previous = Network.Settings.AdaptersDisabled;
+        Network.Settings.AdaptersDisabled = true;
+        return new Restore(() => Network.Settings.AdaptersDisabled = previous);
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
     }
 
     /// <summary>Folds the adapters into the base weights (they remain attached but contribute zero).</summary>
@@ -287,6 +347,21 @@ public sealed class CausalLm : IDisposable
         var picked = logp.gather(1, t.clamp_min(0).unsqueeze(1)).squeeze(1);
         var loss = picked.mul(t.ne(-100)).sum().neg();
         return scope.MoveToOuter(loss);
+    }
+
+    /// <summary>
+    /// Log-probability of each row's targets, summed over the row: [B] float32 for token ids [B, T] and next-token
+    /// targets [B, T] (-100 where no target applies). With completion-only targets this is log p(completion | prompt),
+    /// the sequence score preference training compares.
+    /// </summary>
+    public Tensor TargetLogProbs(Tensor inputIds, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        var logits = Network.Forward(inputIds, null, null);
+        var logp = logits.log_softmax(-1, ScalarType.Float32);
+        logits.Dispose();
+        var picked = logp.gather(2, targets.clamp_min(0).unsqueeze(2)).squeeze(2);
+        return scope.MoveToOuter(picked.mul(targets.ne(-100)).sum(1));
     }
 
     /// <summary><see cref="LossSum"/> through <see cref="ChunkedCrossEntropy"/> with the given row kernel and chunk size.</summary>

@@ -40,13 +40,20 @@ internal static class ChunkedCrossEntropy
         Tensor? gx = null, gw = null;
         using (no_grad())
         {
-            var xd = matmulDType is { } dt ? x.detach().to(dt) : x.detach();
+            var dt = matmulDType ?? ScalarType.Float32;
+            var xd = x.detach().to(dt);
             // The head padded with zero rows to a multiple of 64 tokens: with an odd vocabulary (GPT-2's 50,257) the
             // logits' row length is misaligned and cuBLAS falls back to kernels several times slower. The padded
             // logits are exactly zero, get no share of the softmax and contribute nothing to either gradient.
             long v = weight.shape[0], padded = (v + VocabAlignment - 1) / VocabAlignment * VocabAlignment;
-            var wd = zeros(padded, d, dtype: matmulDType ?? weight.dtype, device: weight.device);
-            wd.narrow(0, 0, v).copy_(weight.detach());
+            // A head already aligned and stored in the matmul dtype (a frozen bf16 base) is read in place, not copied.
+            Tensor wd;
+            if (padded == v && weight.dtype == dt) wd = weight.detach();
+            else
+            {
+                wd = zeros(padded, d, dtype: dt, device: weight.device);
+                wd.narrow(0, 0, v).copy_(weight.detach());
+            }
             if (needX) gx = empty(n, d, dtype: x.dtype, device: x.device);
             if (needW) gw = zeros(weight.shape, dtype: weight.dtype, device: weight.device);
             // Chunks of equal size, none larger than chunkRows.

@@ -24,7 +24,7 @@ internal sealed class Gpt2Attention : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Forward(x, null, null, 0);
 
-    public Tensor Forward(Tensor x, Tensor? keyMask, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor? keyMask, IKvStore? cache, int layer)
     {
         long b = x.shape[0], t = x.shape[1];
         int h = _c.NumHeads, d = _c.HeadSize;
@@ -76,7 +76,7 @@ internal sealed class Gpt2Block : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Forward(x, null, null, 0);
 
-    public Tensor Forward(Tensor x, Tensor? keyMask, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor? keyMask, IKvStore? cache, int layer)
     {
         // A scope per block frees this block's temporaries that autograd does not keep, as soon as it ends.
         using var scope = NewDisposeScope();
@@ -98,8 +98,8 @@ internal sealed class Gpt2Transformer : nn.Module<Tensor, Tensor>
 
     public Gpt2Transformer(ModelConfig c, RunSettings run) : base("transformer")
     {
-        wte = new Embedding("wte", c.VocabSize, c.HiddenSize);
-        wpe = new Embedding("wpe", c.MaxPositions, c.HiddenSize);
+        wte = new Embedding("wte", c.VocabSize, c.HiddenSize, run);
+        wpe = new Embedding("wpe", c.MaxPositions, c.HiddenSize, run);
         h = new ModuleList<Gpt2Block>([.. Enumerable.Range(0, c.NumLayers).Select(_ => new Gpt2Block(c, run))]);
         ln_f = new LayerNorm("ln_f", c.HiddenSize, c.NormEpsilon);
         register_module("wte", wte);
@@ -115,20 +115,20 @@ internal sealed class Gpt2Transformer : nn.Module<Tensor, Tensor>
 internal sealed class Gpt2Network : DecoderNetwork
 {
     public readonly Gpt2Transformer transformer;
-    public readonly Parameter? lm_head_weight;
+    public readonly HeadHolder? lm_head;
 
-    public Gpt2Network(ModelConfig c) : base("GPT2LMHeadModel", c)
+    public Gpt2Network(ModelConfig c, ScalarType? frozenMatrices) : base("GPT2LMHeadModel", c, frozenMatrices)
     {
         transformer = new Gpt2Transformer(c, Settings);
         register_module("transformer", transformer);
         if (!c.TieWordEmbeddings)
         {
-            lm_head_weight = new Parameter(empty(c.VocabSize, c.HiddenSize));
-            register_module("lm_head", new HeadHolder(lm_head_weight));
+            lm_head = new HeadHolder(c.VocabSize, c.HiddenSize, Settings);
+            register_module("lm_head", lm_head);
         }
     }
 
-    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, IKvStore? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
@@ -142,7 +142,10 @@ internal sealed class Gpt2Network : DecoderNetwork
         return transformer.ln_f.forward(x);
     }
 
-    public override Tensor HeadWeight => (Tensor?)lm_head_weight ?? transformer.wte.weight;
+    public override Tensor HeadWeight => (Tensor?)lm_head?.weight ?? transformer.wte.weight;
+
+    protected override IEnumerable<WeightMatrix> Tables() =>
+        lm_head is null ? [transformer.wte, transformer.wpe] : [transformer.wte, transformer.wpe, lm_head];
 
     public override IEnumerable<(string, Projection)> Projections()
     {
@@ -176,14 +179,6 @@ internal sealed class Gpt2Network : DecoderNetwork
             Normal(b.attn.c_proj.weight, std / Math.Sqrt(2.0 * Config.NumLayers));
             Normal(b.mlp.c_proj.weight, std / Math.Sqrt(2.0 * Config.NumLayers));
         }
-        if (lm_head_weight is not null) Normal(lm_head_weight, std);
+        if (lm_head is not null) Normal(lm_head.weight, std);
     }
-}
-
-/// <summary>Holds an untied output head so that its name is <c>lm_head.weight</c>.</summary>
-internal sealed class HeadHolder : nn.Module<Tensor, Tensor>
-{
-    public HeadHolder(Parameter weight) : base("lm_head") => register_parameter("weight", weight);
-
-    public override Tensor forward(Tensor x) => throw new NotSupportedException();
 }

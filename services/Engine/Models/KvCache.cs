@@ -2,8 +2,18 @@ using static TorchSharp.torch;
 
 namespace AspireTune.Engine.Models;
 
+/// <summary>Where attention layers put the keys and values of new positions and read those of all positions.</summary>
+internal interface IKvStore
+{
+    /// <summary>Positions held before this forward pass (the longest sequence's, in a batch).</summary>
+    int Length { get; }
+
+    /// <summary>Stores keys/values [B, Hkv, T, D] of layer <paramref name="layer"/>; returns the ones to attend to.</summary>
+    (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v);
+}
+
 /// <summary>Keys and values of the positions already processed, one pair per layer, for incremental decoding.</summary>
-public sealed class KvCache : IDisposable
+public sealed class KvCache : IKvStore, IDisposable
 {
     private readonly Tensor?[] _keys;
     private readonly Tensor?[] _values;
@@ -14,10 +24,15 @@ public sealed class KvCache : IDisposable
         _values = new Tensor?[layers];
     }
 
+    /// <summary>Keys [1, Hkv, Length, D] of a layer, or null before the first pass.</summary>
+    internal Tensor? Keys(int layer) => _keys[layer];
+
+    internal Tensor? Values(int layer) => _values[layer];
+
     /// <summary>How many positions the cache holds.</summary>
     public int Length { get; private set; }
 
-    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    (Tensor Keys, Tensor Values) IKvStore.Append(int layer, Tensor k, Tensor v)
     {
         var oldK = _keys[layer];
         var oldV = _values[layer];

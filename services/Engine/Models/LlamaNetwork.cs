@@ -31,7 +31,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException();
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? keyMask, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? keyMask, IKvStore? cache, int layer)
     {
         long b = x.shape[0], t = x.shape[1];
         int d = _c.HeadSize;
@@ -51,8 +51,11 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public readonly Projection up_proj;
     public readonly Projection down_proj;
 
+    private readonly RunSettings _run;
+
     public LlamaMlp(ModelConfig c, RunSettings run) : base("mlp")
     {
+        _run = run;
         gate_proj = new Projection("gate_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, false, run);
         up_proj = new Projection("up_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, false, run);
         down_proj = new Projection("down_proj", c.IntermediateSize, c.HiddenSize, c.MlpBias, false, run);
@@ -61,7 +64,12 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         register_module("down_proj", down_proj);
     }
 
-    public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+    public override Tensor forward(Tensor x)
+    {
+        Tensor g = gate_proj.forward(x), u = up_proj.forward(x);
+        var h = training && FusedSiluMul.Applies(_run, g, u) ? FusedSiluMul.Apply(g, u) : F.silu(g) * u;
+        return down_proj.forward(h);
+    }
 }
 
 internal sealed class LlamaLayer : nn.Module<Tensor, Tensor>
@@ -77,8 +85,8 @@ internal sealed class LlamaLayer : nn.Module<Tensor, Tensor>
         _run = run;
         self_attn = new LlamaAttention(c, run);
         mlp = new LlamaMlp(c, run);
-        input_layernorm = new RmsNorm("input_layernorm", c.HiddenSize, c.NormEpsilon);
-        post_attention_layernorm = new RmsNorm("post_attention_layernorm", c.HiddenSize, c.NormEpsilon);
+        input_layernorm = new RmsNorm("input_layernorm", c.HiddenSize, c.NormEpsilon, run);
+        post_attention_layernorm = new RmsNorm("post_attention_layernorm", c.HiddenSize, c.NormEpsilon, run);
         register_module("self_attn", self_attn);
         register_module("mlp", mlp);
         register_module("input_layernorm", input_layernorm);
@@ -87,7 +95,7 @@ internal sealed class LlamaLayer : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException();
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? keyMask, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? keyMask, IKvStore? cache, int layer)
     {
         using var scope = NewDisposeScope();
         var h = x + Drop(self_attn.Forward(ToMatmul(input_layernorm.forward(x)), cos, sin, keyMask, cache, layer));
@@ -109,7 +117,7 @@ internal sealed class LlamaBody : nn.Module<Tensor, Tensor>
 
     public LlamaBody(ModelConfig c, RunSettings run) : base("model")
     {
-        embed_tokens = new Embedding("embed_tokens", c.VocabSize, c.HiddenSize);
+        embed_tokens = new Embedding("embed_tokens", c.VocabSize, c.HiddenSize, run);
         layers = new ModuleList<LlamaLayer>([.. Enumerable.Range(0, c.NumLayers).Select(_ => new LlamaLayer(c, run))]);
         norm = new RmsNorm("norm", c.HiddenSize, c.NormEpsilon);
         register_module("embed_tokens", embed_tokens);
@@ -124,23 +132,24 @@ internal sealed class LlamaBody : nn.Module<Tensor, Tensor>
 internal sealed class LlamaNetwork : DecoderNetwork
 {
     public readonly LlamaBody model;
-    public readonly Parameter? lm_head_weight;
+    public readonly HeadHolder? lm_head;
     private readonly Tensor _invFreq;
 
-    public LlamaNetwork(ModelConfig c) : base(c.ModelType switch { "qwen2" => "Qwen2ForCausalLM", _ => "LlamaForCausalLM" }, c)
+    public LlamaNetwork(ModelConfig c, ScalarType? frozenMatrices)
+        : base(c.ModelType switch { "qwen2" => "Qwen2ForCausalLM", _ => "LlamaForCausalLM" }, c, frozenMatrices)
     {
         model = new LlamaBody(c, Settings);
         register_module("model", model);
         if (!c.TieWordEmbeddings)
         {
-            lm_head_weight = new Parameter(empty(c.VocabSize, c.HiddenSize));
-            register_module("lm_head", new HeadHolder(lm_head_weight));
+            lm_head = new HeadHolder(c.VocabSize, c.HiddenSize, Settings);
+            register_module("lm_head", lm_head);
         }
         _invFreq = Rope.InverseFrequencies(c);
         register_buffer("inv_freq", _invFreq, persistent: false);
     }
 
-    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, KvCache? cache, Tensor? positions = null)
+    public override Tensor Hidden(Tensor ids, Tensor? attentionMask, IKvStore? cache, Tensor? positions = null)
     {
         var past = cache?.Length ?? 0;
         long t = ids.shape[1];
@@ -160,7 +169,9 @@ internal sealed class LlamaNetwork : DecoderNetwork
         return scope.MoveToOuter(model.norm.forward(x));
     }
 
-    public override Tensor HeadWeight => (Tensor?)lm_head_weight ?? model.embed_tokens.weight;
+    public override Tensor HeadWeight => (Tensor?)lm_head?.weight ?? model.embed_tokens.weight;
+
+    protected override IEnumerable<WeightMatrix> Tables() => lm_head is null ? [model.embed_tokens] : [model.embed_tokens, lm_head];
 
     public override IEnumerable<(string, Projection)> Projections()
     {
@@ -185,7 +196,7 @@ internal sealed class LlamaNetwork : DecoderNetwork
         const double std = 0.02;
         Normal(model.embed_tokens.weight, std);
         foreach (var (_, p) in Projections()) Normal(p.weight, std);
-        if (lm_head_weight is not null) Normal(lm_head_weight, std);
+        if (lm_head is not null) Normal(lm_head.weight, std);
     }
 }
 

@@ -173,10 +173,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
                 else throw new ModelFormatException($"{path}: merge #{merges.Count} is malformed", path);
             }
         }
-        var special = new Dictionary<string, int>();
-        if (root["added_tokens"] is JsonArray added)
-            foreach (var a in added.OfType<JsonObject>())
-                special[a["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
+        var special = AddedTokens(root);
         foreach (var s in special.Keys) vocab.Remove(s);
         var pattern = FindSplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
 
@@ -188,8 +185,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
             files.Add(("tokenizer_config.json", File.ReadAllBytes(cfgPath)));
             var cfg = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject;
             eos = Lookup(cfg?["eos_token"], special);
-            // bos_token alone does not mean it is prepended (GPT-2 names one and never adds it).
-            if (cfg?["add_bos_token"] is JsonValue ab && ab.GetValue<bool>()) bos = Lookup(cfg["bos_token"], special);
+            bos = ConfiguredBos(cfg, special);
         }
         eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
         // Llama 3 style post-processors add <|begin_of_text|>; read which token they prepend.
@@ -198,6 +194,42 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         if (stm is not null && File.Exists(stm)) files.Add(("special_tokens_map.json", File.ReadAllBytes(stm)));
         return new ByteLevelBpeTokenizer(vocab, merges, pattern, special, bos, eos, files);
     }
+
+    /// <summary>
+    /// Whether the tokenizer in <paramref name="directory"/> prepends a beginning-of-text token when it encodes, as
+    /// <see cref="TryLoad"/> decides it (<c>add_bos_token</c>, or a post-processor that starts with a special token),
+    /// without building its vocabulary. False when the directory has no tokenizer.json or it cannot be read.
+    /// </summary>
+    public static bool PrependsBos(string directory)
+    {
+        var path = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(path)) return false;
+        try
+        {
+            if (JsonNode.Parse(File.ReadAllBytes(path)) is not JsonObject root) return false;
+            var special = AddedTokens(root);
+            var cfgPath = Path.Combine(directory, "tokenizer_config.json");
+            var cfg = File.Exists(cfgPath) ? JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject : null;
+            return (ConfiguredBos(cfg, special) ?? FindPrependedToken(root["post_processor"], special)) is not null;
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+        {
+            return false;
+        }
+    }
+
+    private static Dictionary<string, int> AddedTokens(JsonObject root)
+    {
+        var special = new Dictionary<string, int>();
+        if (root["added_tokens"] is JsonArray added)
+            foreach (var a in added.OfType<JsonObject>())
+                special[a["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
+        return special;
+    }
+
+    /// <summary>bos_token alone does not mean it is prepended (GPT-2 names one and never adds it): add_bos_token says so.</summary>
+    private static int? ConfiguredBos(JsonObject? cfg, Dictionary<string, int> special) =>
+        cfg?["add_bos_token"] is JsonValue ab && ab.GetValueKind() == JsonValueKind.True ? Lookup(cfg["bos_token"], special) : null;
 
     private static int? Lookup(JsonNode? token, Dictionary<string, int> special)
     {

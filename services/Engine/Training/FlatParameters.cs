@@ -23,6 +23,10 @@ internal sealed class FlatParameters : IDisposable
     public FlatParameters(IEnumerable<(string Name, Parameter P)> trainable, double weightDecay, Device device)
     {
         var list = trainable.ToList();
+        if (list.Count == 0)
+            throw new InvalidOperationException("nothing to train: every parameter is frozen (a model built with ModelOptions.FrozenBase trains adapters only: set LoRA)");
+        if (list.FirstOrDefault(p => p.P.dtype != ScalarType.Float32) is { Name: { } stored } other)
+            throw new InvalidOperationException($"parameter '{stored}' is {other.P.dtype}: trained parameters need fp32 masters, and a frozen base stored in bf16 cannot be trained in full");
         // Decoupled weight decay applies to matrices only: biases and norm weights (1-D) are never decayed.
         var groups = new[] { ("decay", weightDecay, list.Where(p => p.P.dim() >= 2).ToList()),
                              ("no_decay", 0.0, list.Where(p => p.P.dim() < 2).ToList()) }

@@ -1,7 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
-using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Distributed;
 using AspireTune.Engine.Generation;
 using AspireTune.Engine.Models;
@@ -18,11 +17,6 @@ namespace AspireTune.Engine.Training;
 /// </summary>
 public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObserver? observer = null)
 {
-    private const string StateFile = "trainer_state.json";
-    private const string WeightsFile = "trainable.safetensors";
-    private const string OptimizerFile = "optimizer.safetensors";
-    private const string BestPrefix = "best-";
-
     public CausalLm Model { get; } = model;
     public SftOptions Options { get; } = options;
 
@@ -65,34 +59,23 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
 
         // What a batch is made of: one example per row, or (packing) rows of several examples.
         List<List<SftSequence>> units = Options.Packing ? SftData.Pack(trainSeqs, maxLen) : [.. trainSeqs.Select(s => new List<SftSequence> { s })];
-        var batchesPerEpoch = (units.Count + Options.BatchSize - 1) / Options.BatchSize;
-        var stepsPerEpoch = (batchesPerEpoch + Options.GradientAccumulationSteps - 1) / Options.GradientAccumulationSteps;
-        var totalSteps = Math.Min(Options.Epochs * stepsPerEpoch, Options.MaxSteps ?? int.MaxValue);
+        var schedule = new StepSchedule(units.Count, Options);
+        var (stepsPerEpoch, totalSteps) = (schedule.StepsPerEpoch, schedule.TotalSteps);
         var state = new TrainerState { Seed = Options.Seed, TotalSteps = totalSteps, OptionsFingerprint = Fingerprint(train.Count) };
         float[][]? best = null;
+        var checkpoints = new TrainerCheckpoints(Options.KeepCheckpoints, observer);
 
         if (resumeFrom is not null)
-            (state, best) = Resume(resumeFrom, flat, optimizer, state.OptionsFingerprint);
+            (state, best) = checkpoints.Resume(resumeFrom, flat, optimizer, state.OptionsFingerprint);
 
         var watch = Stopwatch.StartNew();
         var stoppedEarly = false;
-        int[]? order = null;
-        var orderEpoch = -1;
-        var higherIsBetter = Options.EarlyStoppingMetric != EarlyStoppingMetric.ValidationLoss;
 
         for (var step = state.Step + 1; step <= totalSteps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var epoch = (step - 1) / stepsPerEpoch;
-            if (epoch != orderEpoch)
-            {
-                order = Shuffle(units.Count, Options.Seed, epoch);
-                orderEpoch = epoch;
-            }
             var stepWatch = Stopwatch.StartNew();
-            var first = (step - 1) % stepsPerEpoch * Options.GradientAccumulationSteps;
-            var micro = Enumerable.Range(first, Options.GradientAccumulationSteps).Where(b => b < batchesPerEpoch)
-                .Select(b => order!.Skip(b * Options.BatchSize).Take(Options.BatchSize).Select(i => units[i]).ToList()).ToList();
+            var micro = schedule.MicroBatches(step).Select(b => b.Select(i => units[i]).ToList()).ToList();
             // The loss is the mean over every completion token of the step, whatever the micro-batch split.
             var stepTargets = micro.Sum(m => m.Sum(u => u.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength))));
             Tensor? lossSum = null;
@@ -100,8 +83,7 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             Model.SetTraining(true);
             for (var m = 0; m < micro.Count; m++)
             {
-                // Dropout draws depend only on (seed, step, micro-batch): a resumed run repeats them exactly.
-                Reseed(Options.Seed * 1_000_003 + step * 131L + m, device);
+                StepSchedule.Reseed(Options.Seed, step, m, device);
                 using var scope = NewDisposeScope();
                 var shard = DataParallel is { WorldSize: > 1 } dp ? micro[m].Where((_, i) => i % dp.WorldSize == dp.Rank).ToList() : micro[m];
                 if (shard.Count == 0)
@@ -156,49 +138,15 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
                 // Mean training loss since the previous evaluation, from the saved history so that resumes agree.
                 var since = state.Evaluations.LastOrDefault()?.Step ?? 0;
                 var eval = Evaluate(valSeqs, padId, step, epochProgress, state.TrainLosses.Skip(since).Average());
-                state.Evaluations.Add(eval);
-                observer?.OnEvaluation(eval);
-                var metric = Options.EarlyStoppingMetric switch
-                {
-                    EarlyStoppingMetric.MeanTokenAccuracy => eval.MeanTokenAccuracy,
-                    EarlyStoppingMetric.ExactMatch => eval.ExactMatch ?? 0,
-                    _ => eval.ValidationLoss,
-                };
-                var improved = state.BestMetric is not { } bm
-                    || (higherIsBetter ? metric - bm > Options.EarlyStoppingMinDelta : bm - metric > Options.EarlyStoppingMinDelta);
-                if (improved)
-                {
-                    state.BestMetric = metric;
-                    state.BestStep = step;
-                    state.EvalsWithoutImprovement = 0;
-                    best = flat.Snapshot();
-                    // Named by step: a checkpoint refers to the best weights of its own time, not a later run's.
-                    SaveFlat(Path.Combine(checkpointDirectory, $"{BestPrefix}{step:D6}"), best);
-                    PruneBest(checkpointDirectory, step);
-                }
-                else
-                {
-                    state.EvalsWithoutImprovement++;
-                }
-                if (Options.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= Options.EarlyStoppingPatience)
-                    stoppedEarly = true;
+                stoppedEarly = checkpoints.RecordEvaluation(Options, state, eval, flat, checkpointDirectory, ref best);
             }
             if (DataParallel is not { Rank: > 0 } && ((Options.CheckpointEverySteps > 0 && step % Options.CheckpointEverySteps == 0) || step == totalSteps || stoppedEarly))
-                SaveCheckpoint(checkpointDirectory, state, flat, optimizer, trainLoss);
+                checkpoints.Save(checkpointDirectory, state, flat, optimizer, trainLoss);
             if (stoppedEarly) break;
         }
 
-        if (best is not null) flat.Restore(best);
         Model.SetTraining(false);
-        var bestEval = state.Evaluations.FirstOrDefault(e => e.Step == state.BestStep);
-        var (verdict, advice) = FitAnalysis.Assess(state.Evaluations, Options.EarlyStoppingMinDelta);
-        var result = new TrainingResult
-        {
-            Steps = state.Step, BestStep = state.BestStep, Best = bestEval, StoppedEarly = stoppedEarly, Verdict = verdict,
-            Advice = advice, Evaluations = state.Evaluations, TrainLosses = state.TrainLosses, Duration = watch.Elapsed,
-        };
-        observer?.OnCompleted(result);
-        return result;
+        return checkpoints.Finish(Options, state, flat, best, stoppedEarly, watch.Elapsed);
     }
 
     /// <summary>Scores the model as it is on a validation split (a baseline before training, or a final check).</summary>
@@ -247,119 +195,6 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         return new EvaluationResult(step, epoch, trainLoss, lossSum / Math.Max(1, count), (double)correct / Math.Max(1, count), exact);
     }
 
-    private void SaveCheckpoint(string root, TrainerState state, FlatParameters flat, FlatAdamW optimizer, double trainLoss)
-    {
-        var dir = Path.Combine(root, $"checkpoint-{state.Step:D6}");
-        var tmp = dir + ".partial";
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        Directory.CreateDirectory(tmp);
-        SaveFlat(tmp, flat.Snapshot());
-        var opt = new List<(string, long[], float[])>();
-        for (var i = 0; i < flat.Groups.Count; i++)
-        {
-            var name = flat.Groups[i].Name;
-            opt.Add(($"exp_avg.{name}", [optimizer.ExpAvg[i].numel()], optimizer.ExpAvg[i].cpu().data<float>().ToArray()));
-            opt.Add(($"exp_avg_sq.{name}", [optimizer.ExpAvgSq[i].numel()], optimizer.ExpAvgSq[i].cpu().data<float>().ToArray()));
-        }
-        SafeTensors.Write(Path.Combine(tmp, OptimizerFile), opt, SafeTensorDType.F32,
-            new Dictionary<string, string> { ["step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture) });
-        state.Save(Path.Combine(tmp, StateFile));
-        // A checkpoint appears complete or not at all: a kill while writing leaves only the .partial folder.
-        if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        Directory.Move(tmp, dir);
-        foreach (var old in Directory.GetDirectories(root, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
-                     .Order(StringComparer.Ordinal).SkipLast(Options.KeepCheckpoints))
-            Directory.Delete(old, true);
-        PruneBest(root, state.BestStep);
-        observer?.OnCheckpoint(new CheckpointInfo(state.Step, dir, trainLoss, state.Evaluations.LastOrDefault()));
-    }
-
-    /// <summary>Best-weight folders stay only while the current run or a kept checkpoint refers to them.</summary>
-    private static void PruneBest(string root, int currentBest)
-    {
-        var referenced = Directory.GetDirectories(root, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
-            .Select(p => TrainerState.Load(Path.Combine(p, StateFile)).BestStep).Append(currentBest)
-            .Select(b => $"{BestPrefix}{b:D6}").ToHashSet();
-        foreach (var stale in Directory.GetDirectories(root, BestPrefix + "*").Where(p => !referenced.Contains(Path.GetFileName(p))))
-            Directory.Delete(stale, true);
-    }
-
-    private static void SaveFlat(string dir, float[][] groups)
-    {
-        Directory.CreateDirectory(dir);
-        SafeTensors.Write(Path.Combine(dir, WeightsFile), groups.Select((g, i) => ($"group.{i}", new long[] { g.Length }, g)), SafeTensorDType.F32);
-    }
-
-    private static float[][] LoadFlat(string dir, FlatParameters flat)
-    {
-        var path = Path.Combine(dir, WeightsFile);
-        var (entries, start, _) = SafeTensors.ReadHeader(path);
-        var result = new float[flat.Groups.Count][];
-        for (var i = 0; i < flat.Groups.Count; i++)
-        {
-            if (!entries.TryGetValue($"group.{i}", out var e) || e.ElementCount != flat.Groups[i].Data.numel())
-                throw new ModelFormatException($"{path}: tensor 'group.{i}' is missing or does not match the model's trainable parameters", path, $"group.{i}");
-            result[i] = SafeTensors.ReadFloats(path, start, e);
-        }
-        return result;
-    }
-
-    private (TrainerState State, float[][]? Best) Resume(string from, FlatParameters flat, FlatAdamW optimizer, string fingerprint)
-    {
-        var dir = from;
-        if (!File.Exists(Path.Combine(dir, StateFile)))
-        {
-            dir = Directory.Exists(from)
-                ? Directory.GetDirectories(from, "checkpoint-*").Where(p => !p.EndsWith(".partial", StringComparison.Ordinal))
-                    .Order(StringComparer.Ordinal).LastOrDefault() ?? throw new DirectoryNotFoundException($"{from}: no checkpoint to resume from")
-                : throw new DirectoryNotFoundException($"{from}: checkpoint directory not found");
-        }
-        var state = TrainerState.Load(Path.Combine(dir, StateFile));
-        if (state.OptionsFingerprint != fingerprint)
-            throw new InvalidOperationException(
-                $"{dir}: the checkpoint was made with other options or data ({state.OptionsFingerprint}); exact resume needs the same ({fingerprint})");
-        flat.Restore(LoadFlat(dir, flat));
-        var optPath = Path.Combine(dir, OptimizerFile);
-        var (entries, start, meta) = SafeTensors.ReadHeader(optPath);
-        using (no_grad())
-        {
-            for (var i = 0; i < flat.Groups.Count; i++)
-            {
-                var name = flat.Groups[i].Name;
-                foreach (var (key, target) in new[] { ($"exp_avg.{name}", optimizer.ExpAvg[i]), ($"exp_avg_sq.{name}", optimizer.ExpAvgSq[i]) })
-                {
-                    if (!entries.TryGetValue(key, out var e) || e.ElementCount != target.numel())
-                        throw new ModelFormatException($"{optPath}: tensor '{key}' is missing or has the wrong size", optPath, key);
-                    using var t = tensor(SafeTensors.ReadFloats(optPath, start, e));
-                    target.copy_(t);
-                }
-            }
-        }
-        optimizer.StepCount = int.Parse(meta?["step"]?.GetValue<string>() ?? state.Step.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-        var bestDir = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, $"{BestPrefix}{state.BestStep:D6}");
-        float[][]? best = null;
-        if (state.BestStep > 0)
-        {
-            if (!File.Exists(Path.Combine(bestDir, WeightsFile)))
-                throw new DirectoryNotFoundException($"{dir}: the best weights it refers to ({bestDir}) are missing");
-            best = LoadFlat(bestDir, flat);
-        }
-        return (state, best);
-    }
-
     private string Fingerprint(int trainCount) => string.Create(CultureInfo.InvariantCulture,
         $"n={trainCount};bs={Options.BatchSize};acc={Options.GradientAccumulationSteps};ep={Options.Epochs};max={Options.MaxSteps};seed={Options.Seed};lora={Options.Lora?.Rank}{(Options.Packing ? ";packed" : "")}");
-
-    private static int[] Shuffle(int n, long seed, int epoch)
-    {
-        var order = Enumerable.Range(0, n).ToArray();
-        new Random(unchecked((int)(seed * 7919 + epoch))).Shuffle(order);
-        return order;
-    }
-
-    private static void Reseed(long seed, Device device)
-    {
-        manual_seed(seed);
-        if (device.type == DeviceType.CUDA) cuda.manual_seed(seed);
-    }
 }

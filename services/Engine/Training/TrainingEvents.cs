@@ -4,7 +4,7 @@ namespace AspireTune.Engine.Training;
 /// <param name="Step">Optimizer step, 1-based.</param>
 /// <param name="TotalSteps">Planned optimizer steps (early stopping may end sooner).</param>
 /// <param name="Epoch">Fractional epoch reached.</param>
-/// <param name="TrainLoss">Mean cross-entropy over the step's completion tokens (nats).</param>
+/// <param name="TrainLoss">Mean cross-entropy over the step's completion tokens (nats); for preference training the step's mean DPO loss.</param>
 /// <param name="LearningRate">Learning rate applied at this step.</param>
 /// <param name="GradNorm">Global gradient L2 norm before clipping.</param>
 /// <param name="TokensPerSecond">Completion and prompt tokens (padding excluded) per second of this step.</param>
@@ -15,12 +15,14 @@ public sealed record TrainingProgress(int Step, int TotalSteps, double Epoch, do
 /// <summary>One evaluation on the validation split.</summary>
 /// <param name="Step">Optimizer step evaluated after.</param>
 /// <param name="Epoch">Fractional epoch reached.</param>
-/// <param name="ValidationLoss">Mean cross-entropy over validation completion tokens (nats).</param>
-/// <param name="MeanTokenAccuracy">Share of validation completion tokens predicted exactly (argmax).</param>
+/// <param name="ValidationLoss">Mean cross-entropy over validation completion tokens (nats); for preference training the mean DPO loss of the validation pairs.</param>
+/// <param name="MeanTokenAccuracy">Share of validation completion tokens (preferred answers, for preference training) predicted exactly (argmax).</param>
 /// <param name="TrainLoss">Mean training loss over the steps since the previous evaluation.</param>
 /// <param name="ExactMatch">Share of validation answers generated exactly (null when no examples were generated).</param>
+/// <param name="RewardAccuracy">Preference training: share of validation pairs whose preferred answer gets the higher implicit reward.</param>
+/// <param name="RewardMargin">Preference training: mean of beta x (preferred - non-preferred log-ratio against the reference), nats.</param>
 public sealed record EvaluationResult(int Step, double Epoch, double TrainLoss, double ValidationLoss, double MeanTokenAccuracy,
-    double? ExactMatch);
+    double? ExactMatch, double? RewardAccuracy = null, double? RewardMargin = null);
 
 /// <summary>A resumable checkpoint written to disk.</summary>
 public sealed record CheckpointInfo(int Step, string Directory, double TrainLoss, EvaluationResult? LastEvaluation);

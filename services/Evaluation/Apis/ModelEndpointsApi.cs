@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Data;
 using System.Text.RegularExpressions;
 using AspireTune.Contracts.Evaluation;
 using AspireTune.Evaluation.Data;
@@ -47,7 +48,9 @@ public static partial class ModelEndpointsApi
         var entity = new ModelEndpointEntity { Id = request.Id, BaseUrl = "", Model = "", CreatedAt = DateTimeOffset.UtcNow };
         Apply(entity, request);
         db.ModelEndpoints.Add(entity);
-        await db.SaveChangesAsync(ct);
+        // A concurrent POST (or PUT) of the same id may win the race.
+        if (!await db.SaveUnlessTakenAsync(t => db.ModelEndpoints.AsNoTracking().AnyAsync(e => e.Id == request.Id, t), ct))
+            return TypedResults.Problem($"Model endpoint '{request.Id}' already exists; PUT /api/evaluation/models/{request.Id} replaces it.", statusCode: StatusCodes.Status409Conflict, title: "The model endpoint exists.");
         return TypedResults.Created($"/api/evaluation/models/{entity.Id}", ToResponse(entity, configuration));
     }
 
@@ -59,12 +62,24 @@ public static partial class ModelEndpointsApi
             errors["id"] = [$"The id in the body ('{request.Id}') differs from the one in the URL ('{id}')."];
         if (errors.Count > 0)
             return TypedResults.ValidationProblem(errors, title: "The model endpoint is not valid.");
-        var entity = await db.ModelEndpoints.FirstOrDefaultAsync(e => e.Id == id, ct);
-        if (entity is null)
-            db.ModelEndpoints.Add(entity = new ModelEndpointEntity { Id = id, BaseUrl = "", Model = "", CreatedAt = DateTimeOffset.UtcNow });
-        Apply(entity, request);
-        await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(ToResponse(entity, configuration));
+        // Two PUTs of a new id at once both find no row; the loser's insert hits the primary key and is retried as an
+        // update of the winner's row (last writer wins, as for two PUTs of an existing id).
+        for (var attempt = 0; ; attempt++)
+        {
+            var entity = await db.ModelEndpoints.FirstOrDefaultAsync(e => e.Id == id, ct);
+            if (entity is null)
+                db.ModelEndpoints.Add(entity = new ModelEndpointEntity { Id = id, BaseUrl = "", Model = "", CreatedAt = DateTimeOffset.UtcNow });
+            Apply(entity, request);
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                return TypedResults.Ok(ToResponse(entity, configuration));
+            }
+            catch (DbUpdateException) when (attempt == 0 && db.Entry(entity).State == EntityState.Added)
+            {
+                db.ChangeTracker.Clear();
+            }
+        }
     }
 
     public static async Task<Results<NoContent, NotFound>> DeleteAsync(string id, EvaluationDbContext db, CancellationToken ct) =>

@@ -1,3 +1,4 @@
+using AspireTune.ServiceDefaults.Data;
 using System.Security.Claims;
 using System.Text.Json;
 using AspireTune.Contracts.Common;
@@ -32,6 +33,12 @@ public sealed record RunCreateRequest
     public double? Temperature { get; init; }
     public int? MaxTokens { get; init; }
     public string? JudgeRubric { get; init; }
+
+    /// <summary>Answers constrained to the dataset's labels (<c>RunEvaluation.ConstrainToLabels</c>); default false.</summary>
+    public bool ConstrainToLabels { get; init; }
+
+    /// <summary>The task's label set (<c>RunEvaluation.Labels</c>); default the labels the dataset expects.</summary>
+    public IReadOnlyList<string>? Labels { get; init; }
 }
 
 public sealed record RunResponse(Guid Id, Guid? ExperimentId, RunStatus Status, int TotalCalls, int CompletedCalls, string? Error, RunSpec? Spec,
@@ -94,10 +101,14 @@ public static class RunsApi
             Temperature = request.Temperature,
             MaxTokens = request.MaxTokens,
             JudgeRubric = request.JudgeRubric,
+            ConstrainToLabels = request.ConstrainToLabels,
+            Labels = request.Labels,
         }, ct);
         if (run is null)
             return TypedResults.ValidationProblem(errors, title: "The run is not valid.");
-        await db.SaveChangesAsync(ct);
+        // The same runId posted twice at once: the first insert wins.
+        if (!await db.SaveUnlessTakenAsync(t => db.Runs.AsNoTracking().AnyAsync(r => r.Id == run.Id, t), ct))
+            return TypedResults.Problem($"Run {run.Id} already exists.", statusCode: StatusCodes.Status409Conflict, title: "The run exists.");
         queue.Nudge();
         return TypedResults.Accepted($"/api/evaluation/runs/{run.Id}", ToResponse(run, 0, withSummaries: true));
     }
@@ -117,7 +128,7 @@ public static class RunsApi
         var run = await db.Runs.AsNoTracking().FirstOrDefaultAsync(r => r.Id == id, ct);
         if (run is null)
             return TypedResults.NotFound();
-        if (run.SpecJson == "{}")
+        if (run.Spec.IsNone)
             return TypedResults.Problem($"Run {id} never started: {run.Error}", statusCode: StatusCodes.Status409Conflict, title: "The run has no results.");
         List<DatasetItem> items;
         try
@@ -128,7 +139,7 @@ public static class RunsApi
         {
             return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status409Conflict, title: "The run's dataset cannot be read.");
         }
-        var spec = RunSpec.Read(run.SpecJson);
+        var spec = run.Spec;
         http.Response.ContentType = "application/jsonl";
         await foreach (var result in db.ItemResults.AsNoTracking().Where(r => r.RunId == id).OrderBy(r => r.Pair).ThenBy(r => r.Item).ThenBy(r => r.Repeat).AsAsyncEnumerable().WithCancellation(ct))
             await EvaluationResultsJsonl.WriteLineAsync(http.Response.Body, RunExecutor.ToResult(result, items[result.Item], spec), ct);
@@ -153,8 +164,8 @@ public static class RunsApi
 
     private static RunResponse ToResponse(RunEntity r, int completed, bool withSummaries) => new(
         r.Id, r.ExperimentId, r.Status, r.TotalCalls, completed, r.Error,
-        r.SpecJson == "{}" ? null : RunSpec.Read(r.SpecJson),
-        withSummaries && r.SummaryJson is not null ? JsonSerializer.Deserialize<List<EvaluationSummary>>(r.SummaryJson, JsonSerializerOptions.Web) : null,
-        r.ResultsArtifactJson is null ? null : JsonSerializer.Deserialize<ArtifactRef>(r.ResultsArtifactJson, JsonSerializerOptions.Web),
+        r.Spec.IsNone ? null : r.Spec,
+        withSummaries ? r.Summaries : null,
+        r.ResultsArtifact,
         r.CreatedAt, r.StartedAt, r.FinishedAt);
 }

@@ -34,7 +34,7 @@ public sealed class RunEvaluationConsumer(EvaluationDbContext db, RunFactory fac
                 Id = command.RunId,
                 ExperimentId = command.ExperimentId,
                 Status = RunStatus.Failed,
-                SpecJson = "{}",
+                Spec = RunSpec.None,
                 DatasetArtifactId = command.Dataset.Id,
                 DatasetSha256 = command.Dataset.Sha256,
                 DatasetLength = command.Dataset.Length,

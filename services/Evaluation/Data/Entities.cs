@@ -1,4 +1,6 @@
+using AspireTune.Contracts.Common;
 using AspireTune.Contracts.Evaluation;
+using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Work;
 
 namespace AspireTune.Evaluation.Data;
@@ -62,7 +64,7 @@ public enum RunStatus
     Cancelled,
 }
 
-/// <summary>An evaluation run: its specification (JSON), state and, once finished, its summary.</summary>
+/// <summary>An evaluation run: its specification, state and, once finished, its summary (JSON columns).</summary>
 public sealed class RunEntity : ILeasedWork
 {
     public Guid Id { get; set; }
@@ -70,14 +72,14 @@ public sealed class RunEntity : ILeasedWork
     /// <summary>W3C trace context of the request or message that created the run: its execution continues that trace.</summary>
     public string? TraceParent { get; set; }
     public RunStatus Status { get; set; }
-    public required string SpecJson { get; set; }
+    public required RunSpec Spec { get; set; }
     public required string DatasetArtifactId { get; set; }
     public required string DatasetSha256 { get; set; }
     public long DatasetLength { get; set; }
     public int TotalCalls { get; set; }
     public string? Error { get; set; }
-    public string? SummaryJson { get; set; }
-    public string? ResultsArtifactJson { get; set; }
+    public List<EvaluationSummary>? Summaries { get; set; }
+    public ArtifactRef? ResultsArtifact { get; set; }
     public string? CancelledBy { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? StartedAt { get; set; }
@@ -99,7 +101,7 @@ public sealed class ItemResultEntity
     public int Item { get; set; }
     public int Repeat { get; set; }
     public string? Output { get; set; }
-    public string? ScoresJson { get; set; }
+    public Dictionary<string, double>? Scores { get; set; }
     public string? Predicted { get; set; }
     public double LatencyMs { get; set; }
     public int InputTokens { get; set; }

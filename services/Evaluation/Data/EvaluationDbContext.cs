@@ -1,3 +1,4 @@
+using AspireTune.Evaluation.Runs;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
@@ -48,6 +49,9 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
             e.HasKey(x => x.Id);
             e.Property(x => x.Status).HasConversion<string>();
             e.HasIndex(x => x.Status);
+            e.Property(x => x.Spec).HasColumnName("SpecJson").HasConversion(v => v.Write(), s => RunSpec.Read(s));
+            e.Property(x => x.Summaries).HasJsonConversion("SummaryJson");
+            e.Property(x => x.ResultsArtifact).HasJsonConversion("ResultsArtifactJson");
         });
         modelBuilder.Entity<ItemResultEntity>(e =>
         {
@@ -55,6 +59,7 @@ public sealed class EvaluationDbContext(DbContextOptions<EvaluationDbContext> op
             e.HasKey(x => x.Id);
             // One row per call: a resumed run skips what is here, and a replayed write cannot duplicate it.
             e.HasIndex(x => new { x.RunId, x.Pair, x.Item, x.Repeat }).IsUnique();
+            e.Property(x => x.Scores).HasJsonConversion("ScoresJson");
         });
         modelBuilder.Entity<CachedResponseEntity>(e =>
         {

@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using AspireTune.Evaluation.Data;
 
 namespace AspireTune.Evaluation.Endpoints;
@@ -32,42 +31,54 @@ public sealed class LabelLikelihood(IHttpClientFactory httpClients, ModelGateway
             var (ids, _) = await tokens.TokenIdsAsync(endpoint, null, null, label, ct);
             continuations.Add([.. ids, .. eos is { } e ? new[] { e } : []]);
         }
-        var body = new JsonObject
-        {
-            ["model"] = endpoint.Model,
-            ["prompt"] = new JsonArray(continuations.Select(c => (JsonNode)new JsonArray(context.Concat(c).Select(i => (JsonNode)i).ToArray())).ToArray()),
-            ["echo"] = true,
-            ["logprobs"] = 0,
-            ["max_tokens"] = 0,
-        };
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(new Uri(ModelGateway.BaseUrl(endpoint)), "completions")) { Content = JsonContent.Create(body) };
+        var body = new ScoringRequest { Model = endpoint.Model, Prompt = [.. continuations.Select(c => context.Concat(c).ToList())] };
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(new Uri(ModelGateway.BaseUrl(endpoint)), "completions")) { Content = JsonContent.Create(body, options: Json) };
         if (gateway.ResolveKey(endpoint) is { Length: > 0 } key)
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        JsonObject? answer;
+        ScoringResponse? answer;
         try
         {
             using var response = await httpClients.CreateClient(ModelGateway.ClientName).SendAsync(request, ct);
             if (!response.IsSuccessStatusCode)
                 throw new ModelCallException($"Endpoint '{endpoint.Id}' could not score the labels (HTTP {(int)response.StatusCode}).");
-            answer = await response.Content.ReadFromJsonAsync<JsonObject>(ct);
+            answer = await response.Content.ReadFromJsonAsync<ScoringResponse>(Json, ct);
         }
         catch (Exception e) when (e is HttpRequestException or JsonException or Polly.Timeout.TimeoutRejectedException or Polly.CircuitBreaker.BrokenCircuitException && !ct.IsCancellationRequested)
         {
             throw new ModelCallException($"Endpoint '{endpoint.Id}' could not score the labels: {e.Message}", e);
         }
-        var choices = answer?["choices"] as JsonArray ?? throw new ModelCallException($"Endpoint '{endpoint.Id}' answered the scoring call without choices.");
+        var choices = answer?.Choices ?? throw new ModelCallException($"Endpoint '{endpoint.Id}' answered the scoring call without choices.");
         string? best = null;
         var bestScore = double.NegativeInfinity;
         for (var i = 0; i < labels.Count && i < choices.Count; i++)
         {
-            var logprobs = choices[i]?["logprobs"]?["token_logprobs"] as JsonArray;
+            var logprobs = choices[i]?.Logprobs?.TokenLogprobs;
             if (logprobs is null || logprobs.Count < continuations[i].Count)
                 throw new ModelCallException($"Endpoint '{endpoint.Id}' returned no log-probabilities for the echoed prompt.");
-            var sum = logprobs.Skip(logprobs.Count - continuations[i].Count).Sum(l => l?.GetValue<double>() ?? 0);
+            var sum = logprobs.Skip(logprobs.Count - continuations[i].Count).Sum(l => l ?? 0);
             var score = sum / Math.Max(1, Encoding.UTF8.GetByteCount(labels[i]));
             if (score > bestScore)
                 (best, bestScore) = (labels[i], score);
         }
         return best;
     }
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>The OpenAI completions call that scores echoed prompts: no new tokens, the prompt's own log-probabilities.</summary>
+    private sealed record ScoringRequest
+    {
+        public required string Model { get; init; }
+        public required IReadOnlyList<IReadOnlyList<int>> Prompt { get; init; }
+        public bool Echo => true;
+        public int Logprobs => 0;
+        public int MaxTokens => 0;
+    }
+
+    private sealed record ScoringResponse(IReadOnlyList<ScoringChoice?>? Choices);
+
+    private sealed record ScoringChoice(ScoringLogprobs? Logprobs);
+
+    /// <summary>One log-probability per token; the first token of a prompt has none (null).</summary>
+    private sealed record ScoringLogprobs(IReadOnlyList<double?>? TokenLogprobs);
 }

@@ -22,7 +22,11 @@ namespace AspireTune.Evaluation.Endpoints;
 public sealed class ModelCallException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>One chat call: optional system message, the user message, sampling parameters.</summary>
-public sealed record ModelCall(string? System, string User, double? Temperature, int? MaxTokens);
+public sealed record ModelCall(string? System, string User, double? Temperature, int? MaxTokens)
+{
+    /// <summary>The answer must be one of these strings (sent as <c>guided_choice</c>); null: free text.</summary>
+    public IReadOnlyList<string>? Choices { get; init; }
+}
 
 /// <summary>The answer and what it cost.</summary>
 public sealed record ModelAnswer(string Output, int InputTokens, int OutputTokens, double LatencyMs, bool Cached);
@@ -82,7 +86,9 @@ public sealed class ModelGateway(IHttpClientFactory httpClients, IConfiguration 
                     throw new ModelCallException($"The requests-per-minute queue of endpoint '{endpoint.Id}' is full.");
             }
             var start = Stopwatch.GetTimestamp();
-            var message = await service.GetChatMessageContentAsync(history, settings, kernel: null, ct);
+            Microsoft.SemanticKernel.ChatMessageContent message;
+            using (GuidedChoice.For(call.Choices))
+                message = await service.GetChatMessageContentAsync(history, settings, kernel: null, ct);
             var latency = Stopwatch.GetElapsedTime(start);
             var usage = message.Metadata?.TryGetValue("Usage", out var u) == true ? u as ChatTokenUsage : null;
             var answer = new ModelAnswer(message.Content ?? "", usage?.InputTokenCount ?? 0, usage?.OutputTokenCount ?? 0, latency.TotalMilliseconds, false);
@@ -202,6 +208,8 @@ public sealed class ModelGateway(IHttpClientFactory httpClients, IConfiguration 
         Add(call.Temperature?.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
         Add(call.MaxTokens?.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Add(variant.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (call.Choices is { } choices) // only then: keys of free answers stay what they were
+            Add("guided_choice:" + string.Join('\u001e', choices));
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 

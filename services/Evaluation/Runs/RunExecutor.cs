@@ -78,7 +78,7 @@ public sealed class RunExecutor(
 
     private async Task ExecuteCoreAsync(RunEntity run, CancellationToken cancel, CancellationToken stopping)
     {
-        var spec = RunSpec.Read(run.SpecJson);
+        var spec = run.Spec;
         byte[] content;
         try
         {
@@ -105,19 +105,24 @@ public sealed class RunExecutor(
             (await gateway.CompleteAsync(endpoints[endpointId], new ModelCall(system, user, 0, 16), 0, ct)).Output;
         EmbedCall embed = (endpointId, texts, ct) => gateway.EmbedAsync(endpoints[endpointId], texts, ct);
         var scorers = spec.Scorers.Select(s => Scorer.Parse(s, judge, spec.JudgeRubric, embed)).ToList();
+        // The task's labels: the run's label set when it names one, else the labels the dataset expects.
+        var taskLabels = spec.Labels?.ToList() ?? LabelChoices.From(items);
         foreach (var label in scorers.OfType<LabelScorer>())
-            label.SetLabels(items.Where(i => i.Expected is not null).Select(i => i.Expected!));
+            label.SetLabels(taskLabels);
 
         var done = (await db.ItemResults.Where(r => r.RunId == run.Id).Select(r => new { r.Pair, r.Item, r.Repeat }).ToListAsync(stopping))
             .Select(r => Key(r.Pair, r.Item, r.Repeat)).ToHashSet();
         if (done.Count > 0)
             logger.LogInformation("Run {RunId}: {Done} of {Total} calls already stored, resuming", run.Id, done.Count, run.TotalCalls);
 
-        // Label-likelihood scores every label the dataset expects; the prompt leaves room for the longest after it.
-        var labels = scorers.OfType<LabelLikelihoodScorer>().Any()
-            ? items.Where(i => i.Expected is not null).Select(i => i.Expected!).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList()
-            : [];
-        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>(), labels);
+        // Label-likelihood scores every task label; the prompt leaves room for the longest after it.
+        var labels = scorers.OfType<LabelLikelihoodScorer>().Any() ? taskLabels : [];
+        // Constrained answers are one of the task's labels (guided_choice on the served model).
+        List<string>? choices = spec.ConstrainToLabels ? taskLabels : null;
+        var context = new RunContext(run.Id, spec, items, prompts, scorers, new ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>>(), labels)
+        {
+            Choices = choices is { Count: > 0 } ? choices : null,
+        };
         var perEndpoint = spec.ModelEndpoints.Select((id, e) => Task.Run(() => RunEndpointAsync(context, endpoints[id], e, done, cancel), CancellationToken.None));
         await Task.WhenAll(perEndpoint);
         await writer.FlushAsync(stopping);
@@ -148,7 +153,7 @@ public sealed class RunExecutor(
                 {
                     continue; // rendered again when the item is processed, where the error becomes the item's result
                 }
-                keys.Add(ModelGateway.CacheKey(endpoint, Call(run.Spec, w.Fitted), Variant(run.Spec, w.Repeat)));
+                keys.Add(ModelGateway.CacheKey(endpoint, Call(run, w.Fitted), Variant(run.Spec, w.Repeat)));
             }
             await cache.PrefetchAsync(keys, cancel);
         }
@@ -158,7 +163,7 @@ public sealed class RunExecutor(
             writer.Enqueue(await ProcessAsync(run, endpoint, Pair(run, w.Prompt, endpointIndex), run.Prompts[w.Prompt], w, ct)));
     }
 
-    private static ModelCall Call(RunSpec spec, FittedPrompt prompt) => new(prompt.System, prompt.User, spec.Temperature, spec.MaxTokens);
+    private static ModelCall Call(RunContext run, FittedPrompt prompt) => new(prompt.System, prompt.User, run.Spec.Temperature, run.Spec.MaxTokens) { Choices = run.Choices };
 
     /// <summary>Output budget assumed when a run sets no max_tokens (the served models' chat default).</summary>
     private const int DefaultOutputBudget = 256;
@@ -198,7 +203,7 @@ public sealed class RunExecutor(
             result.ExamplesShown = fitted.ExamplesShown;
             result.ExamplesRetrieved = fitted.ExamplesRetrieved;
             result.InputTruncated = fitted.InputTruncated ? true : null;
-            var answer = await gateway.CompleteAsync(endpoint, Call(run.Spec, fitted), Variant(run.Spec, repeat), ct);
+            var answer = await gateway.CompleteAsync(endpoint, Call(run, fitted), Variant(run.Spec, repeat), ct);
             result.Output = answer.Output;
             result.LatencyMs = answer.LatencyMs;
             result.InputTokens = answer.InputTokens;
@@ -223,7 +228,7 @@ public sealed class RunExecutor(
                 if (!scorer.NeedsExpected || item.Expected is not null)
                     await scorer.ScoreAsync(new ScoreInput(item.Input!, item.Expected, answer.Output)
                         { Metadata = item.Metadata, LatencyS = answer.LatencyMs / 1000, CostUsd = result.CostUsd, LikelyLabel = likely }, scores, ct);
-            result.ScoresJson = JsonSerializer.Serialize(scores.Scores);
+            result.Scores = scores.Scores;
             result.Predicted = scores.Predicted;
             result.ScoreErrors = scores.Errors.Count == 0 ? null : string.Join("; ", scores.Errors);
         }
@@ -252,8 +257,8 @@ public sealed class RunExecutor(
             }
 
         var artifact = await WriteResultsAsync(run, context, results, stopping);
-        run.SummaryJson = JsonSerializer.Serialize(summaries, JsonSerializerOptions.Web);
-        run.ResultsArtifactJson = JsonSerializer.Serialize(artifact, JsonSerializerOptions.Web);
+        run.Summaries = summaries;
+        run.ResultsArtifact = artifact;
         // The event commits with the status (outbox): it leaves once the run is Completed, and then exactly once.
         db.PublishOnCommit(new EvaluationCompleted
         {
@@ -291,7 +296,7 @@ public sealed class RunExecutor(
         Expected = item.Expected,
         Output = r.Output,
         Predicted = r.Predicted,
-        Scores = r.ScoresJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, double>>(r.ScoresJson),
+        Scores = r.Scores,
         LatencyS = r.LatencyMs / 1000,
         InputTokens = r.InputTokens,
         OutputTokens = r.OutputTokens,
@@ -344,7 +349,11 @@ public sealed class RunExecutor(
     private static long Key(int pair, int item, int repeat) => ((long)pair << 40) | ((long)item << 8) | (long)repeat;
 
     private sealed record RunContext(Guid Id, RunSpec Spec, List<DatasetItem> Items, List<CompiledPrompt> Prompts, List<Scorer> Scorers,
-        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved, List<string> Labels);
+        ConcurrentDictionary<int, Lazy<Task<RetrievedContext>>> Retrieved, List<string> Labels)
+    {
+        /// <summary>The strings every answer must be one of (<c>ConstrainToLabels</c>); null when answers are free.</summary>
+        public IReadOnlyList<string>? Choices { get; init; }
+    }
 
     /// <summary>One call to make; prompts without retrieval are rendered ahead (for the cache prefetch).</summary>
     private sealed class Work(int prompt, DatasetItem item, int repeat)

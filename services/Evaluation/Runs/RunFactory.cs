@@ -22,9 +22,17 @@ public sealed record RunSpec
     public double? Temperature { get; init; }
     public int? MaxTokens { get; init; }
     public string? JudgeRubric { get; init; }
+    public bool ConstrainToLabels { get; init; }
+    public IReadOnlyList<string>? Labels { get; init; }
 
-    public static RunSpec Read(string json) => JsonSerializer.Deserialize<RunSpec>(json, JsonSerializerOptions.Web)!;
-    public string Write() => JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
+    /// <summary>The spec of a run refused before it started (stored as <c>{}</c>): no prompts, endpoints or scorers.</summary>
+    public static readonly RunSpec None = new() { Prompts = [], ModelEndpoints = [], Scorers = [] };
+
+    /// <summary>Whether this is <see cref="None"/>: the run never started.</summary>
+    public bool IsNone => Prompts.Count == 0 && ModelEndpoints.Count == 0;
+
+    public static RunSpec Read(string json) => json == "{}" ? None : JsonSerializer.Deserialize<RunSpec>(json, JsonSerializerOptions.Web)!;
+    public string Write() => IsNone ? "{}" : JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
 }
 
 /// <summary>
@@ -45,7 +53,7 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
         }
 
         // Lists may arrive with null items (JSON or a message): named, never dereferenced.
-        foreach (var (field, list) in new[] { ("prompts", request.Prompts), ("modelEndpoints", request.ModelEndpoints), ("scorers", request.Scorers) })
+        foreach (var (field, list) in new[] { ("prompts", request.Prompts), ("modelEndpoints", request.ModelEndpoints), ("scorers", request.Scorers), ("labels", request.Labels ?? []) })
             if (list.Any(item => item is null))
                 Error(field, $"'{field}' holds a null item; every item must be a string.");
         if (errors.Count > 0)
@@ -66,8 +74,8 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
         if (request.ModelEndpoints.Count == 0)
             Error("modelEndpoints", "Name at least one model endpoint id.");
         var endpointIds = request.ModelEndpoints.Distinct().ToList();
-        var known = await db.ModelEndpoints.Where(e => endpointIds.Contains(e.Id)).Select(e => e.Id).ToListAsync(ct);
-        foreach (var missing in endpointIds.Except(known))
+        var known = await db.ModelEndpoints.Where(e => endpointIds.Contains(e.Id)).Select(e => new { e.Id, e.Kind }).ToListAsync(ct);
+        foreach (var missing in endpointIds.Except(known.Select(e => e.Id)))
             Error("modelEndpoints", $"Model endpoint '{missing}' does not exist (GET /api/evaluation/models lists them).");
 
         foreach (var scorerSpec in request.Scorers.DefaultIfEmpty("exact"))
@@ -104,6 +112,15 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
             items = parsed.Count;
             if (items == 0)
                 Error("dataset", $"Dataset '{request.Dataset.Id}' has no items.");
+            else
+            {
+                if (request.Labels is { } labels)
+                    foreach (var problem in LabelChoices.LabelSetProblems(labels, request.Scorers.DefaultIfEmpty("exact"), request.ConstrainToLabels, parsed))
+                        Error("labels", problem);
+                if (request.ConstrainToLabels)
+                    foreach (var problem in LabelChoices.Problems(request.Scorers.DefaultIfEmpty("exact"), known.Select(e => (e.Id, e.Kind)), content, request.Labels))
+                        Error("constrainToLabels", problem);
+            }
         }
         catch (Exception e) when (e is ArtifactNotFoundException or ArtifactCorruptException)
         {
@@ -124,6 +141,8 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
             Temperature = request.Temperature,
             MaxTokens = request.MaxTokens,
             JudgeRubric = request.JudgeRubric,
+            ConstrainToLabels = request.ConstrainToLabels,
+            Labels = request.Labels?.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
         };
         var run = new RunEntity
         {
@@ -131,7 +150,7 @@ public sealed class RunFactory(EvaluationDbContext db, IArtifactStore artifacts)
             ExperimentId = request.ExperimentId,
             TraceParent = System.Diagnostics.Activity.Current?.Id,
             Status = RunStatus.Queued,
-            SpecJson = spec.Write(),
+            Spec = spec,
             DatasetArtifactId = request.Dataset.Id,
             DatasetSha256 = request.Dataset.Sha256,
             DatasetLength = request.Dataset.Length,

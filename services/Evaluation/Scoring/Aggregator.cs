@@ -21,7 +21,7 @@ public static class Aggregator
         var seed = pairSeed;
 
         // Scores: the per-item mean over repeats, one value per item that got the score.
-        var scores = ok.Select(r => (r.Item, Scores: r.ScoresJson is null ? [] : JsonSerializer.Deserialize<Dictionary<string, double>>(r.ScoresJson)!)).ToList();
+        var scores = ok.Select(r => (r.Item, Scores: r.Scores ?? [])).ToList();
         foreach (var name in scores.SelectMany(s => s.Scores.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
         {
             var perItem = scores.Where(s => s.Scores.ContainsKey(name)).GroupBy(s => s.Item).Select(g => g.Average(s => s.Scores[name])).ToList();

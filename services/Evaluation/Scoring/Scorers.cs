@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using System.Text;
+using AspireTune.Analysis;
 using AspireTune.Evaluation.Endpoints;
 using NJsonSchema;
 
@@ -80,44 +80,19 @@ public abstract class Scorer
     }
 
     /// <summary>Lower case, punctuation dropped, whitespace collapsed: "The  Answer!" and "the answer" agree.</summary>
-    public static string Normalize(string text)
-    {
-        var builder = new StringBuilder(text.Length);
-        var space = false;
-        foreach (var c in text.Trim())
-        {
-            if (char.IsWhiteSpace(c))
-                space = builder.Length > 0;
-            else if (char.IsLetterOrDigit(c))
-            {
-                if (space)
-                    builder.Append(' ');
-                space = false;
-                builder.Append(char.ToLowerInvariant(c));
-            }
-        }
-        return builder.ToString();
-    }
+    public static string Normalize(string text) => ReferenceScores.Normalize(text);
 
     /// <summary>Strips a Markdown code fence around JSON, as chat models often add one.</summary>
-    internal static string StripFence(string output)
-    {
-        var text = output.Trim();
-        if (!text.StartsWith("```", StringComparison.Ordinal))
-            return text;
-        var firstNewline = text.IndexOf('\n');
-        var last = text.LastIndexOf("```", StringComparison.Ordinal);
-        return firstNewline > 0 && last > firstNewline ? text[(firstNewline + 1)..last].Trim() : text;
-    }
+    internal static string StripFence(string output) => ReferenceScores.StripFence(output);
 }
 
 internal sealed class ExactScorer : Scorer
 {
-    public override string Name => "exact";
+    public override string Name => ReferenceScores.Exact;
 
     public override ValueTask ScoreAsync(ScoreInput input, ScoreResult result, CancellationToken ct)
     {
-        result.Scores[Name] = string.Equals(input.Output.Trim(), input.Expected!.Trim(), StringComparison.Ordinal) ? 1 : 0;
+        result.Scores[Name] = ReferenceScores.ExactMatch(input.Output, input.Expected!);
         return ValueTask.CompletedTask;
     }
 }

@@ -17,6 +17,22 @@ public static class FileIntake
         ? $"The upload is {size:N0} bytes; the limit is {limit:N0} bytes (FineTuning:MaxUploadBytes)."
         : $"The upload exceeds the limit of {limit:N0} bytes (FineTuning:MaxUploadBytes).";
 
+    /// <summary>
+    /// Reads a multipart form; a body that is not one (no boundary, a boundary never used, a part cut off, more parts
+    /// than the form limit) comes back as the reason, for a 400, instead of an exception out of the endpoint.
+    /// </summary>
+    public static async Task<(IFormCollection? Form, string? Error)> ReadFormAsync(HttpRequest request, CancellationToken ct)
+    {
+        try
+        {
+            return (await request.ReadFormAsync(ct), null);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or BadHttpRequestException or IOException or InvalidOperationException && !ct.IsCancellationRequested)
+        {
+            return (null, $"The multipart/form-data body could not be read: {ex.Message}");
+        }
+    }
+
     public static async Task<IntakeResult> StoreAsync(Stream body, string fileName, long limit, FineTuningDbContext db, IArtifactStore artifacts, CancellationToken ct)
     {
         using var buffer = new MemoryStream();

@@ -56,7 +56,9 @@ public static class FilesApi
         Stream body;
         if (request.HasFormContentType)
         {
-            var form = await request.ReadFormAsync(ct);
+            var (form, error) = await FileIntake.ReadFormAsync(request, ct);
+            if (form is null)
+                return TypedResults.Problem(statusCode: 400, title: "The form is not valid.", detail: error);
             var file = form.Files.GetFile("file") ?? form.Files.FirstOrDefault();
             if (file is null)
                 return TypedResults.Problem(statusCode: 400, title: "No file in the form.", detail: "Send the JSONL as a multipart field named 'file', or as the request body.");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Claims;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using AspireTune.Contracts.Common;
@@ -29,6 +30,8 @@ public sealed record CreateJobRequest
     /// <summary>Numbers, strings or "auto"; see docs/finetuning.md for names, ranges and defaults.</summary>
     [JsonPropertyName("hyperparameters")] public Dictionary<string, JsonElement>? Hyperparameters { get; init; }
     [JsonPropertyName("experiment_id")] public Guid? ExperimentId { get; init; }
+    /// <summary><c>supervised</c> (default) or <c>dpo</c> (preference pairs; see docs/finetuning.md).</summary>
+    [JsonPropertyName("method")] public string? Method { get; init; }
 }
 
 public sealed record JobError(
@@ -40,6 +43,7 @@ public sealed record JobResponse
     [JsonPropertyName("id")] public required string Id { get; init; }
     [JsonPropertyName("object")] public string Object => "fine_tuning.job";
     [JsonPropertyName("model")] public required string Model { get; init; }
+    [JsonPropertyName("method")] public required string Method { get; init; }
     [JsonPropertyName("status")] public required string Status { get; init; }
     [JsonPropertyName("created_at")] public required long CreatedAt { get; init; }
     [JsonPropertyName("started_at")] public long? StartedAt { get; init; }
@@ -67,6 +71,7 @@ public sealed record JobResponse
     {
         Id = JobIds.Format(j.Id),
         Model = j.BaseModel,
+        Method = j.Method,
         Status = j.Status,
         CreatedAt = j.CreatedAt.ToUnixTimeSeconds(),
         StartedAt = j.StartedAt?.ToUnixTimeSeconds(),
@@ -76,15 +81,15 @@ public sealed record JobResponse
         ValidationFile = j.ValidationFileId ?? j.ValidationArtifactId,
         TestFile = j.TestFileId ?? j.TestArtifactId,
         Suffix = j.Suffix,
-        Hyperparameters = JsonDocument.Parse(j.ResolvedHyperparametersJson ?? j.HyperparametersJson).RootElement.Clone(),
+        Hyperparameters = j.ResolvedHyperparameters is { } resolved ? JsonSerializer.SerializeToElement(resolved) : JsonSerializer.SerializeToElement(j.RequestedHyperparameters),
         Step = j.Step,
         TotalSteps = j.TotalSteps,
         TrainedTokens = j.Status == JobStatus.Succeeded ? j.TrainedTokens : null,
         CancelRequested = j.CancelRequested,
         Attempts = j.Attempts,
         Error = j.ErrorCode is null ? null : new JobError(j.ErrorCode, j.ErrorMessage ?? ""),
-        QualityReport = j.QualityReportJson is null ? null : JsonSerializer.Deserialize<QualityReport>(j.QualityReportJson),
-        BestMetrics = j.BestMetricsJson is null ? null : JsonSerializer.Deserialize<List<MetricValue>>(j.BestMetricsJson),
+        QualityReport = j.QualityReport,
+        BestMetrics = j.BestMetrics,
         FitVerdict = j.FitVerdict,
         FitAdvice = j.FitAdvice,
         ExperimentId = j.ExperimentId,
@@ -119,7 +124,8 @@ public sealed record CheckpointResponse(
     [property: JsonPropertyName("created_at")] long CreatedAt,
     [property: JsonPropertyName("fine_tuning_job_id")] string JobId,
     [property: JsonPropertyName("step_number")] int Step,
-    [property: JsonPropertyName("metrics")] CheckpointMetrics Metrics);
+    [property: JsonPropertyName("metrics")] CheckpointMetrics Metrics,
+    [property: JsonPropertyName("fine_tuned_model_checkpoint")] string? FineTunedModelCheckpoint);
 
 public sealed record MetricRow(
     [property: JsonPropertyName("step")] int Step,
@@ -150,6 +156,8 @@ public static class JobsApi
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapPost("/{id}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
+        group.MapPost("/{id}/pause", PauseAsync).RequireAuthorization(Policies.Operator);
+        group.MapPost("/{id}/resume", ResumeAsync).RequireAuthorization(Policies.Operator);
         group.MapGet("/{id}/events", EventsAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}/checkpoints", CheckpointsAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}/metrics", MetricsAsync).RequireAuthorization(Policies.Reader);
@@ -185,6 +193,7 @@ public static class JobsApi
             Suffix = request.Suffix,
             Hyperparameters = hyper,
             ExperimentId = request.ExperimentId,
+            Method = request.Method ?? TrainingMethods.Supervised,
         };
         var result = errors.Count > 0 ? null : await JobSubmitter.SubmitAsync(submission, db, ct);
         foreach (var (key, messages) in result?.Errors ?? [])
@@ -204,7 +213,8 @@ public static class JobsApi
         ValidationFile = job.ValidationArtifactId is null ? null : new ArtifactRef { Id = job.ValidationArtifactId, Sha256 = job.ValidationSha256!, Length = job.ValidationBytes, ContentType = "application/jsonl" },
         TestFile = job.TestArtifactId is null ? null : new ArtifactRef { Id = job.TestArtifactId, Sha256 = job.TestSha256!, Length = job.TestBytes, ContentType = "application/jsonl" },
         Suffix = job.Suffix,
-        Hyperparameters = JsonSerializer.Deserialize<Dictionary<string, string>>(job.HyperparametersJson) ?? [],
+        Hyperparameters = job.RequestedHyperparameters,
+        Method = job.Method,
     };
 
     public static async Task<Results<Ok<ListResponse<JobResponse>>, ValidationProblem>> ListAsync(
@@ -214,7 +224,7 @@ public static class JobsApi
         if (take is < 1 or > MaxPageSize)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"limit must be between 1 and {MaxPageSize}."] });
         var query = db.Jobs.AsNoTracking().AsQueryable();
-        string[] statuses = [JobStatus.ValidatingFiles, JobStatus.Queued, JobStatus.Running, JobStatus.Succeeded, JobStatus.Failed, JobStatus.Cancelled];
+        string[] statuses = [JobStatus.ValidatingFiles, JobStatus.Queued, JobStatus.Running, JobStatus.Paused, JobStatus.Succeeded, JobStatus.Failed, JobStatus.Cancelled];
         if (status is not null && !statuses.Contains(status))
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["status"] = [$"Unknown status '{status}'; use one of {string.Join(", ", statuses)}."] });
         if (status is not null)
@@ -247,10 +257,40 @@ public static class JobsApi
             {
                 Status = 409,
                 Title = "The job has already finished.",
-                Detail = $"Job {JobIds.Format(job.Id)} is {current.Status}; only validating_files, queued and running jobs can be cancelled.",
+                Detail = $"Job {JobIds.Format(job.Id)} is {current.Status}; only validating_files, queued, running and paused jobs can be cancelled.",
             });
         return TypedResults.Ok(JobResponse.From(current));
     }
+
+    /// <summary>Pauses a job in validating_files, queued or running (as <c>/v1/fine_tuning/jobs/{id}/pause</c>); any other status: 409.</summary>
+    public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> PauseAsync(
+        string id, FineTuningDbContext db, ClaimsPrincipal user, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var (current, paused) = await JobSubmitter.PauseAsync(db, job, user.Identity?.Name, ct);
+        return paused ? TypedResults.Ok(JobResponse.From(current)) : NotInStatus(current, "only validating_files, queued and running jobs can be paused");
+    }
+
+    /// <summary>Resumes a paused job from its last checkpoint (as <c>/v1/fine_tuning/jobs/{id}/resume</c>); any other status: 409.</summary>
+    public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> ResumeAsync(
+        string id, FineTuningDbContext db, ServiceDefaults.Work.WorkQueue<FineTuningDbContext, FineTuningJob> queue, ClaimsPrincipal user, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id);
+        var (current, resumed) = await JobSubmitter.ResumeAsync(db, job, user.Identity?.Name, ct);
+        if (!resumed)
+            return NotInStatus(current, "only paused jobs can be resumed");
+        queue.Nudge();
+        return TypedResults.Ok(JobResponse.From(current));
+    }
+
+    private static Conflict<ProblemDetails> NotInStatus(FineTuningJob job, string rule) => TypedResults.Conflict(new ProblemDetails
+    {
+        Status = 409,
+        Title = $"The job is {job.Status}.",
+        Detail = $"Job {JobIds.Format(job.Id)} is {job.Status}; {rule}.",
+    });
 
     public static async Task<Results<Ok<ListResponse<JobEventResponse>>, NotFound<ProblemDetails>, ValidationProblem>> EventsAsync(
         string id, FineTuningDbContext db, string? after, int? limit, CancellationToken ct)
@@ -266,17 +306,17 @@ public static class JobsApi
         // Oldest first, so a client polling with after=<last id> sees each event once, in order.
         var page = await db.JobEvents.AsNoTracking().Where(e => e.JobId == job.Id && e.Id > afterId).OrderBy(e => e.Id).Take(take + 1).ToListAsync(ct);
         var data = page.Take(take).Select(e => new JobEventResponse($"ftevent-{e.Id}", "fine_tuning.job.event", e.CreatedAt.ToUnixTimeSeconds(), e.Level, e.Type, e.Message,
-            e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone())).ToList();
+            e.Data)).ToList();
         return TypedResults.Ok(new ListResponse<JobEventResponse>(data, page.Count > take));
     }
 
-    public static async Task<Results<Ok<ListResponse<CheckpointResponse>>, NotFound<ProblemDetails>>> CheckpointsAsync(string id, FineTuningDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<ListResponse<CheckpointResponse>>, NotFound<ProblemDetails>>> CheckpointsAsync(string id, FineTuningDbContext db, Registry.CheckpointModels models, CancellationToken ct)
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id);
         var rows = await db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).ToListAsync(ct);
         var data = rows.OrderByDescending(c => c.Step).Select(c => new CheckpointResponse(c.Id, "fine_tuning.job.checkpoint", c.CreatedAt.ToUnixTimeSeconds(), JobIds.Format(job.Id), c.Step,
-            new CheckpointMetrics(c.Step, c.TrainLoss, c.ValidLoss, c.ValidMeanTokenAccuracy))).ToList();
+            new CheckpointMetrics(c.Step, c.TrainLoss, c.ValidLoss, c.ValidMeanTokenAccuracy), models.ServedId(job, c))).ToList();
         return TypedResults.Ok(new ListResponse<CheckpointResponse>(data, false));
     }
 

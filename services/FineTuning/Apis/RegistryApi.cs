@@ -59,8 +59,8 @@ public sealed record ModelResponse
             BaseModel = m.BaseModel,
             JobId = m.JobId is { } job ? JobIds.Format(job) : null,
             DatasetSha256 = m.DatasetSha256,
-            Hyperparameters = m.HyperparametersJson is null ? null : JsonDocument.Parse(m.HyperparametersJson).RootElement.Clone(),
-            BestMetrics = m.BestMetricsJson is null ? null : JsonSerializer.Deserialize<List<MetricValue>>(m.BestMetricsJson),
+            Hyperparameters = m.Hyperparameters is null ? null : JsonSerializer.SerializeToElement(m.Hyperparameters),
+            BestMetrics = m.BestMetrics,
         },
     };
 }
@@ -143,7 +143,9 @@ public static class RegistryApi
             HasTokenizer = description.HasTokenizer,
         };
         db.Models.Add(model);
-        await db.SaveChangesAsync(ct);
+        // Two imports of one name at once: the first insert wins.
+        if (!await db.SaveUnlessTakenAsync(t => db.Models.AsNoTracking().AnyAsync(m => m.Id == model.Id, t), ct))
+            return TypedResults.Conflict(new ProblemDetails { Status = 409, Title = "The model id is taken.", Detail = $"A model named '{model.Id}' is already registered; delete it first or pick another name." });
         return TypedResults.Created($"/api/models/{model.Id}", ModelResponse.From(model));
     }
 
@@ -195,7 +197,7 @@ public static class RegistryApi
         if (model.Source == ModelSource.BuiltIn)
             return TypedResults.Conflict(new ProblemDetails { Status = 409, Title = "The built-in model cannot be deleted.", Detail = $"'{id}' is the built-in base model (FineTuning:BuiltInModel); it is recreated on every start." });
         var users = await db.Jobs.AsNoTracking()
-            .Where(j => j.BaseModel == id && (j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Queued || j.Status == JobStatus.Running))
+            .Where(j => j.BaseModel == id && (j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.Paused))
             .Select(j => j.Id).ToListAsync(ct);
         if (users.Count > 0)
             return TypedResults.Conflict(new ProblemDetails { Status = 409, Title = "The model is in use.", Detail = $"Jobs {string.Join(", ", users.Select(JobIds.Format))} train from '{id}'; cancel them or wait until they finish." });

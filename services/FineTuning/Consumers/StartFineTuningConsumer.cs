@@ -28,6 +28,7 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
         TraceParent = System.Diagnostics.Activity.Current?.Id,
         BaseModel = message.BaseModel,
         Status = JobStatus.ValidatingFiles,
+        Method = message.Method,
         TrainingArtifactId = message.TrainingFile.Id,
         TrainingSha256 = message.TrainingFile.Sha256,
         TrainingBytes = message.TrainingFile.Length,
@@ -38,7 +39,7 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
         TestSha256 = message.TestFile?.Sha256,
         TestBytes = message.TestFile?.Length ?? 0,
         Suffix = message.Suffix,
-        HyperparametersJson = JsonSerializer.Serialize(message.Hyperparameters),
+        RequestedHyperparameters = new(message.Hyperparameters),
     };
 
     public async Task Consume(ConsumeContext<StartFineTuning> context)
@@ -56,11 +57,14 @@ public sealed class StartFineTuningConsumer(FineTuningDbContext db, JobValidator
             job = FromCommand(message);
             db.Jobs.Add(job);
             JobEvents.Add(db, job.Id, "info", "created", "Job created from a StartFineTuning command.");
-            errors = HyperparameterSpec.Validate(message.Hyperparameters);
+            errors = TrainingMethods.IsKnown(message.Method)
+                ? HyperparameterSpec.Validate(message.Hyperparameters, message.Method)
+                : new() { ["method"] = [$"'{message.Method}' is not a training method; use supervised or dpo."] };
         }
 
         JobValidator.Outcome? outcome = null;
-        if (job.Status == JobStatus.ValidatingFiles)
+        // A job paused before its files were validated is validated all the same (and stays paused).
+        if (job.Status == JobStatus.ValidatingFiles || (job.Status == JobStatus.Paused && job.CuratedArtifactId is null))
             outcome = errors.Count > 0
                 ? validator.Reject(db, job, "invalid_hyperparameters", string.Join(" ", errors.Select(e => $"{e.Key}: {string.Join(" ", e.Value)}")))
                 : await validator.ValidateAsync(db, job, ct);

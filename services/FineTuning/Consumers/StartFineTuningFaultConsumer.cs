@@ -30,7 +30,7 @@ public sealed class StartFineTuningFaultConsumer(FineTuningDbContext db) : ICons
             job = StartFineTuningConsumer.FromCommand(command);
             db.Jobs.Add(job);
         }
-        var fail = job.Status == JobStatus.ValidatingFiles;
+        var fail = job.Status == JobStatus.ValidatingFiles || (job.Status == JobStatus.Paused && job.CuratedArtifactId is null);
         if (fail)
         {
             job.Status = JobStatus.Failed;

@@ -1,3 +1,7 @@
+using System.Text.Json;
+using AspireTune.Contracts.Common;
+using AspireTune.FineTuning.Curation;
+using AspireTune.FineTuning.Jobs;
 using AspireTune.ServiceDefaults.Work;
 
 namespace AspireTune.FineTuning.Data;
@@ -8,11 +12,26 @@ public static class JobStatus
     public const string ValidatingFiles = "validating_files";
     public const string Queued = "queued";
     public const string Running = "running";
+
+    /// <summary>Paused on request: no worker trains it until it is resumed, from its last checkpoint.</summary>
+    public const string Paused = "paused";
     public const string Succeeded = "succeeded";
     public const string Failed = "failed";
     public const string Cancelled = "cancelled";
 
     public static bool IsFinal(string status) => status is Succeeded or Failed or Cancelled;
+}
+
+/// <summary>Fine-tuning methods, spelled as the hosted APIs' <c>method.type</c>.</summary>
+public static class TrainingMethods
+{
+    /// <summary>Supervised fine-tuning on chat or prompt/completion examples.</summary>
+    public const string Supervised = "supervised";
+
+    /// <summary>Direct Preference Optimization on preference pairs (input, preferred_output, non_preferred_output).</summary>
+    public const string Dpo = "dpo";
+
+    public static bool IsKnown(string method) => method is Supervised or Dpo;
 }
 
 /// <summary>An uploaded JSONL file (its bytes live in the artifact store).</summary>
@@ -36,6 +55,9 @@ public sealed class FineTuningJob : ILeasedWork
     public string? TraceParent { get; set; }
     public required string BaseModel { get; set; }
     public required string Status { get; set; }
+
+    /// <summary>The training method, <see cref="TrainingMethods"/>: supervised (the default) or dpo.</summary>
+    public string Method { get; set; } = TrainingMethods.Supervised;
     public required string TrainingArtifactId { get; set; }
     public required string TrainingSha256 { get; set; }
     public long TrainingBytes { get; set; }
@@ -51,15 +73,15 @@ public sealed class FineTuningJob : ILeasedWork
     public string? Suffix { get; set; }
 
     /// <summary>Caller-defined key-value pairs (JSON object of strings), as the hosted APIs' <c>metadata</c>.</summary>
-    public string? MetadataJson { get; set; }
+    public Dictionary<string, string>? Metadata { get; set; }
 
     /// <summary>The hyperparameters as requested (name to text, "auto" allowed).</summary>
-    public required string HyperparametersJson { get; set; }
+    public required Dictionary<string, string> RequestedHyperparameters { get; set; }
 
     /// <summary>The values training used, "auto" resolved; set when the gate passes.</summary>
-    public string? ResolvedHyperparametersJson { get; set; }
+    public Hyperparameters? ResolvedHyperparameters { get; set; }
 
-    public string? QualityReportJson { get; set; }
+    public QualityReport? QualityReport { get; set; }
 
     /// <summary>Claim-check id of the curated training examples the trainer reads.</summary>
     public string? CuratedArtifactId { get; set; }
@@ -72,7 +94,7 @@ public sealed class FineTuningJob : ILeasedWork
     public int Step { get; set; }
     public int TotalSteps { get; set; }
     public long TrainedTokens { get; set; }
-    public string? BestMetricsJson { get; set; }
+    public List<MetricValue>? BestMetrics { get; set; }
     public string? FitVerdict { get; set; }
     public string? FitAdvice { get; set; }
     public bool CancelRequested { get; set; }
@@ -100,7 +122,7 @@ public sealed class JobEvent
     public required string Level { get; init; }
     public required string Type { get; init; }
     public required string Message { get; init; }
-    public string? DataJson { get; init; }
+    public JsonElement? Data { get; init; }
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
 }
 
@@ -139,6 +161,9 @@ public static class ModelSource
     public const string BuiltIn = "built_in";
     public const string FineTuned = "fine_tuned";
     public const string Imported = "imported";
+
+    /// <summary>A training checkpoint of a job, served on demand (never a registry row): <see cref="Registry.CheckpointModels"/>.</summary>
+    public const string Checkpoint = "checkpoint";
 }
 
 /// <summary>A model in the registry: served on <c>/v1</c> under <see cref="Id"/>.</summary>
@@ -155,7 +180,7 @@ public sealed class RegisteredModel
     public string? BaseModel { get; init; }
     public Guid? JobId { get; init; }
     public string? DatasetSha256 { get; init; }
-    public string? HyperparametersJson { get; init; }
-    public string? BestMetricsJson { get; init; }
+    public Hyperparameters? Hyperparameters { get; init; }
+    public List<MetricValue>? BestMetrics { get; init; }
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using AspireTune.ServiceDefaults.Data;
 using AspireTune.ServiceDefaults.Messaging;
 using Microsoft.EntityFrameworkCore;
@@ -33,12 +34,19 @@ public sealed class FineTuningDbContext(DbContextOptions<FineTuningDbContext> op
             // Tracked updates (gate, completion) fail rather than overwrite a cancel or another worker's claim.
             e.Property(j => j.Status).IsConcurrencyToken();
             e.Property(j => j.LeaseOwner).IsConcurrencyToken();
+            // JSON columns keep the names and the System.Text.Json default spelling they had as hand-serialized text.
+            e.Property(j => j.Metadata).HasJsonConversion("MetadataJson", JsonSerializerOptions.Default);
+            e.Property(j => j.RequestedHyperparameters).HasJsonConversion("HyperparametersJson", JsonSerializerOptions.Default);
+            e.Property(j => j.ResolvedHyperparameters).HasJsonConversion("ResolvedHyperparametersJson", JsonSerializerOptions.Default);
+            e.Property(j => j.QualityReport).HasJsonConversion("QualityReportJson", JsonSerializerOptions.Default);
+            e.Property(j => j.BestMetrics).HasJsonConversion("BestMetricsJson", JsonSerializerOptions.Default);
         });
         modelBuilder.Entity<JobEvent>(e =>
         {
             e.ToTable("job_events");
             e.HasKey(j => j.Id);
             e.HasIndex(j => new { j.JobId, j.Id });
+            e.Property(j => j.Data).HasJsonConversion("DataJson", JsonSerializerOptions.Default);
         });
         modelBuilder.Entity<JobCheckpoint>(e =>
         {
@@ -56,12 +64,10 @@ public sealed class FineTuningDbContext(DbContextOptions<FineTuningDbContext> op
         {
             e.ToTable("models");
             e.HasKey(m => m.Id);
+            e.Property(m => m.Hyperparameters).HasJsonConversion("HyperparametersJson", JsonSerializerOptions.Default);
+            e.Property(m => m.BestMetrics).HasJsonConversion("BestMetricsJson", JsonSerializerOptions.Default);
         });
 
-        // SQLite cannot order or compare DateTimeOffset; store UTC ticks there (PostgreSQL keeps timestamptz).
-        if (Database.IsSqlite())
-            foreach (var entity in modelBuilder.Model.GetEntityTypes())
-                foreach (var property in entity.GetProperties().Where(p => p.ClrType == typeof(DateTimeOffset) || p.ClrType == typeof(DateTimeOffset?)))
-                    property.SetValueConverter(new Microsoft.EntityFrameworkCore.Storage.ValueConversion.DateTimeOffsetToBinaryConverter());
+        // DateTimeOffset columns in SQLite: UTC ticks, set for every service by ServiceDatabase's model customizer.
     }
 }

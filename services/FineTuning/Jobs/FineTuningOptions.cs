@@ -52,6 +52,18 @@ public sealed class FineTuningOptions
     /// <summary>Models kept loaded for serving at once (least recently used is unloaded). Default 4.</summary>
     [Range(1, 64)]
     public int MaxLoadedModels { get; set; } = 4;
+
+    /// <summary>
+    /// Positions of the key/value cache each served model shares among the requests it decodes together; a request
+    /// reserves its prompt plus max_tokens and waits while they do not fit. Default 16,384 (about 1.2 GB for
+    /// GPT-2 small in fp32, 0.5 GB for a Llama-3.2-1B shape in bf16).
+    /// </summary>
+    [Range(256, 16_777_216)]
+    public int ServingKvCacheTokens { get; set; } = 16_384;
+
+    /// <summary>Most requests one model decodes in the same step (continuous batching). Default 64.</summary>
+    [Range(1, 1024)]
+    public int ServingMaxBatch { get; set; } = 64;
 }
 
 public static class ModelNames

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json.Serialization;
 using AspireTune.Engine.Models;
 using AspireTune.Engine.Training;
+using AspireTune.FineTuning.Data;
 
 namespace AspireTune.FineTuning.Jobs;
 
@@ -26,6 +27,9 @@ public sealed record Hyperparameters
     [JsonPropertyName("max_seq_len")] public int MaxSeqLen { get; init; }
     [JsonPropertyName("seed")] public int Seed { get; init; }
 
+    /// <summary>DPO's beta; null for supervised jobs.</summary>
+    [JsonPropertyName("beta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? Beta { get; init; }
+
     /// <summary>Optimizer steps the run plans for this many examples.</summary>
     public int TotalSteps(int examples) => Epochs * StepsPerEpoch(examples);
 
@@ -44,10 +48,16 @@ public sealed record Hyperparameters
         EvalEverySteps = Math.Max(1, EvalInterval),
         EarlyStoppingPatience = EarlyStoppingPatience,
         CheckpointEverySteps = Math.Max(1, CheckpointInterval),
-        Lora = LoraRank > 0 ? new LoraOptions { Rank = LoraRank, Alpha = LoraAlpha } : null,
+        Lora = ToLoraOptions(),
         MaxSequenceLength = MaxSeqLen,
         Seed = Seed,
     };
+
+    /// <summary>The run's LoRA adapters; null for full fine-tuning.</summary>
+    public LoraOptions? ToLoraOptions() => LoraRank > 0 ? new LoraOptions { Rank = LoraRank, Alpha = LoraAlpha } : null;
+
+    /// <summary>The engine's options for a preference (DPO) run: the same loop settings and beta.</summary>
+    public DpoOptions ToDpoOptions(int pairs) => new() { Training = ToSftOptions(pairs), Beta = Beta ?? HyperparameterSpec.AutoBeta };
 }
 
 /// <summary>One hyperparameter: its name, range and what "auto" means.</summary>
@@ -66,17 +76,22 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         new("early_stopping_patience", 0, 1000, true, "3 evaluations without a better validation loss (0 disables)"),
         new("eval_interval", 1, 1_000_000, true, "about 10 evaluations per run (total steps / 10, at least 1)"),
         new("checkpoint_interval", 1, 1_000_000, true, "the evaluation interval"),
-        new("lora_rank", 0, 256, true, "0: full fine-tuning; > 0 trains LoRA adapters of that rank on attention and MLP projections"),
+        new("lora_rank", 0, 256, true, "0: full fine-tuning; > 0 trains LoRA adapters of that rank on the attention projections (c_attn for GPT-2, q_proj and v_proj for Llama-family models) and freezes the rest"),
         new("lora_alpha", 1, 1024, false, "2 x lora_rank"),
         new("max_seq_len", 8, 32768, true, "the base model's context length, at most 1024"),
         new("seed", 0, int.MaxValue, true, "42"),
+        new("beta", 1e-3, 10, false, "0.1 (dpo only: how far the model may move from its frozen base; lower lets it move further)"),
     ];
+
+    /// <summary>What "auto" means for DPO's beta (as in the DPO paper and TRL).</summary>
+    public const double AutoBeta = 0.1;
 
     /// <summary>
     /// Checks requested values: unknown names, values that are neither a number nor "auto", values out of
-    /// range. Returns errors keyed by <c>hyperparameters.&lt;name&gt;</c> for a ValidationProblem.
+    /// range, and names that do not apply to the <paramref name="method"/>. Returns errors keyed by
+    /// <c>hyperparameters.&lt;name&gt;</c> for a ValidationProblem.
     /// </summary>
-    public static Dictionary<string, string[]> Validate(IReadOnlyDictionary<string, string> requested)
+    public static Dictionary<string, string[]> Validate(IReadOnlyDictionary<string, string> requested, string method = TrainingMethods.Supervised)
     {
         var errors = new Dictionary<string, string[]>();
         foreach (var (name, raw) in requested)
@@ -106,6 +121,8 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
         }
         if (errors.Count == 0 && requested.TryGetValue("lora_alpha", out var alpha) && !IsAuto(alpha) && (!requested.TryGetValue("lora_rank", out var rank) || IsAuto(rank) || rank.Trim() == "0"))
             errors["hyperparameters.lora_alpha"] = ["lora_alpha applies only with lora_rank > 0."];
+        if (errors.Count == 0 && requested.ContainsKey("beta") && method != TrainingMethods.Dpo)
+            errors["hyperparameters.beta"] = ["beta applies only to dpo jobs (method.type \"dpo\")."];
         return errors;
     }
 
@@ -118,9 +135,15 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
 
     private static bool IsAuto(string value) => value.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Resolves "auto" and missing values for a data set of <paramref name="examples"/> examples and a model.</summary>
-    public static Hyperparameters Resolve(IReadOnlyDictionary<string, string> requested, int examples, long modelParameters, int modelMaxPositions)
+    /// <summary>
+    /// Resolves "auto" and missing values for a data set of <paramref name="examples"/> examples (pairs, for dpo) and a
+    /// model. For dpo, "auto" dropout is 0: the policy is compared with its frozen base on the same tokens, and noise
+    /// on one side only would blur that comparison.
+    /// </summary>
+    public static Hyperparameters Resolve(IReadOnlyDictionary<string, string> requested, int examples, long modelParameters, int modelMaxPositions,
+        string method = TrainingMethods.Supervised)
     {
+        var dpo = method == TrainingMethods.Dpo;
         double? Get(string name) => requested.TryGetValue(name, out var v) && !IsAuto(v) ? double.Parse(v.Trim(), CultureInfo.InvariantCulture) : null;
 
         var batch = (int)(Get("batch_size") ?? Math.Clamp(examples / 10, 1, 8));
@@ -138,7 +161,7 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
             WarmupRatio = Get("warmup_ratio") ?? 0.1,
             Scheduler = scheduler,
             WeightDecay = Get("weight_decay") ?? 0.01,
-            Dropout = Get("dropout") ?? 0.1,
+            Dropout = Get("dropout") ?? (dpo ? 0 : 0.1),
             EarlyStoppingPatience = (int)(Get("early_stopping_patience") ?? 3),
             EvalInterval = evalInterval,
             CheckpointInterval = (int)(Get("checkpoint_interval") ?? evalInterval),
@@ -146,6 +169,7 @@ public sealed record HyperparameterSpec(string Name, double Min, double Max, boo
             LoraAlpha = Get("lora_alpha") ?? Math.Max(1, 2 * loraRank),
             MaxSeqLen = (int)Math.Min(Get("max_seq_len") ?? Math.Min(modelMaxPositions, 1024), modelMaxPositions),
             Seed = (int)(Get("seed") ?? 42),
+            Beta = dpo ? Get("beta") ?? AutoBeta : null,
         };
     }
 }

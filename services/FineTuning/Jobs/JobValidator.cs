@@ -13,7 +13,7 @@ namespace AspireTune.FineTuning.Jobs;
 /// <summary>
 /// The validating_files step: reads the job's files from the artifact store (verifying their SHA-256),
 /// runs the quality gate, stores the report and the curated set, resolves "auto" hyperparameters, and
-/// moves the job to queued, or to failed with the report.
+/// moves the job to queued (or leaves it paused, when it was paused meanwhile), or to failed with the report.
 /// </summary>
 public sealed class JobValidator(IArtifactStore artifacts, ModelRegistry registry, IModelRuntime runtime, IOptions<CurationOptions> curation, IOptions<FineTuningOptions> options)
 {
@@ -29,19 +29,39 @@ public sealed class JobValidator(IArtifactStore artifacts, ModelRegistry registr
         var test = job.TestArtifactId is null ? null : await ReadAsync(job.TestArtifactId, job.TestSha256!, job.TestBytes, ct);
         var validation = job.ValidationArtifactId is null ? null : await ReadAsync(job.ValidationArtifactId, job.ValidationSha256!, job.ValidationBytes, ct);
 
+        // A job from another service's command has no uploaded files whose format was checked at submission.
+        var wanted = job.Method == TrainingMethods.Dpo;
+        foreach (var (name, file) in new[] { ("training", training), ("validation", validation), ("test", test) })
+            if (file is { IsValid: true } && (file.Format == JsonlDataset.PreferenceFormat) != wanted)
+                return Fail(db, job, "invalid_training_file", wanted
+                    ? $"The {name} file holds {file.Format} examples; a dpo job needs preference pairs (input, preferred_output, non_preferred_output)."
+                    : $"The {name} file holds preference pairs; they train a dpo job, a supervised job needs chat or prompt/completion examples.");
+
         var directory = await registry.MaterializeAsync(model, ct);
         var description = runtime.Describe(directory);
         if (!description.HasTokenizer)
             return Fail(db, job, "model_without_tokenizer", $"The base model '{job.BaseModel}' has no tokenizer files, so text training data cannot be encoded for it.");
         var count = runtime.TokenCounter(directory);
-        var requested = JsonSerializer.Deserialize<Dictionary<string, string>>(job.HyperparametersJson) ?? [];
+        ChatTemplate template;
+        try
+        {
+            template = ChatTemplate.For(directory);
+            foreach (var example in training.Examples.Take(1))
+                template.Render(example); // a template that cannot render the data fails here, not in training
+        }
+        catch (Serving.Templates.TemplateException e)
+        {
+            return Fail(db, job, "invalid_chat_template", $"The base model's chat template cannot render the training data: {e.Message}");
+        }
+        var requested = job.RequestedHyperparameters;
         // max_seq_len is needed before the gate (truncation); it depends only on the request and the model.
-        var maxSeqLen = HyperparameterSpec.Resolve(requested, 1, description.Parameters, description.MaxPositions).MaxSeqLen;
+        var maxSeqLen = HyperparameterSpec.Resolve(requested, 1, description.Parameters, description.MaxPositions, job.Method).MaxSeqLen;
 
         int Tokens(TrainingExample e)
         {
-            var (prompt, completion) = ChatTemplate.Render(e);
-            return count(prompt) + count(completion) + 1; // + end-of-text
+            var (prompt, completion) = template.Render(e);
+            // A pair's longer answer decides whether its sequences fit.
+            return count(prompt) + Math.Max(count(completion), e.NonPreferred is { } other ? count(other) : 0) + 1; // + end-of-text
         }
 
         var result = QualityGate.Run(training, test, Tokens, maxSeqLen, curation.Value);
@@ -49,7 +69,7 @@ public sealed class JobValidator(IArtifactStore artifacts, ModelRegistry registr
         if (validation is not null && !validation.IsValid)
             failures.Add($"Validation file: {validation.Summary()}");
         var report = failures.Count == result.Report.Failures.Count ? result.Report : result.Report with { Passed = false, Failures = failures };
-        job.QualityReportJson = JsonSerializer.Serialize(report);
+        job.QualityReport = report;
         if (!report.Passed)
             return Fail(db, job, "invalid_training_file", "The training data failed the quality gate: " + string.Join(" ", report.Failures));
 
@@ -58,16 +78,21 @@ public sealed class JobValidator(IArtifactStore artifacts, ModelRegistry registr
         job.CuratedSha256 = curated.Sha256;
         job.CuratedBytes = curated.Length;
         var trainCount = validation is null ? result.Kept.Count - HoldoutCount(result.Kept.Count, options.Value.ValidationHoldout) : result.Kept.Count;
-        var resolved = HyperparameterSpec.Resolve(requested, trainCount, description.Parameters, description.MaxPositions);
-        job.ResolvedHyperparametersJson = JsonSerializer.Serialize(resolved);
+        var resolved = HyperparameterSpec.Resolve(requested, trainCount, description.Parameters, description.MaxPositions, job.Method);
+        job.ResolvedHyperparameters = resolved;
         job.TotalSteps = resolved.TotalSteps(trainCount);
-        job.Status = JobStatus.Queued;
+        // A job paused while its files were validated stays paused; its resume queues it.
+        var paused = job.Status == JobStatus.Paused;
+        job.Status = paused ? JobStatus.Paused : JobStatus.Queued;
         JobEvents.Add(db, job.Id, "info", "validated",
             $"Files validated: {report.ExamplesKept} of {report.ExamplesRead} examples kept ({report.Duplicates.ExactRemoved} exact and {report.Duplicates.NearRemoved} near duplicates removed" +
             (report.Leakage is { } l ? $", {l.OverlappingTrainingExamples} overlapping the test set" : "") + ").");
         foreach (var warning in report.Warnings)
             JobEvents.Add(db, job.Id, "warn", "quality_warning", warning);
-        JobEvents.Add(db, job.Id, "info", "queued", $"Job queued: {job.TotalSteps} steps planned.");
+        if (paused)
+            JobEvents.Add(db, job.Id, "info", "validated_paused", $"Job stays paused: {job.TotalSteps} steps planned; resuming queues it.");
+        else
+            JobEvents.Add(db, job.Id, "info", "queued", $"Job queued: {job.TotalSteps} steps planned.");
         return new Outcome(true, null, null);
     }
 
@@ -103,6 +128,6 @@ public static class JobEvents
             Level = level,
             Type = type,
             Message = message,
-            DataJson = data is null ? null : JsonSerializer.Serialize(data),
+            Data = data is null ? null : JsonSerializer.SerializeToElement(data),
         });
 }

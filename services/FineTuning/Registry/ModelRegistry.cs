@@ -35,17 +35,8 @@ public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOpt
             Architecture = "gpt2",
             HasTokenizer = true,
         });
-        try
-        {
-            await db.SaveChangesAsync(ct);
-        }
-        catch (DbUpdateException)
-        {
-            // Another replica may have registered it first; if so the row we wanted exists, otherwise rethrow.
-            db.ChangeTracker.Clear();
-            if (!await db.Models.AsNoTracking().AnyAsync(m => m.Id == BuiltInId, ct))
-                throw;
-        }
+        // Another replica may have registered it first: then the row we wanted exists.
+        await db.SaveUnlessTakenAsync(t => db.Models.AsNoTracking().AnyAsync(m => m.Id == BuiltInId, t), ct);
     }
 
     /// <summary>The model's directory, creating the built-in model's files on first use.</summary>

@@ -4,6 +4,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Registry;
+using AspireTune.FineTuning.Serving.Templates;
 using AspireTune.Engine.Generation;
 using AspireTune.ServiceDefaults.Security;
 using Microsoft.EntityFrameworkCore;
@@ -20,23 +22,23 @@ public static class ChatCompletionsApi
 {
     private const int DefaultMaxTokens = 256;
 
-    public static async Task<IResult> ChatAsync(HttpContext http, FineTuningDbContext db, ModelHost host, IHostEnvironment env, CancellationToken ct)
+    public static async Task<IResult> ChatAsync(HttpContext http, FineTuningDbContext db, ModelHost host, ModelRegistry registry, CheckpointModels checkpoints, IHostEnvironment env, CancellationToken ct)
     {
         try
         {
             var body = await ReadBodyAsync(http.Request, ct);
-            var model = await FindModelAsync(db, body, ct);
+            var model = await FindModelAsync(db, checkpoints, body, ct);
             var messages = ParseMessages(body);
             var settings = ParseSampling(body, DefaultMaxTokens, chat: true);
-            var structured = StructuredOutput.Parse(body);
+            var template = TemplateFor(registry, model);
+            // Calls are written and read in the form the model's template shows them (its training's form).
+            var structured = StructuredOutput.Parse(body, body.ContainsKey("tools") ? template.CallFormat : null);
             var stream = OptionalBool(body, "stream") ?? false;
-            if (stream && settings.N > 1)
-                throw new OpenAiException(400, "Streaming returns one choice here; use n = 1 with stream, or n > 1 without.", "n");
-            var includeUsage = body["stream_options"] is JsonObject so && so["include_usage"]?.GetValueKind() == JsonValueKind.True;
+            var includeUsage = IncludeUsage(body);
             if (!model.HasTokenizer)
                 throw new OpenAiException(400, $"The model '{model.Id}' has no tokenizer, so chat messages cannot be encoded; use /v1/completions with a token-id prompt.", "model", "model_without_tokenizer");
 
-            var prompt = ChatTemplate.RenderPrompt(messages, structured.Tools);
+            var prompt = RenderPrompt(template, messages, structured.Tools);
             using var activity = FineTuningTelemetry.ActivitySource.StartActivity("chat completion");
             activity?.SetTag("gen_ai.request.model", model.Id);
             if (env.IsDevelopment())
@@ -50,21 +52,27 @@ public static class ChatCompletionsApi
             var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
             var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-            // A tool call is known only once generated: with tools, a stream carries the finished message.
+            // A tool call is known only once generated: with tools, a stream carries the finished messages.
             if (stream && !structured.CallsTools)
             {
                 await StartSseAsync(http);
-                await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null), ct);
+                var requests = Enumerable.Range(0, settings.N).Select(n => new ChoiceRequest(n, promptIds, settings.ToOptions(n) with { Constraint = constraint })).ToList();
+                // Each choice opens with its role, then its content chunks interleave with the others' as they are decoded.
+                foreach (var request in requests)
+                    await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null, request.Index), ct);
                 var count = 0;
-                await foreach (var token in lease.Generator.StreamAsync(promptIds, settings.ToOptions() with { Constraint = constraint }, ct))
+                await foreach (var piece in StreamedChoices.StreamAsync(lease.Generator, requests, ct))
                 {
+                    if (piece.Token is not { } token)
+                    {
+                        await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, piece.FinishReason, piece.Index), ct);
+                        continue;
+                    }
                     count++;
                     if (token.Text.Length > 0)
                         await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject { ["content"] = token.Text },
-                            settings.Logprobs ? ChatLogprobs(lease, [token]) : null, null), ct);
+                            settings.Logprobs ? ChatLogprobs(lease, [token]) : null, null, piece.Index), ct);
                 }
-                var finish = count < settings.MaxTokens && count < lease.Model.Config.MaxPositions - promptIds.Count ? FinishReasons.Stop : FinishReasons.Length;
-                await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, finish), ct);
                 await EndStreamAsync(http, id, created, model.Id, includeUsage, promptIds.Count, count, ct);
                 Record(clock, promptIds.Count, count);
                 return Results.Empty;
@@ -72,9 +80,12 @@ public static class ChatCompletionsApi
 
             var choices = new JsonArray();
             var completionTokens = 0;
+            // The n choices are decoded together.
+            var results = await Task.WhenAll(Enumerable.Range(0, settings.N)
+                .Select(n => lease.Generator.GenerateAsync(promptIds, settings.ToOptions(n) with { Constraint = constraint }, ct)));
             for (var n = 0; n < settings.N; n++)
             {
-                var result = lease.Generator.Generate(promptIds, settings.ToOptions(n) with { Constraint = constraint }, ct);
+                var result = results[n];
                 completionTokens += result.Tokens.Count;
                 if (env.IsDevelopment())
                     activity?.SetTag($"gen_ai.completion.{n}", result.Text);
@@ -90,17 +101,20 @@ public static class ChatCompletionsApi
             Record(clock, promptIds.Count, completionTokens);
             if (stream)
             {
-                var choice = choices[0]!.AsObject();
-                var message = choice["message"]!.AsObject();
-                var delta = new JsonObject { ["role"] = "assistant", ["content"] = message["content"]?.DeepClone() };
-                if (message["tool_calls"] is JsonArray calls)
-                    delta["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)new JsonObject
-                    {
-                        ["index"] = 0, ["id"] = c!["id"]!.DeepClone(), ["type"] = "function", ["function"] = c["function"]!.DeepClone(),
-                    }).ToArray());
                 await StartSseAsync(http);
-                await WriteSseAsync(http, ChatChunk(id, created, model.Id, delta, null, null), ct);
-                await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, choice["finish_reason"]!.GetValue<string>()), ct);
+                foreach (var choice in choices.Select(c => c!.AsObject()))
+                {
+                    var index = choice["index"]!.GetValue<int>();
+                    var message = choice["message"]!.AsObject();
+                    var delta = new JsonObject { ["role"] = "assistant", ["content"] = message["content"]?.DeepClone() };
+                    if (message["tool_calls"] is JsonArray calls)
+                        delta["tool_calls"] = new JsonArray(calls.Select((c, j) => (JsonNode)new JsonObject
+                        {
+                            ["index"] = j, ["id"] = c!["id"]!.DeepClone(), ["type"] = "function", ["function"] = c["function"]!.DeepClone(),
+                        }).ToArray());
+                    await WriteSseAsync(http, ChatChunk(id, created, model.Id, delta, null, null, index), ct);
+                    await WriteSseAsync(http, ChatChunk(id, created, model.Id, new JsonObject(), null, choice["finish_reason"]!.GetValue<string>(), index), ct);
+                }
                 await EndStreamAsync(http, id, created, model.Id, includeUsage, promptIds.Count, completionTokens, ct);
                 return Results.Empty;
             }
@@ -133,11 +147,11 @@ public static class ChatCompletionsApi
         await http.Response.WriteAsync("data: [DONE]\n\n", ct);
     }
 
-    private static JsonObject ChatChunk(string id, long created, string model, JsonObject? delta, JsonNode? logprobs, string? finish)
+    private static JsonObject ChatChunk(string id, long created, string model, JsonObject? delta, JsonNode? logprobs, string? finish, int index = 0)
     {
         var chunk = new JsonObject { ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = model, ["system_fingerprint"] = "aspiretune" };
         if (delta is not null)
-            chunk["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = logprobs, ["finish_reason"] = finish });
+            chunk["choices"] = new JsonArray(new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = logprobs, ["finish_reason"] = finish });
         return chunk;
     }
 
@@ -182,13 +196,15 @@ public static class ChatCompletionsApi
                 null when role == "assistant" => "",
                 _ => throw new OpenAiException(400, $"messages[{i}].content must be a string or an array of text parts.", $"messages[{i}].content"),
             };
-            // A past tool call is shown to the model as it would have written it.
+            // A past tool call goes to the template as a call (a checkpoint's template writes it in the model's own form).
+            List<ToolCall>? toolCalls = null;
             if (role == "assistant" && message["tool_calls"] is JsonArray calls)
-                content += string.Concat(calls.Select((c, j) => c?["function"] is JsonObject f && f["name"]?.GetValueKind() == JsonValueKind.String
+                toolCalls = [.. calls.Select((c, j) => c?["function"] is JsonObject f && f["name"]?.GetValueKind() == JsonValueKind.String
                         && f["arguments"]?.GetValueKind() == JsonValueKind.String && TryParse(f["arguments"]!.GetValue<string>()) is JsonObject args
-                    ? StructuredOutput.ToolCallTrigger + new JsonObject { ["name"] = f["name"]!.GetValue<string>(), ["arguments"] = args }.ToJsonString()
-                    : throw new OpenAiException(400, $"messages[{i}].tool_calls[{j}] must be {{\"type\":\"function\",\"function\":{{\"name\",\"arguments\": a JSON object as a string}}}}.", $"messages[{i}].tool_calls")));
-            list.Add(new ChatMessage(role, content));
+                    ? new ToolCall(c["id"]?.GetValueKind() == JsonValueKind.String ? c["id"]!.GetValue<string>() : $"call_{i}_{j}", f["name"]!.GetValue<string>(), args.ToJsonString())
+                    : throw new OpenAiException(400, $"messages[{i}].tool_calls[{j}] must be {{\"type\":\"function\",\"function\":{{\"name\",\"arguments\": a JSON object as a string}}}}.", $"messages[{i}].tool_calls"))];
+            var toolCallId = role == "tool" && message["tool_call_id"]?.GetValueKind() == JsonValueKind.String ? message["tool_call_id"]!.GetValue<string>() : null;
+            list.Add(new ChatMessage(role, content, toolCalls, toolCallId));
         }
         return list;
     }
@@ -202,6 +218,32 @@ public static class ChatCompletionsApi
         catch (JsonException)
         {
             return null;
+        }
+    }
+
+    /// <summary>The model's chat template (its checkpoint's, or the built-in one); one it cannot parse is a 400 naming <c>messages</c>.</summary>
+    internal static ChatTemplate TemplateFor(ModelRegistry registry, RegisteredModel model)
+    {
+        try
+        {
+            return ChatTemplate.For(registry.Directory(model));
+        }
+        catch (TemplateException e)
+        {
+            throw new OpenAiException(400, e.Message, "messages");
+        }
+    }
+
+    /// <summary>The template applied to the request; a template error names <c>messages</c>.</summary>
+    internal static string RenderPrompt(ChatTemplate template, IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonObject>? tools)
+    {
+        try
+        {
+            return template.RenderPrompt(messages, tools);
+        }
+        catch (TemplateException e)
+        {
+            throw new OpenAiException(400, e.Message, "messages");
         }
     }
 }

@@ -1,29 +1,195 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.Json.Nodes;
+using AspireTune.Engine.Tokenization;
+using AspireTune.Engine.Training;
 using AspireTune.FineTuning.Curation;
+using AspireTune.FineTuning.Serving.Templates;
 
 namespace AspireTune.FineTuning.Serving;
 
 /// <summary>
-/// How a conversation becomes text for the model, identical in training and serving (a mismatch between
-/// the two silently ruins a fine-tuned model). Role markers on their own lines; the assistant's answer
-/// follows the last marker and ends with the tokenizer's end-of-text token.
+/// How a conversation becomes text for a model, identical in training and serving (a mismatch between the two
+/// silently ruins a fine-tuned model). A checkpoint whose <c>tokenizer_config.json</c> has a <c>chat_template</c>
+/// is rendered with it (a Jinja subset, <see cref="JinjaTemplate"/>, with <c>messages</c>, <c>tools</c>,
+/// <c>add_generation_prompt</c>, <c>bos_token</c> and <c>eos_token</c>, as transformers' apply_chat_template
+/// passes them); every other model gets the built-in template: role markers on their own lines, the answer after
+/// the last marker, ended by the tokenizer's end-of-text token.
 /// </summary>
-public static class ChatTemplate
+public sealed class ChatTemplate
 {
-    /// <summary>
-    /// The text the model continues: the callable tools (when given, as one JSON array under a <c>&lt;|tools|&gt;</c>
-    /// marker), every turn (tool results under <c>&lt;|tool|&gt;</c>), then the assistant marker.
-    /// </summary>
-    public static string RenderPrompt(IEnumerable<ChatMessage> messages, IReadOnlyList<System.Text.Json.Nodes.JsonObject>? tools = null)
+    private static readonly ConcurrentDictionary<string, (DateTime Written, ChatTemplate Template)> Cache = new();
+
+    private readonly JinjaTemplate? _jinja;
+    private readonly string _bos;
+    private readonly string _eos;
+    private readonly bool _tokenizerAddsBos;
+
+    private ChatTemplate(JinjaTemplate? jinja, string bos, string eos, bool tokenizerAddsBos)
     {
-        var builder = new System.Text.StringBuilder();
+        _jinja = jinja;
+        _bos = bos;
+        _eos = eos;
+        _tokenizerAddsBos = tokenizerAddsBos;
+    }
+
+    /// <summary>The built-in template (models without a chat_template, the built-in model among them).</summary>
+    public static ChatTemplate BuiltIn { get; } = new(null, "", "", false);
+
+    /// <summary>True when the checkpoint's own chat_template renders conversations.</summary>
+    public bool IsCheckpointTemplate => _jinja is not null;
+
+    private ToolCallFormat? _callFormat;
+
+    /// <summary>
+    /// How this template writes a function call, read off the template itself: the assistant turn of a probe call is
+    /// rendered and the text before its JSON object and the keys of its name and arguments are taken from it (Qwen2.5:
+    /// <c>&lt;tool_call&gt;\n</c>, name, arguments; Llama 3.1: no prefix, name, parameters; Mistral v0.3:
+    /// <c>[TOOL_CALLS] [</c>). The built-in form where the template writes calls another way or not at all.
+    /// </summary>
+    public ToolCallFormat CallFormat => _callFormat ??= _jinja is null ? ToolCallFormat.BuiltIn : ToolCallFormat.Read(ProbeCall);
+
+    /// <summary>The completion a probe call renders to under this template, or null when the template refuses it.</summary>
+    private string? ProbeCall()
+    {
+        var tools = new List<JsonObject> { ToolCallFormat.ProbeTool() };
+        try
+        {
+            return Split([new ChatMessage("user", "?")], ToolCallFormat.ProbeTurn(), tools).Completion;
+        }
+        catch (TemplateException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// A template from its Jinja text and the tokenizer's special tokens (tests, and <see cref="For"/>).
+    /// <paramref name="tokenizerAddsBos"/>: the tokenizer prepends <paramref name="bosToken"/> when it encodes, so a
+    /// rendered text that starts with it drops that copy (else the text keeps it, as transformers' rendering does).
+    /// </summary>
+    public static ChatTemplate FromJinja(string source, string bosToken = "", string eosToken = "", bool tokenizerAddsBos = true) =>
+        new(JinjaTemplate.Parse(source), bosToken, eosToken, tokenizerAddsBos);
+
+    /// <summary>
+    /// The template of the model in <paramref name="directory"/>: its tokenizer_config.json <c>chat_template</c> (a
+    /// string, or the entry named "default" of a list), else the built-in one. Cached until the file changes; a
+    /// template this subset cannot parse is a <see cref="TemplateException"/> naming the file.
+    /// </summary>
+    public static ChatTemplate For(string? directory)
+    {
+        var path = directory is null ? null : Path.Combine(directory, "tokenizer_config.json");
+        if (path is null || !File.Exists(path))
+            return BuiltIn;
+        var written = File.GetLastWriteTimeUtc(path);
+        if (Cache.TryGetValue(path, out var cached) && cached.Written == written)
+            return cached.Template;
+        var config = JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
+        var source = config?["chat_template"] switch
+        {
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            JsonArray list => list.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.ToString() == "default")?["template"]?.ToString(),
+            _ => null,
+        };
+        ChatTemplate template;
+        try
+        {
+            template = source is null ? BuiltIn
+                : FromJinja(source, TokenText(config!["bos_token"]), TokenText(config["eos_token"]), ByteLevelBpeTokenizer.PrependsBos(directory!));
+        }
+        catch (TemplateException e)
+        {
+            throw new TemplateException($"{path}: chat_template: {e.Message}");
+        }
+        Cache[path] = (written, template);
+        return template;
+    }
+
+    private static string TokenText(JsonNode? token) => token switch
+    {
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        JsonObject o => o["content"]?.ToString() ?? "",
+        _ => "",
+    };
+
+    /// <summary>
+    /// The text the model continues: the callable tools (built-in: one JSON array under a <c>&lt;|tools|&gt;</c>
+    /// marker; a checkpoint template: its <c>tools</c> variable), every turn, then the assistant's opening.
+    /// </summary>
+    public string RenderPrompt(IEnumerable<ChatMessage> messages, IReadOnlyList<JsonObject>? tools = null)
+    {
+        if (_jinja is not null)
+            return RenderJinja(messages, tools, addGenerationPrompt: true);
+        var builder = new StringBuilder();
         if (tools is { Count: > 0 })
-            builder.Append("<|tools|>\n").Append(new System.Text.Json.Nodes.JsonArray(tools.Select(t => (System.Text.Json.Nodes.JsonNode)t.DeepClone()).ToArray()).ToJsonString()).Append('\n');
+            builder.Append("<|tools|>\n").Append(new JsonArray(tools.Select(t => (JsonNode)t.DeepClone()).ToArray()).ToJsonString()).Append('\n');
         foreach (var message in messages)
-            builder.Append("<|").Append(message.Role).Append("|>\n").Append(message.Content).Append('\n');
+            builder.Append("<|").Append(message.Role).Append("|>\n").Append(message.Text).Append('\n');
         builder.Append("<|assistant|>\n");
         return builder.ToString();
     }
 
-    /// <summary>A training example as (prompt, completion); the loss covers the completion only.</summary>
-    public static (string Prompt, string Completion) Render(TrainingExample example) => (RenderPrompt(example.Prompt), example.Answer);
+    /// <summary>
+    /// A training example as (prompt, completion); the loss covers the completion only. With a checkpoint template the
+    /// completion is what the whole conversation renders beyond the prompt (the answer and the template's end-of-turn
+    /// text), less a final end-of-text token, which training appends itself.
+    /// </summary>
+    public (string Prompt, string Completion) Render(TrainingExample example) => Split(example.Prompt, example.AnswerTurn, example.Tools);
+
+    /// <summary>A preference pair as the DPO trainer takes it: the rendered input, the preferred and the other answer.</summary>
+    public DpoExample RenderPair(TrainingExample example)
+    {
+        var other = example.NonPreferred ?? throw new ArgumentException($"line {example.LineNumber}: not a preference pair");
+        var (prompt, chosen) = Split(example.Prompt, example.AnswerTurn, null);
+        return new DpoExample(prompt, chosen, Split(example.Prompt, new ChatMessage("assistant", other), null).Completion);
+    }
+
+    private (string Prompt, string Completion) Split(IReadOnlyList<ChatMessage> prompt, ChatMessage answer, IReadOnlyList<JsonObject>? tools)
+    {
+        var rendered = RenderPrompt(prompt, tools);
+        if (_jinja is null)
+            return (rendered, answer.Text);
+        var whole = RenderJinja([.. prompt, answer], tools, addGenerationPrompt: false);
+        if (!whole.StartsWith(rendered, StringComparison.Ordinal))
+            throw new TemplateException("the chat template renders the conversation with its answer differently from the prompt alone, so the answer cannot be told apart from the prompt");
+        var completion = whole[rendered.Length..];
+        if (_eos.Length > 0 && completion.EndsWith(_eos, StringComparison.Ordinal))
+            completion = completion[..^_eos.Length];
+        return (rendered, completion);
+    }
+
+    private string RenderJinja(IEnumerable<ChatMessage> messages, IReadOnlyList<JsonObject>? tools, bool addGenerationPrompt)
+    {
+        var variables = new Dictionary<string, object?>
+        {
+            ["messages"] = messages.Select(m => (object?)TemplateMessage(m)).ToList(),
+            ["add_generation_prompt"] = addGenerationPrompt,
+            ["bos_token"] = _bos,
+            ["eos_token"] = _eos,
+        };
+        if (tools is { Count: > 0 })
+            variables["tools"] = tools.Select(t => JinjaValues.FromJson(t)).ToList();
+        var text = _jinja!.Render(variables);
+        // A tokenizer that prepends its own beginning-of-text token would make two with the template's copy.
+        return _tokenizerAddsBos && _bos.Length > 0 && text.StartsWith(_bos, StringComparison.Ordinal) ? text[_bos.Length..] : text;
+    }
+
+    /// <summary>
+    /// A turn as chat templates read it (the shape transformers and vLLM pass): <c>tool_calls</c> as
+    /// <c>{id, type, function: {name, arguments}}</c> with the arguments as an object, and a tool turn's <c>tool_call_id</c>.
+    /// </summary>
+    private static Dictionary<string, object?> TemplateMessage(ChatMessage m)
+    {
+        var message = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content };
+        if (m.ToolCalls is { Count: > 0 } calls)
+            message["tool_calls"] = calls.Select(c => (object?)new Dictionary<string, object?>
+            {
+                ["id"] = c.Id,
+                ["type"] = "function",
+                ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = JinjaValues.FromJson(JsonNode.Parse(c.Arguments)) },
+            }).ToList();
+        if (m.ToolCallId is { } id)
+            message["tool_call_id"] = id;
+        return message;
+    }
 }

@@ -20,20 +20,21 @@ public static class CompletionsApi
 {
     private const int DefaultMaxTokens = 16;
 
-    public static async Task<IResult> CompletionsAsync(HttpContext http, FineTuningDbContext db, ModelHost host, CancellationToken ct)
+    public static async Task<IResult> CompletionsAsync(HttpContext http, FineTuningDbContext db, ModelHost host, Registry.CheckpointModels checkpoints, CancellationToken ct)
     {
         try
         {
             var body = await ReadBodyAsync(http.Request, ct);
-            var model = await FindModelAsync(db, body, ct);
+            var model = await FindModelAsync(db, checkpoints, body, ct);
             var settings = ParseSampling(body, DefaultMaxTokens, chat: false);
             var echo = OptionalBool(body, "echo") ?? false;
             var stream = OptionalBool(body, "stream") ?? false;
             var prompts = ParsePrompts(body, model.HasTokenizer);
-            if (stream && (prompts.Count > 1 || echo))
-                throw new OpenAiException(400, "Streaming supports one prompt without echo.", "stream");
-            if (stream && settings.BestOf > 1)
-                throw new OpenAiException(400, "Streaming returns one choice here; use n = 1 and best_of = 1 with stream.", settings.N > 1 ? "n" : "best_of");
+            if (stream && echo)
+                throw new OpenAiException(400, "Streaming does not echo the prompt here; use echo without stream.", "echo");
+            if (stream && settings.BestOf > settings.N)
+                throw new OpenAiException(400, "best_of picks the best candidates once all are generated, so it cannot stream; leave it out (or equal to n) with stream.", "best_of");
+            var includeUsage = IncludeUsage(body);
 
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
@@ -49,47 +50,61 @@ public static class CompletionsApi
                 CheckContext(lease, ids.Count, settings.MaxTokens, "prompt");
             }
             CheckLogitBias(settings, lease.Model.Config.VocabSize);
-            var options = settings.ToOptions();
-
             if (stream)
             {
                 await StartSseAsync(http);
+                // Choice p * n + j is the j-th of prompt p, with the options (seed) the non-streamed path gives it.
+                var requests = encoded.SelectMany((ids, p) => Enumerable.Range(0, settings.N).Select(j => new ChoiceRequest(p * settings.N + j, ids, settings.ToOptions(j)))).ToList();
                 var count = 0;
-                await foreach (var token in lease.Generator.StreamAsync(encoded[0], options, ct))
+                // Each chunk's logprobs cover its token, text_offset counted within its choice's text (as unstreamed).
+                var offsets = new Dictionary<int, int>();
+                await foreach (var piece in StreamedChoices.StreamAsync(lease.Generator, requests, ct))
                 {
-                    count++;
-                    await WriteSseAsync(http, new JsonObject
+                    count += piece.Token is null ? 0 : 1;
+                    JsonObject? logprobs = null;
+                    if (piece.Token is { } scored && settings.CompletionLogprobs is not null)
                     {
-                        ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model.Id,
-                        ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["text"] = token.Text, ["logprobs"] = null, ["finish_reason"] = null, ["token_ids"] = new JsonArray(token.Id) }),
-                    }, ct);
+                        var part = new CompletionLogprobs();
+                        var offset = offsets.GetValueOrDefault(piece.Index);
+                        part.Add(TokenText(lease, scored.Id), scored.Logprob, TopByText(lease, scored.TopLogprobs), offset);
+                        offsets[piece.Index] = offset + scored.Text.Length;
+                        logprobs = part.ToJson();
+                    }
+                    var choice = piece.Token is { } token
+                        ? new JsonObject { ["index"] = piece.Index, ["text"] = token.Text, ["logprobs"] = logprobs, ["finish_reason"] = null, ["token_ids"] = new JsonArray(token.Id) }
+                        : new JsonObject { ["index"] = piece.Index, ["text"] = "", ["logprobs"] = null, ["finish_reason"] = piece.FinishReason };
+                    await WriteSseAsync(http, CompletionChunk(id, created, model.Id, new JsonArray(choice)), ct);
                 }
-                var finish = count < settings.MaxTokens && count < lease.Model.Config.MaxPositions - encoded[0].Count ? FinishReasons.Stop : FinishReasons.Length;
-                await WriteSseAsync(http, new JsonObject
+                var prompted = encoded.Sum(ids => ids.Count);
+                if (includeUsage)
                 {
-                    ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model.Id,
-                    ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["text"] = "", ["logprobs"] = null, ["finish_reason"] = finish }),
-                }, ct);
+                    var usage = CompletionChunk(id, created, model.Id, []);
+                    usage["usage"] = Usage(prompted, count);
+                    await WriteSseAsync(http, usage, ct);
+                }
                 await http.Response.WriteAsync("data: [DONE]\n\n", ct);
-                Record(clock, encoded[0].Count, count);
+                Record(clock, prompted, count);
                 return Results.Empty;
             }
 
             var choices = new JsonArray();
             int promptTokens = 0, completionTokens = 0;
+            // Every prompt's best_of candidates are submitted at once: the model decodes them together.
+            var pending = encoded.Select(ids => Enumerable.Range(0, settings.BestOf)
+                .Select(k => settings.MaxTokens == 0 ? Task.FromResult<GenerationResult?>(null) : CandidateAsync(lease, ids, settings.ToOptions(k), ct)).ToArray()).ToList();
             for (var p = 0; p < encoded.Count; p++)
             {
                 var ids = encoded[p];
                 promptTokens += ids.Count;
                 // best_of candidates, of which the n with the highest mean token logprob are returned, in generation order.
-                var candidates = Enumerable.Range(0, settings.BestOf)
-                    .Select(k => settings.MaxTokens == 0 ? null : lease.Generator.Generate(ids, settings.ToOptions(k), ct)).ToList();
+                var candidates = await Task.WhenAll(pending[p]);
                 completionTokens += candidates.Sum(c => c?.Tokens.Count ?? 0);
                 var kept = candidates.Select((c, k) => (Result: c, Order: k))
                     .OrderByDescending(c => c.Result is { Tokens.Count: > 0 } r ? r.Tokens.Average(t => t.Logprob) : 0).Take(settings.N).OrderBy(c => c.Order)
                     .Select(c => c.Result).ToList();
+                var scores = echo && settings.CompletionLogprobs is not null ? await lease.Generator.ScoreAsync(ids, ct) : null;
                 for (var j = 0; j < kept.Count; j++)
-                    choices.Add(Choice(lease, model, prompts[p], ids, kept[j], p * settings.N + j, echo, settings));
+                    choices.Add(Choice(lease, model, prompts[p], ids, kept[j], p * settings.N + j, echo, settings, scores));
             }
             Record(clock, promptTokens, completionTokens);
             return Results.Json(new JsonObject
@@ -109,7 +124,14 @@ public static class CompletionsApi
         }
     }
 
-    private static JsonObject Choice(ModelHost.Lease lease, RegisteredModel model, Prompt prompt, IReadOnlyList<int> ids, GenerationResult? result, int index, bool echo, Sampling settings)
+    private static JsonObject CompletionChunk(string id, long created, string model, JsonArray choices) =>
+        new() { ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model, ["choices"] = choices };
+
+    private static async Task<GenerationResult?> CandidateAsync(ModelHost.Lease lease, IReadOnlyList<int> ids, GenerationOptions options, CancellationToken ct) =>
+        await lease.Generator.GenerateAsync(ids, options, ct);
+
+    private static JsonObject Choice(ModelHost.Lease lease, RegisteredModel model, Prompt prompt, IReadOnlyList<int> ids, GenerationResult? result, int index, bool echo, Sampling settings,
+        TokenScores? scores)
     {
         var generated = result?.Tokens ?? [];
         var text = new StringBuilder();
@@ -117,9 +139,8 @@ public static class CompletionsApi
         if (echo)
         {
             var promptText = prompt.Text ?? (model.HasTokenizer ? lease.Model.Tokenizer!.Decode(ids) : "");
-            if (logprobs is not null)
+            if (logprobs is not null && scores is not null)
             {
-                var scores = lease.Generator.Score(ids);
                 for (var i = 0; i < ids.Count; i++)
                     logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, text.Length + logprobs.TextLength(i, lease, ids));
             }
@@ -128,7 +149,7 @@ public static class CompletionsApi
         var offset = text.Length;
         foreach (var token in generated)
         {
-            logprobs?.Add(TokenText(lease, token.Id), token.Logprob, token.TopLogprobs?.ToDictionary(a => TokenText(lease, a.Id), a => a.Logprob, StringComparer.Ordinal), offset);
+            logprobs?.Add(TokenText(lease, token.Id), token.Logprob, TopByText(lease, token.TopLogprobs), offset);
             text.Append(token.Text);
             offset += token.Text.Length;
         }
@@ -140,6 +161,20 @@ public static class CompletionsApi
             ["finish_reason"] = result?.FinishReason ?? FinishReasons.Length,
             ["token_ids"] = new JsonArray(generated.Select(t => (JsonNode)t.Id).ToArray()),
         };
+    }
+
+    /// <summary>
+    /// The legacy <c>top_logprobs</c> entry, keyed by token text. Tokens that are parts of one UTF-8 character all read
+    /// as U+FFFD, so two may share a text: the likelier one (listed first) keeps the key.
+    /// </summary>
+    private static Dictionary<string, double>? TopByText(ModelHost.Lease lease, IReadOnlyList<(int Id, double Logprob)>? top)
+    {
+        if (top is null)
+            return null;
+        var byText = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var alternative in top)
+            byText.TryAdd(TokenText(lease, alternative.Id), alternative.Logprob);
+        return byText;
     }
 
     /// <summary>The legacy completions <c>logprobs</c> object: parallel arrays per token.</summary>

@@ -3,6 +3,7 @@ using AspireTune.Engine.Checkpoints;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.Engine.Models;
 using AspireTune.Engine.Tokenization;
+using AspireTune.Engine.Training;
 using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning.Serving;
@@ -61,6 +62,21 @@ public sealed class EngineRuntime(IOptions<BuiltInModelOptions> builtIn) : IMode
         var o = builtIn.Value;
         var tokenizer = ByteLevelBpeTokenizer.CreateByteLevel();
         using var model = CausalLm.Create(ModelConfig.Gpt2(tokenizer.Count, o.Hidden, o.Layers, o.Heads, o.Context), tokenizer, o.Seed);
+        model.Save(directory);
+    }
+
+    public void ExportCheckpoint(string baseDirectory, string checkpointDirectory, Hyperparameters hyperparameters, string directory)
+    {
+        // On the CPU: the export only copies weights and folds adapters in, and a GPU stays free for training and serving.
+        using var model = CausalLm.Load(baseDirectory);
+        try
+        {
+            CheckpointWeights.Apply(model, checkpointDirectory, hyperparameters.ToLoraOptions());
+        }
+        catch (ModelFormatException ex)
+        {
+            throw new ModelDirectoryException($"The checkpoint does not fit its base model: {ex.Message}", ex);
+        }
         model.Save(directory);
     }
 

@@ -18,6 +18,13 @@ public interface IModelRuntime
     /// <summary>Writes the built-in base model (random initialisation, GPT-2 shape, byte-level tokenizer) into an empty directory.</summary>
     void CreateBuiltIn(string directory);
 
+    /// <summary>
+    /// Writes a job's training checkpoint as a model directory: the base model set up as the job trained it (its LoRA
+    /// adapters), with the checkpoint's weights, adapters folded in. Throws <see cref="ModelDirectoryException"/> when
+    /// the checkpoint does not fit the base model.
+    /// </summary>
+    void ExportCheckpoint(string baseDirectory, string checkpointDirectory, Jobs.Hyperparameters hyperparameters, string directory);
+
     /// <summary>Counts the tokens of text under the model's tokenizer (for the quality gate).</summary>
     Func<string, int> TokenCounter(string directory);
 }

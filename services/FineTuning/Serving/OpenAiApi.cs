@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
+using AspireTune.FineTuning.Registry;
 using AspireTune.Engine.Generation;
 using AspireTune.ServiceDefaults;
 using AspireTune.ServiceDefaults.Security;
@@ -36,24 +37,33 @@ public static class OpenAiApi
         return app;
     }
 
-    public static async Task<IResult> ListModelsAsync(FineTuningDbContext db, CancellationToken ct)
+    /// <summary>The registered models, then the kept training checkpoints of jobs (served as <c>ft:...:ckpt-step-N</c>).</summary>
+    public static async Task<IResult> ListModelsAsync(FineTuningDbContext db, CheckpointModels checkpoints, CancellationToken ct)
     {
         var models = await db.Models.AsNoTracking().ToListAsync(ct);
+        models.AddRange(await checkpoints.ListAsync(db, ct));
         var data = new JsonArray(models.OrderBy(m => m.CreatedAt).Select(m => (JsonNode)ModelObject(m)).ToArray());
         return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data });
     }
 
-    public static async Task<IResult> GetModelAsync(string id, FineTuningDbContext db, CancellationToken ct) =>
-        await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == id, ct) is { } model
-            ? Results.Json(ModelObject(model))
-            : ModelNotFound(id).ToResult();
+    public static async Task<IResult> GetModelAsync(string id, FineTuningDbContext db, CheckpointModels checkpoints, CancellationToken ct)
+    {
+        try
+        {
+            return Results.Json(ModelObject(await FindAsync(db, checkpoints, id, ct)));
+        }
+        catch (OpenAiException ex)
+        {
+            return ex.ToResult();
+        }
+    }
 
     private static JsonObject ModelObject(RegisteredModel m) => new()
     {
         ["id"] = m.Id,
         ["object"] = "model",
         ["created"] = m.CreatedAt.ToUnixTimeSeconds(),
-        ["owned_by"] = m.Source == ModelSource.FineTuned ? "aspiretune-fine-tuning" : "aspiretune",
+        ["owned_by"] = m.Source is ModelSource.FineTuned or ModelSource.Checkpoint ? "aspiretune-fine-tuning" : "aspiretune",
     };
 
     internal static OpenAiException ModelNotFound(string id) =>
@@ -66,14 +76,35 @@ public static class OpenAiApi
             throw new OpenAiException(400, $"The prompt is {promptTokens} tokens; this model's context is {context} tokens.", param, "context_length_exceeded");
         if (promptTokens + maxTokens > context && maxTokens > 0)
             throw new OpenAiException(400, $"The prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) exceeds this model's context of {context} tokens.", "max_tokens", "context_length_exceeded");
+        var generator = lease.Generator;
+        if (maxTokens > 0 && generator.TokensNeeded(promptTokens, maxTokens) > generator.CapacityTokens)
+            throw new OpenAiException(400, $"The prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) needs more than the {generator.CapacityTokens} key/value cache positions this server gives a model (FineTuning:ServingKvCacheTokens).",
+                "max_tokens", "context_length_exceeded");
     }
 
-    internal static async Task<RegisteredModel> FindModelAsync(FineTuningDbContext db, JsonObject body, CancellationToken ct)
+    /// <summary>The request's model, to generate with: a checkpoint model's directory is written on its first use.</summary>
+    internal static async Task<RegisteredModel> FindModelAsync(FineTuningDbContext db, CheckpointModels checkpoints, JsonObject body, CancellationToken ct)
     {
         if (body["model"] is not JsonValue v || v.GetValueKind() != JsonValueKind.String || string.IsNullOrWhiteSpace(v.GetValue<string>()))
             throw new OpenAiException(400, "'model' is required: the id of a served model (GET /v1/models).", "model");
-        var id = v.GetValue<string>();
-        return await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == id, ct) ?? throw ModelNotFound(id);
+        return await FindAsync(db, checkpoints, v.GetValue<string>(), ct, export: true);
+    }
+
+    private static async Task<RegisteredModel> FindAsync(FineTuningDbContext db, CheckpointModels checkpoints, string id, CancellationToken ct, bool export = false)
+    {
+        if (await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == id, ct) is { } registered)
+            return registered;
+        try
+        {
+            var checkpoint = await checkpoints.FindAsync(db, id, ct) ?? throw ModelNotFound(id);
+            if (export)
+                await checkpoints.ExportAsync(checkpoint, ct);
+            return checkpoint.Model;
+        }
+        catch (CheckpointUnavailableException ex)
+        {
+            throw new OpenAiException(404, ex.Message, "model", "model_not_found");
+        }
     }
 
     internal static string TokenText(ModelHost.Lease lease, int id) =>

@@ -71,7 +71,9 @@ public static class OpenAiFilesApi
                 size.MaxRequestBodySize = limit + 1024 * 1024;
             if (!request.HasFormContentType)
                 throw new OpenAiException(400, "Upload the file as multipart/form-data with the fields 'file' and 'purpose'.", "file");
-            var form = await request.ReadFormAsync(ct);
+            var (form, error) = await FileIntake.ReadFormAsync(request, ct);
+            if (form is null)
+                throw new OpenAiException(400, error!, "file");
             var purpose = form["purpose"].FirstOrDefault();
             if (string.IsNullOrEmpty(purpose))
                 throw new OpenAiException(400, "'purpose' is required; this server stores files with purpose 'fine-tune'.", "purpose");

@@ -1,10 +1,12 @@
 using System.Globalization;
+using System.Security.Claims;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.FineTuning.Apis;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.ServiceDefaults.Security;
+using AspireTune.ServiceDefaults.Work;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -26,6 +28,8 @@ public static class OpenAiFineTuningApi
         group.MapGet("/", ListAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}", GetAsync).RequireAuthorization(Policies.Reader);
         group.MapPost("/{id}/cancel", CancelAsync).RequireAuthorization(Policies.Operator);
+        group.MapPost("/{id}/pause", PauseAsync).RequireAuthorization(Policies.Operator);
+        group.MapPost("/{id}/resume", ResumeAsync).RequireAuthorization(Policies.Operator);
         group.MapGet("/{id}/events", EventsAsync).RequireAuthorization(Policies.Reader);
         group.MapGet("/{id}/checkpoints", CheckpointsAsync).RequireAuthorization(Policies.Reader);
         return app;
@@ -36,7 +40,7 @@ public static class OpenAiFineTuningApi
         try
         {
             var body = await ReadBodyAsync(http, ct);
-            var hyper = ReadHyperparameters(body);
+            var (method, hyper) = ReadHyperparameters(body);
             if (body["integrations"] is JsonArray { Count: > 0 })
                 throw new OpenAiException(400, "Integrations (Weights & Biases) are not supported here; the job's metrics are in its events and results file.", "integrations");
             var seed = body["seed"] switch
@@ -55,6 +59,7 @@ public static class OpenAiFineTuningApi
                 ValidationFile = OptionalString(body, "validation_file"),
                 Suffix = OptionalString(body, "suffix"),
                 Hyperparameters = hyper,
+                Method = method,
                 Metadata = ReadMetadata(body),
             };
             var result = await JobSubmitter.SubmitAsync(submission, db, ct);
@@ -73,24 +78,28 @@ public static class OpenAiFineTuningApi
         }
     }
 
-    /// <summary>The requested hyperparameters: <c>method.{type}.hyperparameters</c>, or the older top-level <c>hyperparameters</c>.</summary>
-    private static Dictionary<string, string> ReadHyperparameters(JsonObject body)
+    /// <summary>
+    /// The method and its requested hyperparameters: <c>method.{type}.hyperparameters</c> (supervised or dpo), or the
+    /// older top-level <c>hyperparameters</c> of a supervised job.
+    /// </summary>
+    private static (string Method, Dictionary<string, string> Hyperparameters) ReadHyperparameters(JsonObject body)
     {
         JsonNode? node = body["hyperparameters"];
         var path = "hyperparameters";
+        var type = TrainingMethods.Supervised;
         if (body["method"] is JsonObject method)
         {
-            var type = OptionalString(method, "type") ?? throw new OpenAiException(400, "'method.type' is required: supervised.", "method.type");
-            if (type is "dpo" or "reinforcement")
-                throw new OpenAiException(400, $"method.type '{type}' is not implemented on this server yet; use 'supervised'.", "method.type");
-            if (type != "supervised")
-                throw new OpenAiException(400, $"method.type '{type}' is not a fine-tuning method; use 'supervised'.", "method.type");
-            if (node is not null && method["supervised"] is not null)
-                throw new OpenAiException(400, "Give hyperparameters either in method.supervised or at the top level, not both.", "hyperparameters");
-            if (method["supervised"] is JsonObject supervised)
+            type = OptionalString(method, "type") ?? throw new OpenAiException(400, "'method.type' is required: supervised or dpo.", "method.type");
+            if (type == "reinforcement")
+                throw new OpenAiException(400, "method.type 'reinforcement' is not implemented on this server; use 'supervised' or 'dpo'.", "method.type");
+            if (!TrainingMethods.IsKnown(type))
+                throw new OpenAiException(400, $"method.type '{type}' is not a fine-tuning method; use 'supervised' or 'dpo'.", "method.type");
+            if (node is not null && method[type] is not null)
+                throw new OpenAiException(400, $"Give hyperparameters either in method.{type} or at the top level, not both.", "hyperparameters");
+            if (method[type] is JsonObject settings)
             {
-                node = supervised["hyperparameters"];
-                path = "method.supervised.hyperparameters";
+                node = settings["hyperparameters"];
+                path = $"method.{type}.hyperparameters";
             }
         }
         else if (body["method"] is not null && body["method"]!.GetValueKind() != JsonValueKind.Null)
@@ -98,7 +107,7 @@ public static class OpenAiFineTuningApi
 
         var hyper = new Dictionary<string, string>();
         if (node is null || node.GetValueKind() == JsonValueKind.Null)
-            return hyper;
+            return (type, hyper);
         if (node is not JsonObject values)
             throw new OpenAiException(400, $"'{path}' must be an object.", path);
         foreach (var (name, value) in values)
@@ -110,9 +119,9 @@ public static class OpenAiFineTuningApi
                 _ => throw new OpenAiException(400, $"{path}.{name} must be a number or \"auto\".", $"{path}.{name}"),
             };
         }
-        foreach (var (key, messages) in HyperparameterSpec.Validate(hyper))
+        foreach (var (key, messages) in HyperparameterSpec.Validate(hyper, type))
             throw new OpenAiException(400, messages[0], path + key["hyperparameters".Length..]);
-        return hyper;
+        return (type, hyper);
     }
 
     private static Dictionary<string, string>? ReadMetadata(JsonObject body)
@@ -161,7 +170,7 @@ public static class OpenAiFineTuningApi
     {
         if (filters.Count == 0)
             return true;
-        var metadata = job.MetadataJson is null ? [] : JsonSerializer.Deserialize<Dictionary<string, string>>(job.MetadataJson) ?? [];
+        var metadata = job.Metadata ?? [];
         return filters.All(f => metadata.TryGetValue(f.Key, out var v) && v == f.Value);
     }
 
@@ -175,7 +184,34 @@ public static class OpenAiFineTuningApi
         var (current, cancellable) = await JobSubmitter.CancelAsync(db, job, ct);
         return cancellable
             ? Results.Json((await MapAsync(db, [current], options.Value, ct))[0])
-            : new OpenAiException(400, $"Job {id} has already {current.Status}; only validating_files, queued and running jobs can be cancelled.", null, "job_already_finished").ToResult();
+            : new OpenAiException(400, $"Job {id} has already {current.Status}; only validating_files, queued, running and paused jobs can be cancelled.", null, "job_already_finished").ToResult();
+    }
+
+    /// <summary>
+    /// Pauses a job in validating_files, queued or running (status <c>paused</c>); a running one stops at its worker's next
+    /// heartbeat, one in validating_files stays paused once its files pass.
+    /// </summary>
+    public static async Task<IResult> PauseAsync(string id, FineTuningDbContext db, IOptions<FineTuningOptions> options, ClaimsPrincipal user, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id).ToResult();
+        var (current, paused) = await JobSubmitter.PauseAsync(db, job, user.Identity?.Name, ct);
+        return paused
+            ? Results.Json((await MapAsync(db, [current], options.Value, ct))[0])
+            : new OpenAiException(400, $"Job {id} is {current.Status}; only validating_files, queued and running jobs can be paused.", null, "job_not_pausable").ToResult();
+    }
+
+    /// <summary>Resumes a paused job: queued again, continuing from its last checkpoint (validating_files again when its files were not yet validated).</summary>
+    public static async Task<IResult> ResumeAsync(string id, FineTuningDbContext db, IOptions<FineTuningOptions> options,
+        WorkQueue<FineTuningDbContext, FineTuningJob> queue, ClaimsPrincipal user, CancellationToken ct)
+    {
+        if (await FindAsync(db, id, ct) is not { } job)
+            return JobNotFound(id).ToResult();
+        var (current, resumed) = await JobSubmitter.ResumeAsync(db, job, user.Identity?.Name, ct);
+        if (!resumed)
+            return new OpenAiException(400, $"Job {id} is {current.Status}; only paused jobs can be resumed.", null, "job_not_paused").ToResult();
+        queue.Nudge();
+        return Results.Json((await MapAsync(db, [current], options.Value, ct))[0]);
     }
 
     /// <summary>Newest first, as the hosted API lists them; <c>after</c> an event id gives the older ones.</summary>
@@ -198,7 +234,7 @@ public static class OpenAiFineTuningApi
     }
 
     /// <summary>Latest step first; <c>after</c> a checkpoint id, <c>limit</c> 1-100 (default 10).</summary>
-    public static async Task<IResult> CheckpointsAsync(string id, FineTuningDbContext db, string? after, int? limit, CancellationToken ct)
+    public static async Task<IResult> CheckpointsAsync(string id, FineTuningDbContext db, Registry.CheckpointModels models, string? after, int? limit, CancellationToken ct)
     {
         if (await FindAsync(db, id, ct) is not { } job)
             return JobNotFound(id).ToResult();
@@ -213,7 +249,7 @@ public static class OpenAiFineTuningApi
                 return new OpenAiException(400, $"'{after}' is not a checkpoint of this job.", "after").ToResult();
             rows = rows[(at + 1)..];
         }
-        return Results.Json(new OpenAiList<OpenAiCheckpoint>(rows.Take(take).Select(OpenAiJobMapper.Checkpoint).ToList(), rows.Count > take, c => c.Id));
+        return Results.Json(new OpenAiList<OpenAiCheckpoint>(rows.Take(take).Select(c => OpenAiJobMapper.Checkpoint(c, models.ServedId(job, c))).ToList(), rows.Count > take, c => c.Id));
     }
 
     private static async Task<List<OpenAiJob>> MapAsync(FineTuningDbContext db, List<FineTuningJob> jobs, FineTuningOptions options, CancellationToken ct)

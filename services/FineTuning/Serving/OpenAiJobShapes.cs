@@ -56,8 +56,11 @@ public sealed record OpenAiCheckpoint
     [JsonPropertyName("id")] public required string Id { get; init; }
     [JsonPropertyName("object")] public string Object => "fine_tuning.job.checkpoint";
     [JsonPropertyName("created_at")] public required long CreatedAt { get; init; }
-    /// <summary>Null: checkpoints are resumable training state here, not registered models (the job's best step is).</summary>
-    [JsonPropertyName("fine_tuned_model_checkpoint")] public string? FineTunedModelCheckpoint => null;
+    /// <summary>
+    /// The checkpoint served as a model (<c>ft:...:ckpt-step-N</c>, for chat and completions) while the run keeps its
+    /// files; null once the run has pruned it.
+    /// </summary>
+    [JsonPropertyName("fine_tuned_model_checkpoint")] public required string? FineTunedModelCheckpoint { get; init; }
     [JsonPropertyName("fine_tuning_job_id")] public required string JobId { get; init; }
     [JsonPropertyName("step_number")] public required int StepNumber { get; init; }
     [JsonPropertyName("metrics")] public required OpenAiCheckpointMetrics Metrics { get; init; }
@@ -79,14 +82,17 @@ public static class OpenAiJobMapper
     /// <summary>The hyperparameters the hosted API names, in the order it lists them.</summary>
     public static readonly string[] HostedNames = ["batch_size", "learning_rate_multiplier", "n_epochs"];
 
+    /// <summary>A dpo job's hosted hyperparameters.</summary>
+    public static readonly string[] HostedDpoNames = ["batch_size", "beta", "learning_rate_multiplier", "n_epochs"];
+
     /// <summary>The job; <paramref name="baseParameters"/> (of the base model) states its learning rate as a multiplier of the automatic one.</summary>
     public static OpenAiJob From(FineTuningJob j, long baseParameters, string organization, DateTimeOffset now)
     {
         var hyper = Hyperparameters(j, baseParameters);
-        var supervisedHyper = new JsonObject();
-        foreach (var name in HostedNames)
-            supervisedHyper[name] = hyper[name]?.DeepClone();
-        var requested = JsonSerializer.Deserialize<Dictionary<string, string>>(j.HyperparametersJson) ?? [];
+        var hostedHyper = new JsonObject();
+        foreach (var name in j.Method == TrainingMethods.Dpo ? HostedDpoNames : HostedNames)
+            hostedHyper[name] = hyper[name]?.DeepClone();
+        var requested = j.RequestedHyperparameters;
         var seed = hyper["seed"] is JsonValue s && s.TryGetValue<long>(out var resolvedSeed) ? resolvedSeed
             : requested.TryGetValue("seed", out var text) && long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var asked) ? asked : 42;
         return new OpenAiJob
@@ -97,9 +103,9 @@ public static class OpenAiJobMapper
             EstimatedFinish = EstimatedFinish(j, now),
             FineTunedModel = j.FineTunedModel,
             FinishedAt = j.FinishedAt?.ToUnixTimeSeconds(),
-            Hyperparameters = supervisedHyper,
-            Metadata = j.MetadataJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(j.MetadataJson),
-            Method = new JsonObject { ["type"] = "supervised", ["supervised"] = new JsonObject { ["hyperparameters"] = hyper } },
+            Hyperparameters = hostedHyper,
+            Metadata = j.Metadata,
+            Method = new JsonObject { ["type"] = j.Method, [j.Method] = new JsonObject { ["hyperparameters"] = hyper } },
             Model = j.BaseModel,
             OrganizationId = organization,
             ResultFiles = j.Status == JobStatus.Succeeded ? [OpenAiFilesApi.ResultFileId(j)] : [],
@@ -119,17 +125,17 @@ public static class OpenAiJobMapper
     /// </summary>
     private static JsonObject Hyperparameters(FineTuningJob j, long baseParameters)
     {
-        if (j.ResolvedHyperparametersJson is null)
+        if (j.ResolvedHyperparameters is null)
         {
-            var requested = JsonSerializer.Deserialize<Dictionary<string, string>>(j.HyperparametersJson) ?? [];
+            var requested = j.RequestedHyperparameters;
             var asked = new JsonObject();
-            foreach (var name in HostedNames.Concat(requested.Keys).Distinct())
+            foreach (var name in (j.Method == TrainingMethods.Dpo ? HostedDpoNames : HostedNames).Concat(requested.Keys).Distinct())
                 asked[name] = requested.TryGetValue(name, out var v) && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var number)
                     ? (number == Math.Floor(number) && Math.Abs(number) < int.MaxValue ? JsonValue.Create((int)number) : JsonValue.Create(number))
                     : JsonValue.Create("auto");
             return asked;
         }
-        var resolved = JsonNode.Parse(j.ResolvedHyperparametersJson)!.AsObject();
+        var resolved = JsonSerializer.SerializeToNode(j.ResolvedHyperparameters)!.AsObject();
         var lr = resolved["learning_rate"]?.GetValue<double>() ?? 0;
         var lora = resolved["lora_rank"]?.GetValue<int>() ?? 0;
         var result = new JsonObject
@@ -165,7 +171,7 @@ public static class OpenAiJobMapper
 
     public static OpenAiJobEvent Event(JobEvent e)
     {
-        var data = e.DataJson is null ? (JsonElement?)null : JsonDocument.Parse(e.DataJson).RootElement.Clone();
+        var data = e.Data;
         return new OpenAiJobEvent
         {
             Id = $"ftevent-{e.Id}",
@@ -177,9 +183,10 @@ public static class OpenAiJobMapper
         };
     }
 
-    public static OpenAiCheckpoint Checkpoint(JobCheckpoint c) => new()
+    public static OpenAiCheckpoint Checkpoint(JobCheckpoint c, string? servedAs) => new()
     {
         Id = c.Id,
+        FineTunedModelCheckpoint = servedAs,
         CreatedAt = c.CreatedAt.ToUnixTimeSeconds(),
         JobId = JobIds.Format(c.JobId),
         StepNumber = c.Step,

@@ -91,6 +91,9 @@ internal static class OpenAiSampling
         return bias;
     }
 
+    /// <summary><c>stream_options.include_usage</c>: a stream ends with one chunk of no choices that carries the usage.</summary>
+    internal static bool IncludeUsage(JsonObject body) => body["stream_options"] is JsonObject so && so["include_usage"]?.GetValueKind() == JsonValueKind.True;
+
     /// <summary>Checks <c>logit_bias</c> ids against the model's vocabulary once it is known.</summary>
     internal static void CheckLogitBias(Sampling settings, int vocabularySize)
     {

@@ -13,6 +13,8 @@ namespace AspireTune.FineTuning.Serving;
 /// parses (and follows the schema) whatever the model would have preferred. A tool call is the grammar
 /// <c>{"name":…,"arguments":…}</c>: the whole output for <c>tool_choice: required</c> or a named function, and
 /// for <c>auto</c> only after the model writes <see cref="ToolCallTrigger"/> first (free text otherwise).
+/// <c>guided_choice</c> (vLLM's extension: a list of strings) makes the output exactly one of them, by the same
+/// mechanism over the choices' bytes (<see cref="ChoiceConstraint"/>); classification runs use it with the labels.
 /// </summary>
 public sealed partial class StructuredOutput
 {
@@ -21,31 +23,51 @@ public sealed partial class StructuredOutput
 
     private enum ToolMode { None, Auto, Required }
 
+    /// <summary>Most strings <c>guided_choice</c> may list, and the longest one (UTF-8 bytes).</summary>
+    public const int MaxChoices = 1000, MaxChoiceBytes = 1000;
+
     private readonly JsonGrammar? _grammar;
     private readonly ToolMode _toolMode;
+    private readonly IReadOnlyList<string>? _choices;
+    private readonly ToolCallFormat _calls;
 
     /// <summary>The function definitions (<c>name</c>, <c>description</c>, <c>parameters</c>) as the prompt shows them; empty without tools.</summary>
     public IReadOnlyList<JsonObject> Tools { get; }
 
-    private StructuredOutput(JsonGrammar? grammar, ToolMode toolMode, IReadOnlyList<JsonObject> tools)
+    private StructuredOutput(JsonGrammar? grammar, ToolMode toolMode, IReadOnlyList<JsonObject> tools, IReadOnlyList<string>? choices = null,
+        ToolCallFormat? calls = null)
     {
         _grammar = grammar;
         _toolMode = toolMode;
         Tools = tools;
+        _choices = choices;
+        _calls = calls ?? ToolCallFormat.BuiltIn;
     }
 
-    public bool Constrained => _grammar is not null;
+    public bool Constrained => _grammar is not null || _choices is not null;
 
     public bool CallsTools => _toolMode != ToolMode.None;
+
+    /// <summary>What a call starts with in the output: under <c>auto</c> the opening that tells it from text, else the form's prefix.</summary>
+    private string Opening => _toolMode == ToolMode.Auto ? _calls.Trigger : _calls.Prefix;
 
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
     private static partial Regex FunctionName();
 
-    public static StructuredOutput Parse(JsonObject body)
+    /// <summary>
+    /// The request's constraint. Tool calls are written and read in <paramref name="calls"/>' form (the model's chat
+    /// template's, <see cref="ChatTemplate.CallFormat"/>; the built-in one by default).
+    /// </summary>
+    public static StructuredOutput Parse(JsonObject body, ToolCallFormat? calls = null)
     {
+        calls ??= ToolCallFormat.BuiltIn;
         var format = ParseResponseFormat(body["response_format"]);
         var (tools, schemas) = ParseTools(body["tools"]);
         var choice = ParseToolChoice(body["tool_choice"], tools);
+        if (ParseGuidedChoice(body["guided_choice"]) is { } choices)
+            return format is not null || (tools.Count > 0 && choice is not null)
+                ? throw new OpenAiException(400, "guided_choice cannot be combined with response_format json_object/json_schema or tools; send one of them.", "guided_choice")
+                : new StructuredOutput(null, ToolMode.None, [], choices);
         if (tools.Count == 0 || choice is null)
             return new StructuredOutput(format, ToolMode.None, []);
         if (format is not null)
@@ -53,13 +75,32 @@ public sealed partial class StructuredOutput
         var callable = choice == "*" ? schemas : schemas.Where(s => s.Name == choice).ToList();
         try
         {
-            var grammar = JsonGrammar.ToolCall(callable);
-            return new StructuredOutput(grammar, choice == "auto" ? ToolMode.Auto : ToolMode.Required, tools);
+            // Compiled here so that a schema this grammar cannot enforce is a 400 before any model is loaded.
+            var grammar = JsonGrammar.ToolCall(callable, calls.NameKey, calls.ArgumentsKey);
+            return new StructuredOutput(grammar, choice == "auto" ? ToolMode.Auto : ToolMode.Required, tools, calls: calls);
         }
         catch (UnsupportedSchemaException ex)
         {
             throw new OpenAiException(400, ex.Message, ex.Path);
         }
+    }
+
+    private static List<string>? ParseGuidedChoice(JsonNode? node)
+    {
+        if (node is null || node.GetValueKind() == JsonValueKind.Null)
+            return null;
+        const string shape = "'guided_choice' must be an array of 1 to 1000 distinct non-empty strings of at most 1000 bytes each.";
+        if (node is not JsonArray array || array.Count is 0 or > MaxChoices)
+            throw new OpenAiException(400, shape, "guided_choice");
+        var choices = new List<string>(array.Count);
+        for (var i = 0; i < array.Count; i++)
+        {
+            if (array[i] is not JsonValue v || v.GetValueKind() != JsonValueKind.String || v.GetValue<string>() is not { Length: > 0 } text
+                || Encoding.UTF8.GetByteCount(text) > MaxChoiceBytes || choices.Contains(text, StringComparer.Ordinal))
+                throw new OpenAiException(400, shape, $"guided_choice[{i}]");
+            choices.Add(text);
+        }
+        return choices;
     }
 
     private static JsonGrammar? ParseResponseFormat(JsonNode? node)
@@ -150,12 +191,16 @@ public sealed partial class StructuredOutput
     /// <summary>A fresh constraint per generation for this model's vocabulary; null when the output is free.</summary>
     public Func<ITokenConstraint>? ConstraintFor(CausalLm model)
     {
-        if (_grammar is not { } grammar)
+        if (_grammar is null && _choices is null)
             return null;
-        var tokenizer = model.Tokenizer ?? throw new OpenAiException(400, "Structured output needs a model with a tokenizer.", "response_format", "model_without_tokenizer");
+        var tokenizer = model.Tokenizer ?? throw new OpenAiException(400, "Structured output needs a model with a tokenizer.", _choices is null ? "response_format" : "guided_choice", "model_without_tokenizer");
         var trie = TokenTrie.For(tokenizer, model.Config.VocabSize);
-        return _toolMode == ToolMode.Auto
-            ? () => new TriggeredJsonConstraint(Encoding.UTF8.GetBytes(ToolCallTrigger), grammar, trie, tokenizer)
+        if (_choices is { } choices)
+            return () => new ChoiceConstraint(choices, trie, tokenizer);
+        var grammar = _grammar!;
+        var opening = Encoding.UTF8.GetBytes(Opening);
+        return _toolMode == ToolMode.None ? () => new JsonTokenConstraint(grammar, trie, tokenizer)
+            : opening.Length > 0 ? () => new TriggeredJsonConstraint(opening, grammar, trie, tokenizer, required: _toolMode == ToolMode.Required)
             : () => new JsonTokenConstraint(grammar, trie, tokenizer);
     }
 
@@ -168,7 +213,7 @@ public sealed partial class StructuredOutput
         var message = new JsonObject { ["role"] = "assistant", ["content"] = text, ["refusal"] = null };
         if (_toolMode == ToolMode.None || finishReason != FinishReasons.Stop)
             return (message, finishReason);
-        var json = _toolMode == ToolMode.Required ? text : text.StartsWith(ToolCallTrigger, StringComparison.Ordinal) ? text[ToolCallTrigger.Length..] : null;
+        var json = text.StartsWith(Opening, StringComparison.Ordinal) ? text[Opening.Length..] : null;
         if (json is null || JsonNode.Parse(json) is not JsonObject call)
             return (message, finishReason);
         message["content"] = null;
@@ -176,7 +221,7 @@ public sealed partial class StructuredOutput
         {
             ["id"] = "call_" + Guid.NewGuid().ToString("N")[..24],
             ["type"] = "function",
-            ["function"] = new JsonObject { ["name"] = call["name"]!.GetValue<string>(), ["arguments"] = call["arguments"]!.ToJsonString() },
+            ["function"] = new JsonObject { ["name"] = call[_calls.NameKey]!.GetValue<string>(), ["arguments"] = call[_calls.ArgumentsKey]!.ToJsonString() },
         });
         return (message, "tool_calls");
     }

@@ -15,12 +15,12 @@ namespace AspireTune.FineTuning.Serving;
 /// </summary>
 public static class TokenizeApi
 {
-    public static async Task<IResult> TokenizeAsync(HttpContext http, FineTuningDbContext db, ModelHost host, CancellationToken ct)
+    public static async Task<IResult> TokenizeAsync(HttpContext http, FineTuningDbContext db, ModelHost host, Registry.ModelRegistry registry, Registry.CheckpointModels checkpoints, CancellationToken ct)
     {
         try
         {
             var body = await ReadBodyAsync(http.Request, ct);
-            var model = await FindModelAsync(db, body, ct);
+            var model = await FindModelAsync(db, checkpoints, body, ct);
             if (!model.HasTokenizer)
                 throw new OpenAiException(400, $"The model '{model.Id}' has no tokenizer.", "model", "model_without_tokenizer");
             var messages = body.ContainsKey("messages") ? ChatCompletionsApi.ParseMessages(body) : null;
@@ -30,7 +30,7 @@ public static class TokenizeApi
             var special = OptionalBool(body, "add_special_tokens") ?? true;
             using var lease = await host.AcquireAsync(model, ct);
             var tokenizer = lease.Model.Tokenizer!;
-            IReadOnlyList<int> ids = messages is not null ? lease.Generator.EncodePrompt(ChatTemplate.RenderPrompt(messages, null))
+            IReadOnlyList<int> ids = messages is not null ? lease.Generator.EncodePrompt(ChatCompletionsApi.RenderPrompt(ChatCompletionsApi.TemplateFor(registry, model), messages, null))
                 : special ? lease.Generator.EncodePrompt(prompt!) : tokenizer.Encode(prompt!);
             return Results.Json(new JsonObject
             {

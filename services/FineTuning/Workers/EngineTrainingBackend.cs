@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 
 namespace AspireTune.FineTuning.Workers;
 
-/// <summary>Trains with the engine's <see cref="SftTrainer"/> on a dedicated thread (CUDA when present, else CPU).</summary>
+/// <summary>Trains with the engine's <see cref="SftTrainer"/>, or <see cref="DpoTrainer"/> for a dpo job, on a dedicated thread (CUDA when present, else CPU).</summary>
 public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) : ITrainingBackend
 {
     public Task<TrainingOutcome> TrainAsync(TrainingRun run, ITrainingListener listener, CancellationToken ct) =>
@@ -15,12 +15,15 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
 
     private TrainingOutcome Train(TrainingRun run, ITrainingListener listener, CancellationToken ct)
     {
-        using var model = CausalLm.Load(run.BaseModelDirectory, CausalLm.DefaultDevice());
+        // A LoRA run never trains the base: it is built frozen (in bf16 where matmuls run in bf16), so no fp32 copy of it is held.
+        var lora = (run.Dpo?.Training ?? run.Options).Lora is not null;
+        using var model = CausalLm.Load(run.BaseModelDirectory, CausalLm.DefaultDevice(), new ModelOptions { FrozenBase = lora });
         var sft = run.Options with { ExactMatchExamples = Math.Min(options.Value.ExactMatchExamples, run.Validation.Count) };
         var observer = new Observer(listener);
         listener.OnStarted(run.TotalSteps, model.Device.ToString(), ResumedStep(run.ResumeFrom));
-        var trainer = new SftTrainer(model, sft, observer);
-        var result = trainer.Train(run.Train, run.Validation, run.CheckpointDirectory, run.ResumeFrom, ct);
+        var result = run.Dpo is { } dpo
+            ? new DpoTrainer(model, dpo, observer).Train(run.PreferenceTrain, run.PreferenceValidation, run.CheckpointDirectory, run.ResumeFrom, ct)
+            : new SftTrainer(model, sft, observer).Train(run.Train, run.Validation, run.CheckpointDirectory, run.ResumeFrom, ct);
 
         // Saved beside and renamed: a half-written model directory is never registered or served.
         var staging = run.OutputDirectory + ".saving";
@@ -38,6 +41,10 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
             metrics.Add(new MetricValue { Name = "valid_mean_token_accuracy", Value = best.MeanTokenAccuracy });
             if (best.ExactMatch is { } em)
                 metrics.Add(new MetricValue { Name = "valid_exact_match", Value = em });
+            if (best.RewardAccuracy is { } accuracy)
+                metrics.Add(new MetricValue { Name = "valid_reward_accuracy", Value = accuracy });
+            if (best.RewardMargin is { } margin)
+                metrics.Add(new MetricValue { Name = "valid_reward_margin", Value = margin });
             metrics.Add(new MetricValue { Name = "train_loss", Value = best.TrainLoss });
         }
         return new TrainingOutcome

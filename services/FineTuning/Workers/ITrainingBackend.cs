@@ -19,11 +19,19 @@ public sealed record TrainingRun
     /// <summary>The checkpoint to continue from after a worker was lost; null starts from the base model.</summary>
     public string? ResumeFrom { get; init; }
 
-    public required IReadOnlyList<SftExample> Train { get; init; }
-    public required IReadOnlyList<SftExample> Validation { get; init; }
+    /// <summary>Supervised examples; empty for a preference run.</summary>
+    public IReadOnlyList<SftExample> Train { get; init; } = [];
+    public IReadOnlyList<SftExample> Validation { get; init; } = [];
 
     /// <summary>The job's resolved hyperparameters, as the engine takes them (<see cref="Hyperparameters.ToSftOptions"/>).</summary>
     public required SftOptions Options { get; init; }
+
+    /// <summary>A dpo job: its options (<see cref="Hyperparameters.ToDpoOptions"/>); null for supervised training.</summary>
+    public DpoOptions? Dpo { get; init; }
+
+    /// <summary>A dpo job's preference pairs; empty for supervised training.</summary>
+    public IReadOnlyList<DpoExample> PreferenceTrain { get; init; } = [];
+    public IReadOnlyList<DpoExample> PreferenceValidation { get; init; } = [];
 
     /// <summary>Optimizer steps planned for the whole run.</summary>
     public required int TotalSteps { get; init; }

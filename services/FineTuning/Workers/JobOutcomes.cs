@@ -35,7 +35,7 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry regis
             return;
         }
         var description = scope.ServiceProvider.GetRequiredService<IModelRuntime>().Describe(run.OutputDirectory);
-        var metrics = JsonSerializer.Serialize(outcome.BestMetrics);
+        var metrics = outcome.BestMetrics.ToList();
         if (!await db.Models.AnyAsync(m => m.Id == modelId))
             db.Models.Add(new RegisteredModel
             {
@@ -48,8 +48,8 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry regis
                 BaseModel = job.BaseModel,
                 JobId = job.Id,
                 DatasetSha256 = job.TrainingSha256,
-                HyperparametersJson = job.ResolvedHyperparametersJson,
-                BestMetricsJson = metrics,
+                Hyperparameters = job.ResolvedHyperparameters,
+                BestMetrics = metrics,
             });
         var now = DateTimeOffset.UtcNow;
         tracked.Status = JobStatus.Succeeded;
@@ -59,7 +59,7 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry regis
         tracked.LeaseExpiresAt = null;
         tracked.Step = outcome.Steps;
         tracked.TrainedTokens = outcome.TrainedTokens;
-        tracked.BestMetricsJson = metrics;
+        tracked.BestMetrics = metrics;
         tracked.FitVerdict = outcome.FitVerdict;
         tracked.FitAdvice = outcome.FitAdvice;
         tracked.TrainingSeconds += elapsed.TotalSeconds;
@@ -77,11 +77,28 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry regis
             ServedEndpoint = scope.ServiceProvider.GetRequiredService<ServedEndpoint>().BaseUrl,
             FitVerdict = outcome.FitVerdict,
             FitAdvice = outcome.FitAdvice,
+            Curve = await CurveAsync(db, job.Id),
             Duration = TimeSpan.FromSeconds(tracked.TrainingSeconds),
             CompletedAt = now,
         });
         await db.SaveChangesAsync();
         FineTuningTelemetry.JobsFinished.Add(1, new KeyValuePair<string, object?>("status", JobStatus.Succeeded));
+    }
+
+    /// <summary>The job's loss curves for <c>TrainingCompleted</c>: every validation point, training-only points thinned evenly to fit.</summary>
+    private static async Task<List<TrainingCurvePoint>> CurveAsync(FineTuningDbContext db, Guid jobId)
+    {
+        // One point a step: a step's validation row and its progress row (or a row written again after a resume) merge,
+        // keeping the last training loss and any validation loss of the step.
+        var points = (await db.Metrics.AsNoTracking().Where(m => m.JobId == jobId).OrderBy(m => m.Id).ToListAsync())
+            .GroupBy(m => m.Step).OrderBy(g => g.Key)
+            .Select(g => new TrainingCurvePoint { Step = g.Key, Epoch = g.Last().Epoch, TrainLoss = g.Last().TrainLoss, ValidLoss = g.LastOrDefault(m => m.ValidLoss is not null)?.ValidLoss })
+            .ToList();
+        var validations = points.Count(p => p.ValidLoss is not null);
+        var room = Math.Max(1, TrainingCurvePoint.MaxPoints - validations);
+        var every = (int)Math.Ceiling((points.Count - validations) / (double)room);
+        var seen = 0;
+        return every <= 1 ? points : points.Where(p => p.ValidLoss is not null || seen++ % every == 0).ToList();
     }
 
     public async Task FinishCancelledAsync(FineTuningJob job, int step, TimeSpan elapsed) =>
@@ -120,6 +137,31 @@ public sealed class JobOutcomes(IServiceScopeFactory scopes, ModelRegistry regis
     }
 
     /// <summary>Counts an interrupted attempt's time (the job goes back to the queue and resumes elsewhere).</summary>
+    /// <summary>A run stopped because its job was paused: the time it trained counts, the checkpoints stay for the resume.</summary>
+    public async Task RecordPausedAsync(Guid jobId, int step, TimeSpan elapsed)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
+        await db.Jobs.Where(j => j.Id == jobId && j.Status == JobStatus.Paused)
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.TrainingSeconds, j => j.TrainingSeconds + elapsed.TotalSeconds));
+        var checkpoint = await db.Checkpoints.Where(c => c.JobId == jobId).OrderByDescending(c => c.Step).Select(c => (int?)c.Step).FirstOrDefaultAsync();
+        JobEvents.Add(db, jobId, "info", "paused_training", $"Training paused at step {step}; resuming continues from step {checkpoint ?? 0} (the last checkpoint).");
+        await db.SaveChangesAsync();
+    }
+
+    /// <summary>A run that stopped for a pause its job no longer has (resumed meanwhile): queued again, its time counted.</summary>
+    public async Task RequeueAsync(Guid jobId, int step, TimeSpan elapsed)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<FineTuningDbContext>();
+        var requeued = await db.Jobs.Where(j => j.Id == jobId && j.LeaseOwner == Owner && j.Status == JobStatus.Running && !j.CancelRequested)
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.TrainingSeconds, j => j.TrainingSeconds + elapsed.TotalSeconds));
+        if (requeued == 0)
+            return;
+        JobEvents.Add(db, jobId, "info", "requeued", $"Training stopped at step {step} for a pause that was then resumed; it continues from its last checkpoint.");
+        await db.SaveChangesAsync();
+    }
+
     public async Task AddTrainingTimeAsync(Guid jobId, TimeSpan elapsed)
     {
         await using var scope = scopes.CreateAsyncScope();

@@ -104,7 +104,12 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             LearningRate = _lastLr ?? 0,
             TokensPerSecond = _lastTokensPerSecond,
         });
-        if (evaluation is not null)
+        if (evaluation is { RewardAccuracy: { } rewardAccuracy, RewardMargin: { } rewardMargin })
+            JobEvents.Add(db, job.Id, "info", "metrics",
+                $"Step {step}/{total}: train loss {loss:0.0000}, valid loss {evaluation.ValidationLoss:0.0000}, valid reward accuracy {rewardAccuracy:0.0000}, valid reward margin {rewardMargin:0.0000}",
+                new { step, train_loss = loss, valid_loss = evaluation.ValidationLoss, valid_mean_token_accuracy = evaluation.MeanTokenAccuracy,
+                    valid_reward_accuracy = rewardAccuracy, valid_reward_margin = rewardMargin });
+        else if (evaluation is not null)
             JobEvents.Add(db, job.Id, "info", "metrics",
                 $"Step {step}/{total}: train loss {loss:0.0000}, valid loss {evaluation.ValidationLoss:0.0000}, valid mean token accuracy {evaluation.MeanTokenAccuracy:0.0000}",
                 new { step, train_loss = loss, valid_loss = evaluation.ValidationLoss, valid_mean_token_accuracy = evaluation.MeanTokenAccuracy });
@@ -118,7 +123,7 @@ public sealed class TrainingEventSink(IServiceScopeFactory scopes, ModelRegistry
             TrainLoss = loss,
             ValidLoss = evaluation?.ValidationLoss,
             ValidMeanTokenAccuracy = evaluation?.MeanTokenAccuracy,
-            ValidMetric = evaluation?.ExactMatch,
+            ValidMetric = evaluation?.ExactMatch ?? evaluation?.RewardAccuracy,
             LearningRate = _lastLr ?? 0,
             TokensPerSecond = _lastTokensPerSecond,
         });

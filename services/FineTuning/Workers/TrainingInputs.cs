@@ -21,23 +21,26 @@ public sealed class TrainingInputs(IServiceScopeFactory scopes, IArtifactStore a
 {
     public async Task<TrainingRun> PrepareAsync(FineTuningJob job, RegisteredModel baseModel, CancellationToken ct)
     {
-        var hyper = JsonSerializer.Deserialize<Hyperparameters>(job.ResolvedHyperparametersJson!)!;
+        var hyper = job.ResolvedHyperparameters!;
         var curated = JsonlDataset.Parse(await artifacts.ReadVerifiedAsync(new ArtifactRef { Id = job.CuratedArtifactId!, Sha256 = job.CuratedSha256!, Length = job.CuratedBytes }, ct));
-        var examples = curated.Examples.Select(ToPair).ToList();
-        List<SftExample> train, validation;
+        List<TrainingExample> train, validation;
         if (job.ValidationArtifactId is not null)
         {
             var file = JsonlDataset.Parse(await artifacts.ReadVerifiedAsync(new ArtifactRef { Id = job.ValidationArtifactId, Sha256 = job.ValidationSha256!, Length = job.ValidationBytes }, ct));
-            (train, validation) = (examples, file.Examples.Select(ToPair).ToList());
+            (train, validation) = ([.. curated.Examples], [.. file.Examples]);
         }
         else
         {
             // Seeded shuffle: every attempt of the job (and every worker) holds out the same examples.
-            var order = examples.ToArray();
+            var order = curated.Examples.ToArray();
             new Random(hyper.Seed).Shuffle(order);
             var holdout = JobValidator.HoldoutCount(order.Length, options.Value.ValidationHoldout);
             (validation, train) = (order[..holdout].ToList(), order[holdout..].ToList());
         }
+        var dpo = job.Method == TrainingMethods.Dpo;
+        var baseDirectory = await registry.MaterializeAsync(baseModel, ct);
+        // The base model's own chat template when it has one: the fine-tuned model is served with the same.
+        var template = ChatTemplate.For(baseDirectory);
 
         string? resume = null;
         await using (var scope = scopes.CreateAsyncScope())
@@ -50,20 +53,23 @@ public sealed class TrainingInputs(IServiceScopeFactory scopes, IArtifactStore a
         return new TrainingRun
         {
             JobId = job.Id,
-            BaseModelDirectory = await registry.MaterializeAsync(baseModel, ct),
+            BaseModelDirectory = baseDirectory,
             OutputDirectory = Path.Combine(dataRoot.Folder("models"), "ft-" + job.Id.ToString("N")),
             CheckpointDirectory = Path.Combine(jobFolder, "checkpoints"),
             ResumeFrom = resume,
-            Train = train,
-            Validation = validation,
+            Train = dpo ? [] : [.. train.Select(e => ToPair(template, e))],
+            Validation = dpo ? [] : [.. validation.Select(e => ToPair(template, e))],
             Options = hyper.ToSftOptions(train.Count),
+            Dpo = dpo ? hyper.ToDpoOptions(train.Count) : null,
+            PreferenceTrain = dpo ? [.. train.Select(template.RenderPair)] : [],
+            PreferenceValidation = dpo ? [.. validation.Select(template.RenderPair)] : [],
             TotalSteps = hyper.TotalSteps(train.Count),
         };
     }
 
-    private static SftExample ToPair(TrainingExample example)
+    private static SftExample ToPair(ChatTemplate template, TrainingExample example)
     {
-        var (prompt, completion) = ChatTemplate.Render(example);
+        var (prompt, completion) = template.Render(example);
         return new SftExample(prompt, completion);
     }
 }

@@ -29,7 +29,8 @@ public sealed class TrainingWorker(
     public static readonly WorkQueueDefinition<FineTuningJob> Definition = new()
     {
         Pending = j => j.Status == JobStatus.Queued || j.Status == JobStatus.Running,
-        CancelRequested = j => j.CancelRequested,
+        // A pause stops the worker as a cancel does; the job then keeps its checkpoints and waits for its resume.
+        CancelRequested = j => j.CancelRequested || j.Status == JobStatus.Paused,
         OnClaim = s => s.SetProperty(j => j.Status, JobStatus.Running).SetProperty(j => j.Attempts, j => j.Attempts + 1),
     };
 
@@ -72,8 +73,18 @@ public sealed class TrainingWorker(
             await DrainAsync(sink, pump, job.Id);
             switch (lease.Reason)
             {
-                case WorkStop.CancelRequested:
+                case WorkStop.CancelRequested when await IsPausedAsync(job.Id):
+                    await outcomes.RecordPausedAsync(job.Id, sink.LastStep, clock.Elapsed);
+                    logger.LogInformation("Worker {Worker} paused job {JobId} at step {Step}", Queue.Owner, job.Id, sink.LastStep);
+                    break;
+                case WorkStop.CancelRequested when await IsCancelRequestedAsync(job.Id):
                     await outcomes.FinishCancelledAsync(job, sink.LastStep, clock.Elapsed);
+                    break;
+                case WorkStop.CancelRequested:
+                    // Paused, and resumed between this worker seeing the pause and stopping: handed back, it continues
+                    // from its last checkpoint on the next claim.
+                    await outcomes.RequeueAsync(job.Id, sink.LastStep, clock.Elapsed);
+                    logger.LogInformation("Worker {Worker}: job {JobId} was resumed while it stopped for a pause; handed back at step {Step}", Queue.Owner, job.Id, sink.LastStep);
                     break;
                 case WorkStop.LeaseLost:
                     logger.LogWarning("Worker {Worker} lost the lease of job {JobId}; another worker has it now", Queue.Owner, job.Id);
@@ -91,6 +102,18 @@ public sealed class TrainingWorker(
             logger.LogError(ex, "Job {JobId} failed in training", job.Id);
             await outcomes.FailAsync(job, "training_error", ex.Message, clock.Elapsed);
         }
+    }
+
+    private async Task<bool> IsCancelRequestedAsync(Guid id)
+    {
+        await using var scope = Scopes.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<FineTuningDbContext>().Jobs.AnyAsync(j => j.Id == id && j.CancelRequested);
+    }
+
+    private async Task<bool> IsPausedAsync(Guid id)
+    {
+        await using var scope = Scopes.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<FineTuningDbContext>().Jobs.AnyAsync(j => j.Id == id && j.Status == JobStatus.Paused && !j.CancelRequested);
     }
 
     protected override async Task OnUnexpectedAsync(Guid id, Exception error)

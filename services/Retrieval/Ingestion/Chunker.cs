@@ -62,7 +62,8 @@ public static class Chunker
             yield return text.AsMemory(start);
     }
 
-    public static List<string> Chunk(string text, DocumentFormat format, int size, int overlap)
+    /// <summary>The chunks of a text; <paramref name="ct"/> is checked per paragraph and per window (a request's budget ends a long text's chunking).</summary>
+    public static List<string> Chunk(string text, DocumentFormat format, int size, int overlap, CancellationToken ct = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 8);
         overlap = Math.Clamp(overlap, 0, size / 2);
@@ -91,6 +92,7 @@ public static class Chunker
 
         foreach (var paragraph in Paragraphs(text, format))
         {
+            ct.ThrowIfCancellationRequested();
             var tokens = CountTokens(paragraph);
             if (tokens > size)
             {
@@ -98,6 +100,7 @@ public static class Chunker
                 var ids = EncodeToIds(paragraph);
                 for (var start = 0; start < ids.Count; start += size - overlap)
                 {
+                    ct.ThrowIfCancellationRequested();
                     chunks.Add(Decode(ids.Skip(start).Take(size)).Trim());
                     if (start + size >= ids.Count)
                         break;

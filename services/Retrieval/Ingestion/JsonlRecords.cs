@@ -9,10 +9,11 @@ namespace AspireTune.Retrieval.Ingestion;
 /// </summary>
 internal static class JsonlRecords
 {
-    public static IEnumerable<PendingDocument> Parse(string sourceId, string content, Dictionary<string, JsonElement>? sourceMetadata, int chunkTokens, int overlapTokens)
+    public static IEnumerable<PendingDocument> Parse(string sourceId, string content, Dictionary<string, JsonElement>? sourceMetadata, int chunkTokens, int overlapTokens, CancellationToken ct = default)
     {
         foreach (var (lineNumber, record) in Records(sourceId, content))
         {
+            ct.ThrowIfCancellationRequested();
             var metadata = new Dictionary<string, JsonElement>(sourceMetadata ?? [], StringComparer.Ordinal);
             if (record.TryGetProperty("metadata", out var m))
             {
@@ -31,7 +32,7 @@ internal static class JsonlRecords
                 throw new RetrievalValidationException($"{sourceId} line {lineNumber}", $"'{sourceId}' line {lineNumber}: a record needs 'text' (a passage) or 'input' (a labelled example).");
             var id = record.TryGetProperty("id", out var idValue) ? Index.PointPayload.AsText(idValue) : $"{sourceId}:{lineNumber}";
             var body = RequireString(sourceId, lineNumber, "text", text);
-            var chunks = Chunker.Chunk(body, DocumentFormat.Text, chunkTokens, overlapTokens);
+            var chunks = Chunker.Chunk(body, DocumentFormat.Text, chunkTokens, overlapTokens, ct);
             var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{chunkTokens}/{overlapTokens}\n{JsonSerializer.Serialize(metadata)}\n{body}")));
             yield return new PendingDocument(id, hash, chunks.Select((c, n) => new PendingChunk(RetrievalService.StableId($"{id}\n{n}\n{c}"), c, null, metadata)).ToList());
         }

@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;
 
+[Collection(GlobalGeneratorCollection.Name)]
 public sealed class DataParallelTests
 {
     /// <summary>

@@ -76,3 +76,12 @@ internal static class EngineFixtures
         CausalLm.Create(ModelConfig.Gpt2(257, hidden, 2, 4, 128, dropout) with { BosTokenId = 256, EosTokenId = 256 },
             ByteLevelBpeTokenizer.CreateByteLevel(), seed);
 }
+
+/// <summary>
+/// Engine tests that seed or draw from TorchSharp's process-wide generator (model creation, LoRA initialisation, dropout)
+/// and compare results bit for bit: run one at a time, so that no other class draws from it between a seed and its use.
+/// </summary>
+public sealed class GlobalGeneratorCollection
+{
+    public const string Name = "global-generator";
+}

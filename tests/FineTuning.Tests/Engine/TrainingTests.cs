@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 
 namespace AspireTune.FineTuning.Tests.Engine;
 
+[Collection(GlobalGeneratorCollection.Name)]
 public sealed class TrainingTests
 {
     private static readonly string[] Good = ["great", "good", "lovely", "superb", "fine", "nice"];
@@ -153,6 +154,45 @@ public sealed class TrainingTests
         reloaded.Forward(ids).allclose(model.Forward(ids), rtol: 0, atol: 1e-5).Should().BeTrue();
         model.NamedParameters().Single(p => p.Name == "transformer.wpe.weight").Parameter.allclose(baseWpe, rtol: 0, atol: 0).Should().BeTrue();
         reloaded.NamedParameters().Should().NotContain(p => p.Name.Contains("lora"));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CheckpointWeights_AppliedToAFreshBase_GiveThatStepsModel(bool lora)
+    {
+        var baseDir = EngineFixtures.TempDirectory();
+        using (var initial = EngineFixtures.TinyGpt2(seed: 8)) initial.Save(baseDir);
+        var adapters = lora ? new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.0, TargetModules = ["c_attn", "c_fc"] } : null;
+        // 64 examples in batches of 16 for 2 epochs: 8 steps, checkpoints at 4 and 8, one evaluation (at 8, so 8 is the best step).
+        var options = new SftOptions
+        {
+            Epochs = 2, BatchSize = 16, LearningRate = 5e-3, EvalEverySteps = 8, CheckpointEverySteps = 4, KeepCheckpoints = 5,
+            EarlyStoppingPatience = 0, ExactMatchExamples = 0, Dropout = 0.0, Lora = adapters,
+        };
+        var checkpoints = EngineFixtures.TempDirectory();
+        using var trained = CausalLm.Load(baseDir);
+        new SftTrainer(trained, options).Train(Reviews(64, 1), Reviews(16, 2), checkpoints, cancellationToken: TestContext.Current.CancellationToken);
+
+        using var last = CausalLm.Load(baseDir);
+        using var earlier = CausalLm.Load(baseDir);
+        var lastStep = CheckpointWeights.Apply(last, Path.Combine(checkpoints, "checkpoint-000008"), adapters);
+        var earlierStep = CheckpointWeights.Apply(earlier, Path.Combine(checkpoints, "checkpoint-000004"), adapters);
+        var exported = EngineFixtures.TempDirectory();
+        last.Save(exported);
+        using var served = CausalLm.Load(exported);
+
+        using var _ = no_grad();
+        using var ids = tensor(trained.Tokenizer!.Encode("good film =>").Select(i => (long)i).ToArray()).unsqueeze(0);
+        using var expected = trained.Forward(ids);
+        (lastStep, earlierStep).Should().Be((8, 4));
+        last.Forward(ids).allclose(expected, rtol: 0, atol: 1e-6).Should().BeTrue("the last checkpoint holds the weights the run ended with");
+        served.Forward(ids).allclose(expected, rtol: 0, atol: 1e-5).Should().BeTrue("saved, the checkpoint's model folds its adapters in and reloads as the same model");
+        served.NamedParameters().Should().NotContain(p => p.Name.Contains("lora"));
+        (earlier.Forward(ids) - expected).abs().max().item<float>().Should().BeGreaterThan(1e-3f, "step 4's weights are not step 8's");
+        using var mismatched = CausalLm.Load(baseDir);
+        var wrongSetting = () => CheckpointWeights.Apply(mismatched, Path.Combine(checkpoints, "checkpoint-000008"), lora ? null : new LoraOptions { Rank = 4 });
+        wrongSetting.Should().Throw<ModelFormatException>().WithMessage("*group.0*");
     }
 
     [Fact]

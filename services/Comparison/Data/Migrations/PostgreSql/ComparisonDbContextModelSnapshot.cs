@@ -143,6 +143,9 @@ namespace AspireTune.Comparison.Data.Migrations.PostgreSql
                     b.Property<double?>("TrainingHours")
                         .HasColumnType("double precision");
 
+                    b.Property<string>("TrainingJson")
+                        .HasColumnType("text");
+
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone");
 

@@ -138,6 +138,9 @@ namespace AspireTune.Comparison.Data.Migrations.Sqlite
                     b.Property<double?>("TrainingHours")
                         .HasColumnType("REAL");
 
+                    b.Property<string>("TrainingJson")
+                        .HasColumnType("TEXT");
+
                     b.Property<long>("UpdatedAt")
                         .HasColumnType("INTEGER");
 

@@ -123,6 +123,10 @@ namespace AspireTune.FineTuning.Data.Migrations.PostgreSql
                     b.Property<string>("MetadataJson")
                         .HasColumnType("text");
 
+                    b.Property<string>("Method")
+                        .IsRequired()
+                        .HasColumnType("text");
+
                     b.Property<string>("QualityReportJson")
                         .HasColumnType("text");
 

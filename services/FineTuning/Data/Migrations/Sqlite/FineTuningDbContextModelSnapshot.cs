@@ -118,6 +118,10 @@ namespace AspireTune.FineTuning.Data.Migrations.Sqlite
                     b.Property<string>("MetadataJson")
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("Method")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("QualityReportJson")
                         .HasColumnType("TEXT");
 
