@@ -117,7 +117,20 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         return new SentencePieceBpeTokenizer(root, TokenizerJson.BpeModel(root, path), path, directory);
     }
 
-    public IReadOnlyList<int> Encode(string text)
+    public IReadOnlyList<int> Encode(string text) => EncodeText(text, continuation: false);
+
+    /// <summary>
+    /// The tail of the whole text's ids when they start with the prompt's; when a merge crosses the boundary (a prompt
+    /// ending in a space), the completion encoded as a continuation: no "▁" prepended to its start.
+    /// </summary>
+    public IReadOnlyList<int> EncodeCompletion(string prompt, string completion)
+    {
+        var p = Encode(prompt);
+        var whole = Encode(prompt + completion);
+        return whole.Count >= p.Count && whole.Take(p.Count).SequenceEqual(p) ? [.. whole.Skip(p.Count)] : EncodeText(completion, continuation: true);
+    }
+
+    private List<int> EncodeText(string text, bool continuation)
     {
         var ids = new List<int>();
         foreach (var (start, length, token) in _rawSplitter.Split(text))
@@ -129,14 +142,14 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
             }
             // Each segment between added tokens is normalized on its own, as tokenizers does (the Prepend normalizer
             // puts a "▁" before every one of them).
-            var normalized = _pipeline.Normalize(text.Substring(start, length));
+            var normalized = _pipeline.Normalize(text.Substring(start, length), prepend: !(continuation && start == 0));
             var first = true;
             foreach (var (s, l, t) in _normalizedSplitter.Split(normalized))
             {
                 if (t is not null)
                     ids.Add(t.Id);
                 else
-                    foreach (var word in _pipeline.Words(normalized.Substring(s, l), start == 0 && first))
+                    foreach (var word in _pipeline.Words(normalized.Substring(s, l), start == 0 && first, prepend: !(continuation && start == 0 && first)))
                         ids.AddRange(CachedWord(word));
                 first = false;
             }

@@ -15,7 +15,7 @@ internal sealed class SentencePiecePipeline
 {
     public const char Metaspace = '\u2581';
 
-    private readonly List<Func<string, string>> _normalizers = [];
+    private readonly List<(bool Prepends, Func<string, string> Apply)> _normalizers = [];
     private readonly List<JsonObject> _decoders = [];
 
     private SentencePiecePipeline() { }
@@ -34,17 +34,20 @@ internal sealed class SentencePiecePipeline
         return p;
     }
 
-    public string Normalize(string text)
+    /// <summary>The normalizers in order; without <paramref name="prepend"/> (a continuation) Prepend steps are skipped.</summary>
+    public string Normalize(string text, bool prepend = true)
     {
-        foreach (var n in _normalizers) text = n(text);
+        foreach (var (prepends, apply) in _normalizers)
+            if (prepend || !prepends) text = apply(text);
         return text;
     }
 
     /// <summary>
     /// The words of one segment (text between added tokens) that BPE encodes; <paramref name="atStart"/> says whether the
-    /// segment starts the input (Metaspace's prepend_scheme "first").
+    /// segment starts the input (Metaspace's prepend_scheme "first"); without <paramref name="prepend"/> (a continuation)
+    /// nothing is prepended.
     /// </summary>
-    public IEnumerable<string> Words(string segment, bool atStart)
+    public IEnumerable<string> Words(string segment, bool atStart, bool prepend = true)
     {
         if (PreTokenizer is not { } m)
         {
@@ -52,7 +55,7 @@ internal sealed class SentencePiecePipeline
             yield break;
         }
         var text = segment.Replace(' ', m.Replacement);
-        if (!text.StartsWith(m.Replacement) && (m.Scheme == "always" || (m.Scheme == "first" && atStart)))
+        if (prepend && !text.StartsWith(m.Replacement) && (m.Scheme == "always" || (m.Scheme == "first" && atStart)))
             text = m.Replacement + text;
         if (!m.Split)
         {
@@ -179,16 +182,16 @@ internal sealed class SentencePiecePipeline
                 break;
             case "Prepend":
                 var prepend = Str(o, "prepend", "normalizer Prepend", path);
-                _normalizers.Add(s => s.Length == 0 ? s : prepend + s);
+                _normalizers.Add((true, s => s.Length == 0 ? s : prepend + s));
                 break;
             case "Replace":
                 var (from, to) = (StringPattern(o, "normalizer", path), Str(o, "content", "normalizer Replace", path));
-                _normalizers.Add(s => s.Replace(from, to, StringComparison.Ordinal));
+                _normalizers.Add((false, s => s.Replace(from, to, StringComparison.Ordinal)));
                 break;
-            case "NFC": _normalizers.Add(s => s.Normalize(NormalizationForm.FormC)); break;
-            case "NFD": _normalizers.Add(s => s.Normalize(NormalizationForm.FormD)); break;
-            case "NFKC": _normalizers.Add(s => s.Normalize(NormalizationForm.FormKC)); break;
-            case "NFKD": _normalizers.Add(s => s.Normalize(NormalizationForm.FormKD)); break;
+            case "NFC": _normalizers.Add((false, s => s.Normalize(NormalizationForm.FormC))); break;
+            case "NFD": _normalizers.Add((false, s => s.Normalize(NormalizationForm.FormD))); break;
+            case "NFKC": _normalizers.Add((false, s => s.Normalize(NormalizationForm.FormKC))); break;
+            case "NFKD": _normalizers.Add((false, s => s.Normalize(NormalizationForm.FormKD))); break;
             case var t:
                 throw new ModelFormatException($"{path}: normalizer '{t}' is not supported with byte_fallback BPE (Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD)", path);
         }

@@ -20,7 +20,7 @@ internal static class SftData
             var prompt = new List<int>();
             if (tokenizer.BosTokenId is { } bos) prompt.Add(bos);
             prompt.AddRange(tokenizer.Encode(ex.Prompt ?? ""));
-            var completion = tokenizer.Encode(ex.Completion).Append(eos).ToList();
+            var completion = tokenizer.EncodeCompletion(ex.Prompt ?? "", ex.Completion).Append(eos).ToList();
             if (completion.Count > maxLength - 1) completion = completion[..(maxLength - 1)];
             // Long prompts lose their beginning, so that the completion, which carries the loss, survives.
             var room = maxLength - completion.Count;

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using AspireTune.Engine.Generation;
 using AspireTune.Engine.Models;
 using AspireTune.Engine.Tokenization;
+using AspireTune.Engine.Training;
 
 namespace AspireTune.FineTuning.Tests.Engine;
 
@@ -200,6 +201,26 @@ public sealed class SentencePieceTokenizerTests
         whole.Tokens.Should().HaveCount(8).And.OnlyContain(t => t.Id >= 0 && t.Id < 32000);
         string.Concat(streamed.Select(t => t.Text)).Should().Be(whole.Text);
         model.Tokenizer!.Decode([.. prompt, .. whole.Tokens.Select(t => t.Id)]).Should().Be("<s> Hello world" + whole.Text);
+    }
+
+    [Fact]
+    public void SftDataEncode_CompletionAfterItsPrompt_GetsTheIdsOfTheWholeText()
+    {
+        var tokenizer = Load();
+        SftExample[] examples = [new("[INST] Hi [/INST]", " Hello!"), new("A: ", "yes"), new("", "Alone")];
+
+        var seqs = SftData.Encode(examples, tokenizer, 64, "training");
+
+        // As TRL tokenizes prompt + completion: no "▁" token of its own at the completion's start.
+        seqs[0].Ids.Should().Equal([1, .. tokenizer.Encode("[INST] Hi [/INST] Hello!"), 2]);
+        seqs[0].Ids[seqs[0].PromptLength].Should().Be(22557, "\"▁Hello\" follows the prompt, not \"▁\" then \"▁Hello\"");
+        tokenizer.Encode(" Hello!")[0].Should().Be(28705, "encoded alone, the completion would start with a marker of its own");
+        // "▁A:▁" + "yes": a merge would cross the boundary, so the completion continues the text without a marker.
+        tokenizer.Decode(seqs[1].Ids[1..^1]).Should().Be("A: yes");
+        var yes = seqs[1].Ids[seqs[1].PromptLength..^1];
+        tokenizer.Decode([1, .. yes]).Should().Be("<s>yes", "the completion's own start carries no marker");
+        yes.Should().NotEqual(tokenizer.Encode("yes"));
+        seqs[2].Ids.Should().Equal([1, .. tokenizer.Encode("Alone"), 2]);
     }
 
     public static TheoryData<string, string> Malformed => new()
