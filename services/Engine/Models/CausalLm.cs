@@ -159,7 +159,7 @@ public sealed class CausalLm : IDisposable
         if (!Directory.Exists(directory)) throw new ModelFormatException($"{directory}: model directory not found", directory);
         var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
         var weights = HfWeights.Resolve(directory);
-        var tokenizer = ByteLevelBpeTokenizer.TryLoad(directory);
+        var tokenizer = TokenizerFiles.TryLoad(directory);
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ModelFormatException(
                 $"{directory}: tokenizer files define {tokenizer.Count} tokens but config.json vocab_size is {config.VocabSize}", directory);

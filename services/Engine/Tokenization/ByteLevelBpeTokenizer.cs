@@ -1,7 +1,4 @@
-// Over 400 lines on purpose: one tokenizer with its three file formats (read and write) and the byte-level
-// mapping they share; split, each half would need the other's private tables.
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using AspireTune.Engine.Models;
@@ -27,8 +24,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     private readonly Regex _pretokenizer;
     private readonly Dictionary<string, int> _special;
     private readonly Regex? _specialSplit;
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
-    private readonly Lock _cacheLock = new();
+    private readonly WordCache _cache = new();
     private readonly IReadOnlyList<(string Name, byte[] Content)> _sourceFiles;
 
     private ByteLevelBpeTokenizer(Dictionary<string, int> vocab, IEnumerable<(string, string)> merges, string pattern,
@@ -117,7 +113,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     /// <summary>GPT-2's vocabulary from a vocab/encoder JSON and a merges/vocab.bpe file.</summary>
     public static ByteLevelBpeTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
     {
-        var vocab = ReadVocab(JsonNode.Parse(File.ReadAllBytes(vocabPath)), vocabPath);
+        var vocab = TokenizerJson.ReadVocab(JsonNode.Parse(File.ReadAllBytes(vocabPath)), vocabPath);
         var merges = new List<(string, string)>();
         var lineNo = 0;
         foreach (var line in File.ReadLines(mergesPath))
@@ -144,113 +140,23 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         return new ByteLevelBpeTokenizer(vocab, merges, Gpt2Pattern, special, null, eos, files);
     }
 
-    public static ByteLevelBpeTokenizer FromTokenizerJson(string path, string? directory = null)
+    public static ByteLevelBpeTokenizer FromTokenizerJson(string path, string? directory = null) =>
+        FromTokenizerJson(TokenizerJson.Parse(path), path, directory);
+
+    internal static ByteLevelBpeTokenizer FromTokenizerJson(JsonObject root, string path, string? directory)
     {
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject ?? throw new ModelFormatException($"{path}: not a JSON object", path);
-        }
-        catch (JsonException ex)
-        {
-            throw new ModelFormatException($"{path}: not valid JSON ({ex.Message})", path, inner: ex);
-        }
-        var model = root["model"] as JsonObject ?? throw new ModelFormatException($"{path}: 'model' is missing", path);
-        var type = model["type"]?.GetValue<string>();
-        if (type != "BPE")
-            throw new ModelFormatException($"{path}: tokenizer model '{type}' is not supported (byte-level BPE only)", path);
-        if (model["byte_fallback"] is JsonValue bf && bf.GetValue<bool>())
-            throw new ModelFormatException($"{path}: byte_fallback BPE (SentencePiece style) is not supported; byte-level BPE only", path);
-        var vocab = ReadVocab(model["vocab"], path);
-        var merges = new List<(string, string)>();
-        if (model["merges"] is JsonArray ma)
-        {
-            foreach (var m in ma)
-            {
-                // tokenizers >= 0.20 writes each merge as a two-element array; older versions as "a b".
-                if (m is JsonArray pair && pair.Count == 2) merges.Add((pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>()));
-                else if (m is JsonValue s && s.GetValue<string>().Split(' ') is { Length: 2 } sp) merges.Add((sp[0], sp[1]));
-                else throw new ModelFormatException($"{path}: merge #{merges.Count} is malformed", path);
-            }
-        }
-        var special = AddedTokens(root);
+        if (TokenizerJson.IsByteFallback(root, path))
+            throw new ModelFormatException(
+                $"{path}: byte_fallback BPE is SentencePiece style, not byte-level: load it with {nameof(TokenizerFiles)}.{nameof(TokenizerFiles.TryLoad)}", path);
+        var model = TokenizerJson.BpeModel(root, path);
+        var vocab = TokenizerJson.ReadVocab(model["vocab"], path);
+        var merges = TokenizerJson.ReadMerges(model, path);
+        var special = TokenizerJson.AddedTokens(root, path).ToDictionary(t => t.Content, t => t.Id);
         foreach (var s in special.Keys) vocab.Remove(s);
         var pattern = FindSplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
-
-        int? bos = null, eos = null;
-        var cfgPath = directory is null ? null : Path.Combine(directory, "tokenizer_config.json");
-        var files = new List<(string, byte[])> { ("tokenizer.json", File.ReadAllBytes(path)) };
-        if (cfgPath is not null && File.Exists(cfgPath))
-        {
-            files.Add(("tokenizer_config.json", File.ReadAllBytes(cfgPath)));
-            var cfg = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject;
-            eos = Lookup(cfg?["eos_token"], special);
-            bos = ConfiguredBos(cfg, special);
-        }
+        var (bos, eos, files) = TokenizerJson.ConfigAndFiles(root, path, directory, special);
         eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
-        // Llama 3 style post-processors add <|begin_of_text|>; read which token they prepend.
-        bos ??= FindPrependedToken(root["post_processor"], special);
-        var stm = directory is null ? null : Path.Combine(directory, "special_tokens_map.json");
-        if (stm is not null && File.Exists(stm)) files.Add(("special_tokens_map.json", File.ReadAllBytes(stm)));
         return new ByteLevelBpeTokenizer(vocab, merges, pattern, special, bos, eos, files);
-    }
-
-    /// <summary>
-    /// Whether the tokenizer in <paramref name="directory"/> prepends a beginning-of-text token when it encodes, as
-    /// <see cref="TryLoad"/> decides it (<c>add_bos_token</c>, or a post-processor that starts with a special token),
-    /// without building its vocabulary. False when the directory has no tokenizer.json or it cannot be read.
-    /// </summary>
-    public static bool PrependsBos(string directory)
-    {
-        var path = Path.Combine(directory, "tokenizer.json");
-        if (!File.Exists(path)) return false;
-        try
-        {
-            if (JsonNode.Parse(File.ReadAllBytes(path)) is not JsonObject root) return false;
-            var special = AddedTokens(root);
-            var cfgPath = Path.Combine(directory, "tokenizer_config.json");
-            var cfg = File.Exists(cfgPath) ? JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject : null;
-            return (ConfiguredBos(cfg, special) ?? FindPrependedToken(root["post_processor"], special)) is not null;
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
-        {
-            return false;
-        }
-    }
-
-    private static Dictionary<string, int> AddedTokens(JsonObject root)
-    {
-        var special = new Dictionary<string, int>();
-        if (root["added_tokens"] is JsonArray added)
-            foreach (var a in added.OfType<JsonObject>())
-                special[a["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
-        return special;
-    }
-
-    /// <summary>bos_token alone does not mean it is prepended (GPT-2 names one and never adds it): add_bos_token says so.</summary>
-    private static int? ConfiguredBos(JsonObject? cfg, Dictionary<string, int> special) =>
-        cfg?["add_bos_token"] is JsonValue ab && ab.GetValueKind() == JsonValueKind.True ? Lookup(cfg["bos_token"], special) : null;
-
-    private static int? Lookup(JsonNode? token, Dictionary<string, int> special)
-    {
-        var s = token switch
-        {
-            JsonValue v => v.GetValue<string>(),
-            JsonObject o => o["content"]?.GetValue<string>(),
-            _ => null,
-        };
-        return s is not null && special.TryGetValue(s, out var id) ? id : null;
-    }
-
-    private static int? FindPrependedToken(JsonNode? post, Dictionary<string, int> special)
-    {
-        if (post is not JsonObject o) return null;
-        if (o["type"]?.GetValue<string>() == "Sequence" && o["processors"] is JsonArray arr)
-            return arr.Select(p => FindPrependedToken(p, special)).FirstOrDefault(x => x is not null);
-        if (o["type"]?.GetValue<string>() == "TemplateProcessing" && o["single"] is JsonArray single && single.Count > 0
-            && single[0]?["SpecialToken"]?["id"]?.GetValue<string>() is { } first && special.TryGetValue(first, out var id))
-            return id;
-        return null;
     }
 
     private static string? FindSplitPattern(JsonNode? pre)
@@ -262,14 +168,6 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         if (type == "Split" && o["pattern"]?["Regex"]?.GetValue<string>() is { } rx)
             return rx;
         return null;
-    }
-
-    private static Dictionary<string, int> ReadVocab(JsonNode? node, string path)
-    {
-        if (node is not JsonObject o) throw new ModelFormatException($"{path}: vocabulary is not a JSON object", path);
-        var vocab = new Dictionary<string, int>(o.Count, StringComparer.Ordinal);
-        foreach (var (k, v) in o) vocab[k] = v!.GetValue<int>();
-        return vocab;
     }
 
     public IReadOnlyList<int> Encode(string text)
@@ -312,20 +210,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     /// <summary>Longest pre-token piece handed to BPE as one unit.</summary>
     public const int MaxPieceChars = 64;
 
-    private int[] CachedBpe(string piece)
-    {
-        int[]? cached;
-        lock (_cacheLock) _cache.TryGetValue(piece, out cached);
-        if (cached is not null)
-            return cached;
-        cached = Bpe(piece);
-        lock (_cacheLock)
-        {
-            if (_cache.Count > 100_000) _cache.Clear();
-            _cache[piece] = cached;
-        }
-        return cached;
-    }
+    private int[] CachedBpe(string piece) => _cache.GetOrAdd(piece, Bpe);
 
     private int[] Bpe(string piece)
     {

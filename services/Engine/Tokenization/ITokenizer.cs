@@ -14,6 +14,13 @@ public interface ITokenizer
 
     IReadOnlyList<int> Encode(string text);
 
+    /// <summary>
+    /// The ids of <paramref name="completion"/> as they follow <paramref name="prompt"/> (a training example): byte-level
+    /// BPE encodes it alone, its pre-tokenizer splitting there anyway. SentencePiece-style BPE marks the start of a
+    /// text with "▁", so it takes them from the encoding of the whole text, as TRL does.
+    /// </summary>
+    IReadOnlyList<int> EncodeCompletion(string prompt, string completion) => Encode(completion);
+
     string Decode(IEnumerable<int> ids);
 
     /// <summary>The raw bytes of one token (UTF-8 fragments), for streaming output that may split characters.</summary>

@@ -19,8 +19,9 @@ internal sealed record SftSequence(int[] Ids, bool[] Trained, string Completion,
 internal static class SftData
 {
     /// <summary>
-    /// Tokenizes each example segment by segment: BOS where the family uses one, each segment's ids on their own (as
-    /// serving encodes a prompt and then generates after it, so no token spans two segments), and the end-of-text token
+    /// Tokenizes each example segment by segment: BOS where the family uses one, each segment's ids on their own as they
+    /// follow the text before it (<see cref="ITokenizer.EncodeCompletion"/>: as serving encodes a prompt and then
+    /// generates after it, so no token spans two segments), and the end-of-text token
     /// after the last segment, trained when that segment is. Over <paramref name="maxLength"/>, see <see cref="Window"/>.
     /// </summary>
     public static List<SftSequence> Encode(IReadOnlyList<SftExample> examples, ITokenizer tokenizer, int maxLength, string split)
@@ -37,7 +38,8 @@ internal static class SftData
                 throw new ArgumentException($"{split} example {i + 1}: no segment is trained (nothing to learn)");
             if (segments.Any(s => s.Trained && s.Text.Length == 0))
                 throw new ArgumentException($"{split} example {i + 1}: a trained segment is empty");
-            var encoded = segments.Select(s => tokenizer.Encode(s.Text)).ToList();
+            // A segment's ids as they follow the segments before it (SentencePiece marks only the start of a text).
+            var encoded = segments.Select((s, k) => k == 0 ? tokenizer.Encode(s.Text) : tokenizer.EncodeCompletion(string.Concat(segments.Take(k).Select(p => p.Text)), s.Text)).ToList();
             var ids = new List<int>();
             if (tokenizer.BosTokenId is { } bos) ids.Add(bos);
             foreach (var e in encoded) ids.AddRange(e);

@@ -95,7 +95,7 @@ public sealed class ChatTemplate
         try
         {
             template = source is null ? BuiltIn
-                : FromJinja(source, TokenText(config!["bos_token"]), TokenText(config["eos_token"]), ByteLevelBpeTokenizer.PrependsBos(directory!));
+                : FromJinja(source, TokenText(config!["bos_token"]), TokenText(config["eos_token"]), TokenizerFiles.PrependsBos(directory!));
         }
         catch (TemplateException e)
         {

@@ -90,10 +90,10 @@ public sealed class EngineRuntime(IOptions<BuiltInModelOptions> builtIn) : IMode
     internal ITokenizer? Tokenizer(string directory)
     {
         var stamp = Directory.Exists(directory) ? Directory.GetFiles(directory).Select(File.GetLastWriteTimeUtc).DefaultIfEmpty().Max() : default;
-        var entry = _tokenizers.GetOrAdd(directory, d => (stamp, ByteLevelBpeTokenizer.TryLoad(d)));
+        var entry = _tokenizers.GetOrAdd(directory, d => (stamp, TokenizerFiles.TryLoad(d)));
         if (entry.Written == stamp)
             return entry.Tokenizer;
-        var fresh = (stamp, (ITokenizer?)ByteLevelBpeTokenizer.TryLoad(directory));
+        var fresh = (stamp, TokenizerFiles.TryLoad(directory));
         _tokenizers[directory] = fresh;
         return fresh.Item2;
     }

