@@ -75,7 +75,7 @@ public sealed class ToolTrainingTests
     [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","function_call":{"name":"get_weather","arguments":"{}"}}]}""", "legacy function_call format")]
     [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","content":"wet","weight":2}]}""", "messages[1].weight must be 0 or 1")]
     [InlineData("""{"messages":[{"role":"user","content":"w?","weight":1},{"role":"assistant","content":"wet"}]}""", "messages[0].weight is only for assistant turns")]
-    [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","content":"wet","weight":0}]}""", "has weight 0: the line has nothing to learn")]
+    [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","content":"wet","weight":0}]}""", "every assistant turn has weight 0: the line has nothing to learn")]
     [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","content":"wet"}],"tools":{"type":"function"}}""", "\"tools\" must be an array")]
     [InlineData("""{"messages":[{"role":"user","content":"w?"},{"role":"assistant","content":"wet"}],"tools":[TOOL,TOOL]}""", "tools[1]: the function 'get_weather' is listed twice")]
     public void Parse_BadFunctionCallingLine_NamesLineAndField(string line, string expected)

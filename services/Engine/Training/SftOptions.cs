@@ -17,8 +17,39 @@ public enum EarlyStoppingMetric
     ExactMatch,
 }
 
-/// <summary>One supervised fine-tuning example: the loss covers only the completion.</summary>
-public sealed record SftExample(string Prompt, string Completion);
+/// <summary>One piece of an example's text; the loss covers the pieces marked <paramref name="Trained"/>.</summary>
+public sealed record SftSegment(string Text, bool Trained);
+
+/// <summary>
+/// One supervised fine-tuning example. As a pair, the loss covers only the completion. Built with
+/// <see cref="FromSegments"/>, the text is ordered segments (a conversation whose assistant turns are trained): the
+/// last segment is the completion, everything before it the prompt, and the loss covers every trained segment. The
+/// prompt and completion are what exact match generates from and compares with.
+/// </summary>
+public sealed record SftExample(string Prompt, string Completion)
+{
+    private IReadOnlyList<SftSegment>? _segments;
+
+    /// <summary>The text in order: the pair's two segments (prompt untrained, completion trained), or those given to <see cref="FromSegments"/>.</summary>
+    public IReadOnlyList<SftSegment> Segments
+    {
+        get
+        {
+            if (_segments is null) return [new(Prompt, false), new(Completion, true)];
+            // A `with` that changed the prompt or the completion leaves segments that no longer spell them.
+            if (_segments[^1].Text != Completion || string.Concat(_segments.Take(_segments.Count - 1).Select(s => s.Text)) != Prompt)
+                throw new InvalidOperationException("the example's prompt or completion no longer matches its segments; build it again with FromSegments");
+            return _segments;
+        }
+    }
+
+    /// <summary>An example of ordered segments; the last is the completion (the final answer, trained or not).</summary>
+    public static SftExample FromSegments(IReadOnlyList<SftSegment> segments)
+    {
+        if (segments.Count == 0) throw new ArgumentException("an example needs at least one segment", nameof(segments));
+        return new SftExample(string.Concat(segments.Take(segments.Count - 1).Select(s => s.Text)), segments[^1].Text) { _segments = [.. segments] };
+    }
+}
 
 /// <summary>Hyperparameters of a supervised fine-tuning run. Defaults suit a small model on a small task.</summary>
 public sealed record SftOptions
@@ -82,7 +113,10 @@ public sealed record SftOptions
     /// <summary>How many periodic checkpoints to keep on disk (oldest deleted first); default 2.</summary>
     [Range(1, 1000)] public int KeepCheckpoints { get; init; } = 2;
 
-    /// <summary>Longest training sequence in tokens (prompt + completion + end-of-text); default 512.</summary>
+    /// <summary>
+    /// Longest training sequence in tokens (every segment + end-of-text); a longer one loses its beginning, whole earlier
+    /// turns where it can, so that the last trained segment survives. Default 512.
+    /// </summary>
     [Range(2, 1 << 20)] public int MaxSequenceLength { get; init; } = 512;
 
     /// <summary>

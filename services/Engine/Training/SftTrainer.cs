@@ -11,8 +11,8 @@ using F = TorchSharp.torch.nn.functional;
 namespace AspireTune.Engine.Training;
 
 /// <summary>
-/// Supervised fine-tuning of a <see cref="CausalLm"/> on prompt/completion pairs, watching the validation
-/// split: loss on completions only, AdamW over flat buffers, schedules, clipping, accumulation, dropout,
+/// Supervised fine-tuning of a <see cref="CausalLm"/> on prompt/completion pairs or segmented conversations, watching
+/// the validation split: loss on trained segments only (the completion of a pair), AdamW over flat buffers, schedules, clipping, accumulation, dropout,
 /// periodic evaluation with early stopping that restores the best step, and exactly resumable checkpoints.
 /// </summary>
 public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObserver? observer = null)
@@ -76,8 +76,8 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
             cancellationToken.ThrowIfCancellationRequested();
             var stepWatch = Stopwatch.StartNew();
             var micro = schedule.MicroBatches(step).Select(b => b.Select(i => units[i]).ToList()).ToList();
-            // The loss is the mean over every completion token of the step, whatever the micro-batch split.
-            var stepTargets = micro.Sum(m => m.Sum(u => u.Sum(s => s.Ids.Length - Math.Max(1, s.PromptLength))));
+            // The loss is the mean over every trained token of the step, whatever the micro-batch split.
+            var stepTargets = micro.Sum(m => m.Sum(u => u.Sum(s => s.TargetCount)));
             Tensor? lossSum = null;
             var tokens = 0;
             Model.SetTraining(true);
@@ -158,7 +158,10 @@ public sealed class SftTrainer(CausalLm model, SftOptions options, ITrainingObse
         return Evaluate(seqs, tokenizer.EosTokenId ?? 0, 0, 0, double.NaN);
     }
 
-    /// <summary>Validation loss, mean token accuracy on completions and exact match of greedy answers.</summary>
+    /// <summary>
+    /// Validation loss and mean token accuracy over the trained tokens (every trained segment), and exact match of the
+    /// greedy answer to each example's prompt against its completion (a conversation's final answer).
+    /// </summary>
     private EvaluationResult Evaluate(List<SftSequence> val, int padId, int step, double epoch, double trainLoss)
     {
         Model.SetTraining(false);

@@ -153,18 +153,14 @@ public static class JsonlDataset
             return (null, null, $"the last message is from '{turns[^1].Role}'; the last message must be the assistant's answer to learn");
         if (string.IsNullOrWhiteSpace(turns[^1].Content) && turns[^1].ToolCalls is null)
             return (null, null, $"messages[{turns.Count - 1}].content (the assistant's answer) is empty");
-        if (LastWeight(messages) == 0)
-            return (null, null, $"messages[{turns.Count - 1}] (the assistant's answer) has weight 0: the line has nothing to learn (only the last assistant turn is trained; earlier turns are context)");
+        if (!turns.Any(t => t.IsTrained))
+            return (null, null, "every assistant turn has weight 0: the line has nothing to learn (every assistant turn without weight 0 is trained)");
         if (turns.Count(t => t.Role != "system") < 2)
             return (null, null, "\"messages\" needs at least one user turn before the assistant's answer");
         if (ToolTurns.Check(turns, tools, "messages") is { } callError)
             return (null, null, callError);
         return (new TrainingExample(lineNumber, turns) { Tools = tools }, ChatFormat, null);
     }
-
-    /// <summary>The last message's <c>weight</c> (the hosted format's 0 or 1), 1 when absent.</summary>
-    private static int LastWeight(JsonElement messages) =>
-        messages[messages.GetArrayLength() - 1].TryGetProperty("weight", out var w) && w.ValueKind == JsonValueKind.Number && w.TryGetInt32(out var v) ? v : 1;
 
     /// <summary>
     /// Reads an array of role/content messages; returns the error naming <paramref name="path"/>, or null. With
@@ -189,8 +185,13 @@ public static class JsonlDataset
                 return $"{where} uses the legacy function_call format; give the calls as \"tool_calls\" and their results as role \"tool\" turns";
             if (roleName is not ("system" or "user" or "assistant") && !(toolTurns && roleName == "tool"))
                 return $"{where}.role is '{roleName}'; expected system, user{(toolTurns ? ", assistant or tool" : " or assistant")}";
-            if (message.TryGetProperty("weight", out var weight) && (roleName != "assistant" || weight.ValueKind != JsonValueKind.Number || !weight.TryGetInt32(out var w) || w is not (0 or 1)))
-                return roleName != "assistant" ? $"{where}.weight is only for assistant turns" : $"{where}.weight must be 0 or 1";
+            int? turnWeight = null;
+            if (message.TryGetProperty("weight", out var weight))
+            {
+                if (roleName != "assistant" || weight.ValueKind != JsonValueKind.Number || !weight.TryGetInt32(out var w) || w is not (0 or 1))
+                    return roleName != "assistant" ? $"{where}.weight is only for assistant turns" : $"{where}.weight must be 0 or 1";
+                turnWeight = w;
+            }
             List<ToolCall>? calls = null;
             if (toolTurns && roleName == "assistant" && ToolTurns.ReadCalls(message, where, out calls) is { } callsError)
                 return callsError;
@@ -206,7 +207,7 @@ public static class JsonlDataset
                     return $"{where}.tool_call_id is missing or not a string (the id of the call this result answers)";
                 callId = id.GetString();
             }
-            turns.Add(new ChatMessage(roleName, hasContent ? content.GetString()! : "", calls, callId));
+            turns.Add(new ChatMessage(roleName, hasContent ? content.GetString()! : "", calls, callId) { Weight = turnWeight });
         }
         return null;
     }
@@ -293,6 +294,8 @@ public static class JsonlDataset
             writer.WriteString("role", m.Role);
             writer.WriteString("content", m.Content);
             ToolTurns.WriteCalls(writer, m);
+            if (m.Weight is { } weight)
+                writer.WriteNumber("weight", weight);
             writer.WriteEndObject();
         }
         writer.WriteEndArray();

@@ -91,6 +91,19 @@ public sealed record TokenReport
     [JsonPropertyName("total")] public required long Total { get; init; }
     [JsonPropertyName("truncated_examples")] public required int TruncatedExamples { get; init; }
     [JsonPropertyName("truncated_lines")] public required IReadOnlyList<int> TruncatedLines { get; init; }
+
+    /// <summary>Examples whose truncation drops trained tokens: earlier trained assistant turns, or the end of the last one.</summary>
+    [JsonPropertyName("truncated_trained_examples")] public int TruncatedTrainedExamples { get; init; }
+    [JsonPropertyName("truncated_trained_lines")] public IReadOnlyList<int> TruncatedTrainedLines { get; init; } = [];
+}
+
+/// <summary>
+/// An example's length in tokens under the base model's tokenizer and chat template, and how many of its trained tokens
+/// truncation to max_seq_len drops (a plain count converts to a length with none dropped).
+/// </summary>
+public readonly record struct ExampleTokens(int Total, int TrainedLost = 0)
+{
+    public static implicit operator ExampleTokens(int total) => new(total);
 }
 
 /// <summary>The curated examples and the report that explains how they were chosen.</summary>
@@ -108,10 +121,10 @@ public static class QualityGate
 
     /// <param name="training">The parsed training file.</param>
     /// <param name="test">The parsed held-out test file, when the caller supplied one (leakage check).</param>
-    /// <param name="countTokens">Tokens of one example under the base model's tokenizer and chat template.</param>
+    /// <param name="countTokens">Tokens of one example under the base model's tokenizer and chat template, and the trained ones truncation drops.</param>
     /// <param name="maxSeqLen">Longest training sequence in tokens; longer examples are truncated.</param>
     /// <param name="options">The gate's thresholds.</param>
-    public static CurationResult Run(JsonlParseResult training, JsonlParseResult? test, Func<TrainingExample, int> countTokens, int maxSeqLen, CurationOptions options)
+    public static CurationResult Run(JsonlParseResult training, JsonlParseResult? test, Func<TrainingExample, ExampleTokens> countTokens, int maxSeqLen, CurationOptions options)
     {
         var failures = new List<string>();
         var warnings = new List<string>();
@@ -198,7 +211,9 @@ public static class QualityGate
         if (truncatedFraction > options.MaxTruncatedFraction)
             failures.Add($"{tokens.TruncatedExamples} of {kept.Count} examples ({truncatedFraction:P0}) exceed max_seq_len {maxSeqLen} tokens and would be truncated; the limit is {options.MaxTruncatedFraction:P0}. Shorten them or raise max_seq_len.");
         else if (tokens.TruncatedExamples > 0)
-            warnings.Add($"{tokens.TruncatedExamples} example(s) exceed max_seq_len {maxSeqLen} tokens and will be truncated from the left of the prompt.");
+            warnings.Add($"{tokens.TruncatedExamples} example(s) exceed max_seq_len {maxSeqLen} tokens and will be truncated from the start (whole earlier turns where possible), keeping the last trained turn.");
+        if (tokens.TruncatedTrainedExamples > 0)
+            warnings.Add($"{tokens.TruncatedTrainedExamples} example(s) lose trained tokens to that truncation (earlier assistant turns become context or are dropped, or the last answer is cut short): lines {string.Join(", ", tokens.TruncatedTrainedLines.Take(10))}.");
 
         var report = new QualityReport
         {
@@ -238,11 +253,12 @@ public static class QualityGate
         };
     }
 
-    private static TokenReport Tokens(IReadOnlyList<TrainingExample> kept, Func<TrainingExample, int> countTokens, int maxSeqLen)
+    private static TokenReport Tokens(IReadOnlyList<TrainingExample> kept, Func<TrainingExample, ExampleTokens> countTokens, int maxSeqLen)
     {
         var lengths = kept.Select(e => (e.LineNumber, Tokens: countTokens(e))).ToList();
-        var sorted = lengths.Select(l => l.Tokens).Order().ToArray();
-        var truncated = lengths.Where(l => l.Tokens > maxSeqLen).Select(l => l.LineNumber).ToList();
+        var sorted = lengths.Select(l => l.Tokens.Total).Order().ToArray();
+        var truncated = lengths.Where(l => l.Tokens.Total > maxSeqLen).Select(l => l.LineNumber).ToList();
+        var lost = lengths.Where(l => l.Tokens.TrainedLost > 0).Select(l => l.LineNumber).ToList();
         return new TokenReport
         {
             MaxSeqLen = maxSeqLen,
@@ -254,6 +270,8 @@ public static class QualityGate
             Total = sorted.Sum(s => (long)s),
             TruncatedExamples = truncated.Count,
             TruncatedLines = truncated.Take(MaxListed).ToList(),
+            TruncatedTrainedExamples = lost.Count,
+            TruncatedTrainedLines = lost.Take(MaxListed).ToList(),
         };
     }
 

@@ -12,6 +12,12 @@ public sealed record ToolCall(string Id, string Name, string Arguments);
 /// </summary>
 public sealed record ChatMessage(string Role, string Content, IReadOnlyList<ToolCall>? ToolCalls = null, string? ToolCallId = null)
 {
+    /// <summary>An assistant turn's <c>weight</c> as the line gives it (0 or 1); null when absent.</summary>
+    public int? Weight { get; init; }
+
+    /// <summary>True for an assistant turn training learns: every one but those of weight 0, as the hosted API trains.</summary>
+    public bool IsTrained => Role == "assistant" && Weight != 0;
+
     /// <summary>
     /// The turn as one text: its content, then each call as <see cref="StructuredOutput.ToolCallTrigger"/> and
     /// <c>{"name":…,"arguments":{…}}</c>, the form the built-in template shows and constrained decoding writes.

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AspireTune.Contracts.Common;
+using AspireTune.Engine.Training;
 using AspireTune.FineTuning.Curation;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Registry;
@@ -47,24 +48,43 @@ public sealed class JobValidator(IArtifactStore artifacts, ModelRegistry registr
         {
             template = ChatTemplate.For(directory);
             foreach (var example in training.Examples.Take(1))
-                template.Render(example); // a template that cannot render the data fails here, not in training
+                template.RenderTurns(example); // a template that cannot render the data fails here, not in training
         }
         catch (Serving.Templates.TemplateException e)
         {
-            return Fail(db, job, "invalid_chat_template", $"The base model's chat template cannot render the training data: {e.Message}");
+            return TemplateFailure(e);
         }
         var requested = job.RequestedHyperparameters;
         // max_seq_len is needed before the gate (truncation); it depends only on the request and the model.
         var maxSeqLen = HyperparameterSpec.Resolve(requested, 1, description.Parameters, description.MaxPositions, job.Method).MaxSeqLen;
 
-        int Tokens(TrainingExample e)
+        Outcome TemplateFailure(Serving.Templates.TemplateException e) =>
+            Fail(db, job, "invalid_chat_template", $"The base model's chat template cannot render the training data: {e.Message}");
+
+        ExampleTokens Tokens(TrainingExample e)
         {
-            var (prompt, completion) = template.Render(e);
-            // A pair's longer answer decides whether its sequences fit.
-            return count(prompt) + Math.Max(count(completion), e.NonPreferred is { } other ? count(other) : 0) + 1; // + end-of-text
+            if (e.NonPreferred is { } other)
+            {
+                var (prompt, completion) = template.Render(e);
+                // A pair's longer answer decides whether its sequences fit.
+                return count(prompt) + Math.Max(count(completion), count(other)) + 1; // + end-of-text
+            }
+            // The segments training encodes one by one, and what truncating them as training does costs in trained tokens.
+            List<(int Count, bool Trained)> segments = [.. template.RenderTurns(e).Segments.Select(s => (count(s.Text), s.Trained))];
+            var trained = segments.Where(s => s.Trained).Sum(s => s.Count) + (segments[^1].Trained ? 1 : 0);
+            var kept = SftData.Layout(segments, bos: false, maxSeqLen).Trained.Count(t => t);
+            return new ExampleTokens(segments.Sum(s => s.Count) + 1, trained - kept); // + end-of-text
         }
 
-        var result = QualityGate.Run(training, test, Tokens, maxSeqLen, curation.Value);
+        CurationResult result;
+        try
+        {
+            result = QualityGate.Run(training, test, Tokens, maxSeqLen, curation.Value);
+        }
+        catch (Serving.Templates.TemplateException e)
+        {
+            return TemplateFailure(e); // a later example the template cannot split into turns
+        }
         var failures = result.Report.Failures.ToList();
         if (validation is not null && !validation.IsValid)
             failures.Add($"Validation file: {validation.Summary()}");

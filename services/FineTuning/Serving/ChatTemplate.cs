@@ -144,7 +144,50 @@ public sealed class ChatTemplate
         return new DpoExample(prompt, chosen, Split(example.Prompt, new ChatMessage("assistant", other), null).Completion);
     }
 
-    private (string Prompt, string Completion) Split(IReadOnlyList<ChatMessage> prompt, ChatMessage answer, IReadOnlyList<JsonObject>? tools)
+    /// <summary>
+    /// A chat training example as the engine trains it: the rendering of the whole conversation (the prompt and
+    /// completion of <see cref="Render"/>) cut into segments, every assistant turn that <see cref="ChatMessage.IsTrained"/>
+    /// a trained one. An earlier turn's segment is what rendering it as the answer to the turns before it adds (its
+    /// content and the template's end-of-turn text, an end-of-text token included where the template ends a turn with
+    /// it; with the built-in template its text alone, the separator after it being context); the final turn is the
+    /// completion, as <see cref="Render"/> splits it, which training ends with the end-of-text token serving stops at.
+    /// </summary>
+    public SftExample RenderTurns(TrainingExample example)
+    {
+        var (prompt, completion) = Render(example);
+        var context = example.Prompt;
+        var segments = new List<SftSegment>();
+        var cursor = 0;
+        for (var i = 0; i < context.Count; i++)
+        {
+            if (!context[i].IsTrained)
+                continue;
+            var (before, turn) = Split([.. context.Take(i)], context[i], example.Tools, keepEos: true);
+            if (turn.Length == 0)
+                continue; // an empty turn of the built-in template: nothing to learn
+            // Where the conversation's rendering starts with the turn's own prompt the turn sits right after it; a
+            // template that moves text between turns (Mistral v0.3 puts the system message and tools in the last user
+            // turn) has it found after the previous turn instead.
+            var at = before.Length >= cursor && prompt.StartsWith(before, StringComparison.Ordinal) && string.CompareOrdinal(prompt, before.Length, turn, 0, turn.Length) == 0
+                ? before.Length
+                : prompt.IndexOf(turn, cursor, StringComparison.Ordinal);
+            if (at < 0)
+                throw new TemplateException($"line {example.LineNumber}: the chat template renders messages[{i}] (an assistant turn) differently inside the conversation than as the answer to the turns before it, so that turn cannot be trained; give it \"weight\": 0");
+            if (at > cursor)
+                segments.Add(new SftSegment(prompt[cursor..at], false));
+            segments.Add(new SftSegment(turn, true));
+            cursor = at + turn.Length;
+        }
+        segments.Add(new SftSegment(prompt[cursor..], false));
+        segments.Add(new SftSegment(completion, example.AnswerTurn.IsTrained));
+        return SftExample.FromSegments(segments);
+    }
+
+    /// <summary>
+    /// The prompt for <paramref name="answer"/> and what the conversation with it adds; without
+    /// <paramref name="keepEos"/> a final <c>eos_token</c> is cut off the answer (training appends its own token).
+    /// </summary>
+    private (string Prompt, string Completion) Split(IReadOnlyList<ChatMessage> prompt, ChatMessage answer, IReadOnlyList<JsonObject>? tools, bool keepEos = false)
     {
         var rendered = RenderPrompt(prompt, tools);
         if (_jinja is null)
@@ -153,7 +196,7 @@ public sealed class ChatTemplate
         if (!whole.StartsWith(rendered, StringComparison.Ordinal))
             throw new TemplateException("the chat template renders the conversation with its answer differently from the prompt alone, so the answer cannot be told apart from the prompt");
         var completion = whole[rendered.Length..];
-        if (_eos.Length > 0 && completion.EndsWith(_eos, StringComparison.Ordinal))
+        if (!keepEos && _eos.Length > 0 && completion.EndsWith(_eos, StringComparison.Ordinal))
             completion = completion[..^_eos.Length];
         return (rendered, completion);
     }

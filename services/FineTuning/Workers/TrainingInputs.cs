@@ -57,19 +57,13 @@ public sealed class TrainingInputs(IServiceScopeFactory scopes, IArtifactStore a
             OutputDirectory = Path.Combine(dataRoot.Folder("models"), "ft-" + job.Id.ToString("N")),
             CheckpointDirectory = Path.Combine(jobFolder, "checkpoints"),
             ResumeFrom = resume,
-            Train = dpo ? [] : [.. train.Select(e => ToPair(template, e))],
-            Validation = dpo ? [] : [.. validation.Select(e => ToPair(template, e))],
+            Train = dpo ? [] : [.. train.Select(template.RenderTurns)],
+            Validation = dpo ? [] : [.. validation.Select(template.RenderTurns)],
             Options = hyper.ToSftOptions(train.Count),
             Dpo = dpo ? hyper.ToDpoOptions(train.Count) : null,
             PreferenceTrain = dpo ? [.. train.Select(template.RenderPair)] : [],
             PreferenceValidation = dpo ? [.. validation.Select(template.RenderPair)] : [],
             TotalSteps = hyper.TotalSteps(train.Count),
         };
-    }
-
-    private static SftExample ToPair(ChatTemplate template, TrainingExample example)
-    {
-        var (prompt, completion) = template.Render(example);
-        return new SftExample(prompt, completion);
     }
 }
