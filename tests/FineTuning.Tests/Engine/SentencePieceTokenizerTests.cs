@@ -128,11 +128,11 @@ public sealed class SentencePieceTokenizerTests
     {
         var tokenizer = Load(r =>
         {
-            foreach (var (id, content) in new[] { (32000, "[INST]"), (32001, "[/INST]") })
+            foreach (var (id, content, special) in new[] { (32000, "[INST]", true), (32001, "[/INST]", true), (32002, "<|tool|>", false) })
                 r["added_tokens"]!.AsArray().Add(new JsonObject
                 {
                     ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-                    ["normalized"] = false, ["special"] = true,
+                    ["normalized"] = !special, ["special"] = special,
                 });
         });
         var (samples, ids, decoded) = (Samples, Ids("inst"), Decoded("inst"));
@@ -143,7 +143,24 @@ public sealed class SentencePieceTokenizerTests
             tokenizer.Decode(ids[i]).Should().Be(decoded[i], $"sample {i} '{samples[i]}'");
         }
         tokenizer.Encode("[INST] Hi [/INST]").Should().Contain([32000, 32001]);
-        tokenizer.Count.Should().Be(32002);
+        // A normalized added token is found in the normalized text, "▁" included: after a space, not glued to a word.
+        tokenizer.Encode("call <|tool|> now").Should().Equal(1034, 32002, 1055);
+        tokenizer.Encode("glued<|tool|>text").Should().NotContain(32002);
+        tokenizer.Count.Should().Be(32003);
+    }
+
+    [Fact]
+    public void Encode_ByteTokenMissing_FallsBackToOneFusedUnknownToken()
+    {
+        var tokenizer = Load(r => r["model"]!["vocab"]!.AsObject().Remove("<0xF0>"));
+        var (samples, ids, decoded) = (Samples, Ids("unk"), Decoded("unk"));
+
+        for (var i = 0; i < samples.Count; i++)
+        {
+            tokenizer.Encode(samples[i]).Should().Equal(ids[i], $"sample {i} '{samples[i]}'");
+            tokenizer.Decode(ids[i]).Should().Be(decoded[i], $"sample {i} '{samples[i]}'");
+        }
+        tokenizer.Encode("Ab\U0001F9EC\U0001F9EC cd").Should().Equal([2484, 0, 19958], "two characters that need <0xF0> are one <unk> (fuse_unk)");
     }
 
     [Fact]
