@@ -78,6 +78,21 @@ public sealed class MultiTurnTrainingTests
     }
 
     [Fact]
+    public void RenderTurns_CallThenAnswer_TrainsTheCallInTheTemplatesOwnFormAndTheAnswer()
+    {
+        var tools = new List<System.Text.Json.Nodes.JsonObject> { ToolCallFormat.ProbeTool() };
+        var call = ToolCallFormat.ProbeTurn();
+        var example = new TrainingExample(1, [new ChatMessage("user", "probe?"), call, new ChatMessage("tool", "7", ToolCallId: "probecall"), new ChatMessage("assistant", "seven")]) { Tools = tools };
+
+        var qwen = Encoded(Template("qwen2.5").RenderTurns(example));
+        var builtIn = Encoded(ChatTemplate.BuiltIn.RenderTurns(example));
+
+        TrainedRuns(qwen.Ids, qwen.Trained).Should().Equal(
+            "<tool_call>\n{\"name\": \"probe_function\", \"arguments\": {\"probe_argument\": 1}}\n</tool_call><|im_end|>\n", "seven<|im_end|>\n<|endoftext|>");
+        TrainedRuns(builtIn.Ids, builtIn.Trained).Should().Equal(call.Text, "seven<|endoftext|>");
+    }
+
+    [Fact]
     public void RenderTurns_TemplateHidingEarlierAnswers_RefusesToTrainThemUnlessWeightZero()
     {
         // Earlier answers are rendered as a placeholder once a later turn follows: the turn cannot be found to train.

@@ -37,10 +37,10 @@ public sealed record TrainingExample(int LineNumber, IReadOnlyList<ChatMessage> 
     /// <summary>The functions the conversation may call (the hosted format's <c>tools</c>), as the request gives them; null for none.</summary>
     public IReadOnlyList<JsonObject>? Tools { get; init; }
 
-    /// <summary>The conversation up to the last assistant turn: what the model is conditioned on.</summary>
+    /// <summary>The conversation up to the last assistant turn: what the final answer is conditioned on (its earlier assistant turns are trained too, see <see cref="ChatMessage.IsTrained"/>).</summary>
     public IReadOnlyList<ChatMessage> Prompt => Messages.Take(LastAssistantIndex).ToList();
 
-    /// <summary>The last assistant turn: what the model learns to produce.</summary>
+    /// <summary>The last assistant turn: the final answer, which exact match and DPO compare with.</summary>
     public ChatMessage AnswerTurn => Messages[LastAssistantIndex];
 
     /// <summary>The last assistant turn as text (its label or answer; function calls as <see cref="ChatMessage.Text"/> writes them).</summary>

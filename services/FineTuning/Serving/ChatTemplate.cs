@@ -130,9 +130,10 @@ public sealed class ChatTemplate
     }
 
     /// <summary>
-    /// A training example as (prompt, completion); the loss covers the completion only. With a checkpoint template the
-    /// completion is what the whole conversation renders beyond the prompt (the answer and the template's end-of-turn
-    /// text), less a final end-of-text token, which training appends itself.
+    /// A training example's final assistant turn as (prompt, completion): what exact match generates from and compares
+    /// with (training itself takes <see cref="RenderTurns"/>, whose last segment this completion is). With a checkpoint
+    /// template the completion is what the whole conversation renders beyond the prompt (the answer and the template's
+    /// end-of-turn text), less a final end-of-text token, which training appends itself.
     /// </summary>
     public (string Prompt, string Completion) Render(TrainingExample example) => Split(example.Prompt, example.AnswerTurn, example.Tools);
 
