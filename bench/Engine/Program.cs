@@ -26,6 +26,7 @@ using F = TorchSharp.torch.nn.functional;
 //   serve    --device cuda|cpu --shape S --prompt N --new N --concurrency C [--rounds R --sequential 1] (ServingBench.cs)
 //   savecheck OUT_DIR FIXTURES_DIR GPT3_ENCODER_DIR
 //   sft GPT3_ENCODER_TGZ OUT_DIR --device cuda|cpu   (the real SftTrainer end to end: train, evaluate, resume, generate, save)
+//   tokenize MODEL_DIR TEXT_FILE [--rounds N]: encode speed of the directory's tokenizer (TokenizerBench.cs)
 var mode = args.Length > 0 ? args[0] : "train";
 string Arg(string name, string fallback)
 {
@@ -82,8 +83,11 @@ switch (mode)
     case "dp-parity" or "dp-launch" or "dp-rank":
         DataParallelBench.Run(mode, Arg);
         break;
+    case "tokenize":
+        TokenizerBench.Run(args[1], args[2], IntArg("rounds", 5));
+        break;
     default:
-        throw new ArgumentException("mode: train | generate | savecheck | sft | parity | sftspeed | dp-parity | dp-launch | dp-rank");
+        throw new ArgumentException("mode: train | generate | savecheck | sft | parity | sftspeed | dp-parity | dp-launch | dp-rank | tokenize");
 }
 
 void Train()

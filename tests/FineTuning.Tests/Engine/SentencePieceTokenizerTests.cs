@@ -60,6 +60,24 @@ public sealed class SentencePieceTokenizerTests
     }
 
     [Fact]
+    public void TryLoad_WithoutTokenizerConfig_TakesBosFromThePostProcessor()
+    {
+        var dir = EngineFixtures.SentencePieceDirectory();
+        File.Delete(Path.Combine(dir, "tokenizer_config.json"));
+        var noTemplate = EngineFixtures.SentencePieceDirectory(r => r["post_processor"] = null);
+        File.Delete(Path.Combine(noTemplate, "tokenizer_config.json"));
+
+        var tokenizer = TokenizerFiles.TryLoad(dir)!;
+        var plain = TokenizerFiles.TryLoad(noTemplate)!;
+
+        tokenizer.BosTokenId.Should().Be(1, "the TemplateProcessing post-processor puts <s> first");
+        TokenizerFiles.PrependsBos(dir).Should().BeTrue();
+        tokenizer.EosTokenId.Should().Be(2, "</s> is the end-of-text token when no tokenizer_config.json names one");
+        plain.BosTokenId.Should().BeNull();
+        TokenizerFiles.PrependsBos(noTemplate).Should().BeFalse();
+    }
+
+    [Fact]
     public void Decode_SpacesAroundText_StripsOnlyTheFirstSpaceAsHuggingFaceDoes()
     {
         var tokenizer = Load();
