@@ -15,9 +15,11 @@ namespace AspireTune.Engine.Tokenization;
 /// <remarks>
 /// Cost: without a pre-tokenizer (or with Metaspace split false) a whole segment between added tokens is one BPE word,
 /// so there is no short piece to cap. Merging runs as tokenizers' own Word::merge_all does, on a linked list with a
-/// priority queue: O(n log n) time and O(n) memory in the segment's length n, whatever the text (a megabyte without a
-/// space included), and therefore exact everywhere: no piece is cut, unlike the byte-level tokenizer's
-/// <see cref="ByteLevelBpeTokenizer.MaxPieceChars"/> cap for its quadratic loop. Words under 256 characters are cached.
+/// priority queue: O(n log n) time and O(n) memory in the word's length n, whatever the text (a megabyte without a
+/// space included), and therefore exact everywhere: nothing is cut where it could change ids, unlike the byte-level
+/// tokenizer's <see cref="ByteLevelBpeTokenizer.MaxPieceChars"/> cap for its quadratic loop. A long word is cut only
+/// between two characters that no merge joins (read from the merges: before most "▁"), which changes no id, and the
+/// pieces under 256 characters are cached.
 /// </remarks>
 public sealed class SentencePieceBpeTokenizer : ITokenizer
 {
@@ -28,6 +30,8 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     private readonly short[] _idToByte;
     private readonly Dictionary<long, (int Rank, int Id)> _merges;
     private readonly int[] _byteIds = new int[256];
+    private readonly HashSet<long> _junctions = [];
+    private readonly HashSet<int> _charTokens = [];
     private readonly int? _unk;
     private readonly bool _fuseUnk;
     private readonly bool _ignoreMerges;
@@ -49,7 +53,11 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
             throw new ModelFormatException($"{path}: BPE dropout is a training-time option and is not supported", path);
         var count = Math.Max(_vocab.Count == 0 ? 0 : _vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
         _idToToken = new string[count];
-        foreach (var (t, i) in _vocab) _idToToken[i] = t;
+        foreach (var (t, i) in _vocab)
+        {
+            _idToToken[i] = t;
+            if ((t.Length == 1 && !char.IsSurrogate(t[0])) || (t.Length == 2 && char.IsSurrogatePair(t[0], t[1]))) _charTokens.Add(char.ConvertToUtf32(t, 0));
+        }
         foreach (var a in added)
         {
             _idToToken[a.Id] = a.Content;
@@ -83,6 +91,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
             var ib = VocabId(b, r, merges[r], path);
             var im2 = VocabId(a + b, r, merges[r], path);
             _merges.TryAdd(Key(ia, ib), (r, im2));
+            _junctions.Add(Key(char.ConvertToUtf32(a, char.IsLowSurrogate(a[^1]) && a.Length >= 2 ? a.Length - 2 : a.Length - 1), char.ConvertToUtf32(b, 0)));
         }
 
         _pipeline = SentencePiecePipeline.Read(root, path);
@@ -150,14 +159,45 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
                     ids.Add(t.Id);
                 else
                     foreach (var word in _pipeline.Words(normalized.Substring(s, l), start == 0 && first, prepend: !(continuation && start == 0 && first)))
-                        ids.AddRange(CachedWord(word));
+                        AddWord(word, ids);
                 first = false;
             }
         }
         return ids;
     }
 
-    private int[] CachedWord(string word) => word.Length >= MaxCachedWordChars ? EncodeWord(word) : _cache.GetOrAdd(word, EncodeWord);
+    private void AddWord(string word, List<int> ids)
+    {
+        if (word.Length < MaxCachedWordChars)
+        {
+            ids.AddRange(_cache.GetOrAdd(word, EncodeWord));
+            return;
+        }
+        // A long word (a whole segment, without a splitting pre-tokenizer) is cut where no merge can join its two
+        // sides: BPE on each side then gives exactly the ids of the whole, and the short pieces hit the cache.
+        var start = 0;
+        for (var i = 1; i < word.Length; i++)
+        {
+            if (char.IsLowSurrogate(word[i]) || !Independent(word, i)) continue;
+            AddPiece(word[start..i], ids);
+            start = i;
+        }
+        AddPiece(word[start..], ids);
+    }
+
+    private void AddPiece(string piece, List<int> ids) =>
+        ids.AddRange(piece.Length < MaxCachedWordChars ? _cache.GetOrAdd(piece, EncodeWord) : EncodeWord(piece));
+
+    /// <summary>
+    /// Whether no merge can ever join the characters on the two sides of <paramref name="at"/>: both are tokens of their
+    /// own (not byte-fallback or unknown) and no merge (a, b) has a ending in the left one and b starting with the right.
+    /// </summary>
+    private bool Independent(string word, int at)
+    {
+        var left = char.IsLowSurrogate(word[at - 1]) && at >= 2 ? char.ConvertToUtf32(word[at - 2], word[at - 1]) : word[at - 1];
+        var right = char.IsHighSurrogate(word[at]) && at + 1 < word.Length ? char.ConvertToUtf32(word[at], word[at + 1]) : word[at];
+        return _charTokens.Contains(left) && _charTokens.Contains(right) && !_junctions.Contains(Key(left, right));
+    }
 
     /// <summary>tokenizers' BPE::merge_word and Word::merge_all: characters (or their byte tokens), then merges by rank, leftmost first.</summary>
     private int[] EncodeWord(string word)
