@@ -151,7 +151,7 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         var model = TokenizerJson.BpeModel(root, path);
         var vocab = TokenizerJson.ReadVocab(model["vocab"], path);
         var merges = TokenizerJson.ReadMerges(model, path);
-        var special = TokenizerJson.AddedTokens(root, path).ToDictionary(t => t.Content, t => t.Id);
+        var special = TokenizerJson.Ids(TokenizerJson.AddedTokens(root, path));
         foreach (var s in special.Keys) vocab.Remove(s);
         var pattern = FindSplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
         var (bos, eos, files) = TokenizerJson.ConfigAndFiles(root, path, directory, special);

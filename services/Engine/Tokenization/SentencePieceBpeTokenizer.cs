@@ -87,10 +87,13 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         for (var r = 0; r < merges.Count; r++)
         {
             var (a, b) = merges[r];
+            if (a.Length == 0 || b.Length == 0)
+                throw new ModelFormatException($"{path}: merge #{r} '{a} {b}' has an empty side", path);
             var ia = VocabId(a, r, merges[r], path);
             var ib = VocabId(b, r, merges[r], path);
             var im2 = VocabId(a + b, r, merges[r], path);
-            _merges.TryAdd(Key(ia, ib), (r, im2));
+            // A pair listed twice keeps its last rank, as tokenizers' map of merges does.
+            _merges[Key(ia, ib)] = (r, im2);
             _junctions.Add(Key(char.ConvertToUtf32(a, char.IsLowSurrogate(a[^1]) && a.Length >= 2 ? a.Length - 2 : a.Length - 1), char.ConvertToUtf32(b, 0)));
         }
 
@@ -98,7 +101,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         _rawSplitter = new AddedTokenSplitter(added.Where(a => !a.Normalized || !_pipeline.HasNormalizer).Select(a => (a.Content, a)));
         _normalizedSplitter = new AddedTokenSplitter(added.Where(a => a.Normalized && _pipeline.HasNormalizer).Select(a => (_pipeline.Normalize(a.Content), a)));
 
-        var special = added.ToDictionary(a => a.Content, a => a.Id);
+        var special = TokenizerJson.Ids(added);
         var (bos, eos, files) = TokenizerJson.ConfigAndFiles(root, path, directory, special, "tokenizer.model");
         BosTokenId = bos;
         EosTokenId = eos ?? (special.TryGetValue("</s>", out var e) ? e : null);

@@ -34,7 +34,7 @@ public static class TokenizerFiles
         try
         {
             if (JsonNode.Parse(File.ReadAllBytes(path)) is not JsonObject root) return false;
-            var special = TokenizerJson.AddedTokens(root, path).ToDictionary(t => t.Content, t => t.Id);
+            var special = TokenizerJson.Ids(TokenizerJson.AddedTokens(root, path));
             var cfgPath = Path.Combine(directory, "tokenizer_config.json");
             var cfg = File.Exists(cfgPath) ? JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject : null;
             return (TokenizerJson.ConfiguredBos(cfg, special) ?? TokenizerJson.FindPrependedToken(root["post_processor"], special)) is not null;
@@ -111,6 +111,14 @@ internal static class TokenizerJson
                 Flag(o, "normalized"), Flag(o, "special")));
         }
         return tokens;
+    }
+
+    /// <summary>Each added token's id by its content; a content listed twice keeps its last id.</summary>
+    public static Dictionary<string, int> Ids(IEnumerable<AddedToken> added)
+    {
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var a in added) ids[a.Content] = a.Id;
+        return ids;
     }
 
     private static bool Flag(JsonObject o, string name) => o[name] is JsonValue v && v.GetValueKind() == JsonValueKind.True;
