@@ -38,8 +38,17 @@ internal static class SftData
                 throw new ArgumentException($"{split} example {i + 1}: no segment is trained (nothing to learn)");
             if (segments.Any(s => s.Trained && s.Text.Length == 0))
                 throw new ArgumentException($"{split} example {i + 1}: a trained segment is empty");
-            // A segment's ids as they follow the segments before it (SentencePiece marks only the start of a text).
-            var encoded = segments.Select((s, k) => k == 0 ? tokenizer.Encode(s.Text) : tokenizer.EncodeCompletion(string.Concat(segments.Take(k).Select(p => p.Text)), s.Text)).ToList();
+            // A segment's ids as they follow the text before it (SentencePiece marks only the start of a text). The
+            // context handed over is the nearest non-empty segment before it, not the whole prefix: that is what decides
+            // how the boundary encodes, and it keeps a line of many turns linear in its length.
+            var encoded = new List<IReadOnlyList<int>>(segments.Count);
+            string? before = null;
+            foreach (var s in segments)
+            {
+                encoded.Add(before is null ? tokenizer.Encode(s.Text) : tokenizer.EncodeCompletion(before, s.Text));
+                if (s.Text.Length > 0)
+                    before = s.Text;
+            }
             var ids = new List<int>();
             if (tokenizer.BosTokenId is { } bos) ids.Add(bos);
             foreach (var e in encoded) ids.AddRange(e);
