@@ -84,7 +84,7 @@ public sealed class ChatTemplateTests
         """;
 
     /// <summary>mistralai/Mistral-7B-Instruct-v0.2.</summary>
-    private const string Mistral = """{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}""";
+    private static readonly string Mistral = File.ReadAllText(Engine.EngineFixtures.Path_(Path.Combine("chat-templates", "mistral-7b-instruct-v0.2.jinja")));
 
     private static Dictionary<string, object?> Variables(bool generationPrompt, string bos = "", string eos = "", params (string Role, string Content)[] messages) => new()
     {

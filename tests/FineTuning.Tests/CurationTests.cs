@@ -120,6 +120,22 @@ public sealed class CurationTests
     }
 
     [Fact]
+    public void Parse_MoreMessagesThanTheLimit_NamesTheLineAndTheLimit_ALineAtTheLimitIsRead()
+    {
+        static string Conversation(int messages) => JsonSerializer.Serialize(new
+        {
+            messages = Enumerable.Range(0, messages).Select(i => new { role = i % 2 == 0 ? "user" : "assistant", content = $"turn {i}" }),
+        });
+
+        var result = JsonlDataset.Parse(Encoding.UTF8.GetBytes(Chat("a", "b") + "\n" + Conversation(JsonlDataset.MaxMessages + 2) + "\n" + Conversation(JsonlDataset.MaxMessages) + "\n"));
+
+        result.Errors.Should().ContainSingle().Which.Line.Should().Be(2);
+        result.Errors[0].Message.Should().Contain($"has {JsonlDataset.MaxMessages + 2:N0} messages; at most {JsonlDataset.MaxMessages:N0} per example");
+        result.Examples.Should().HaveCount(2);
+        result.Examples[1].Messages.Should().HaveCount(JsonlDataset.MaxMessages);
+    }
+
+    [Fact]
     public void Parse_EmptyFile_IsInvalidAndSaysEmpty()
     {
         var result = JsonlDataset.Parse([]);

@@ -8,25 +8,28 @@ using AspireTune.FineTuning.Tests.Engine;
 
 namespace AspireTune.FineTuning.Tests;
 
-/// <summary>A Llama-shaped checkpoint with a SentencePiece-style tokenizer.json, imported and served through /v1.</summary>
+/// <summary>A Llama-shaped checkpoint with a SentencePiece-style tokenizer.json (and Mistral v0.3's or Llama 2's chat template), imported and served through /v1.</summary>
 [Collection(TrainingCollection.Name)]
 public sealed class SentencePieceServingTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    /// <summary>Imports a one-layer Llama over the 32,000-token SentencePiece vocabulary with Mistral v0.3's chat template as "sp-llama".</summary>
-    private static async Task<ITokenizer> ImportAsync(FineTuningFactory factory, HttpClient http)
+    /// <summary>
+    /// Imports a one-layer Llama over the 32,000-token SentencePiece vocabulary (Llama 2's) as <paramref name="name"/>,
+    /// with the chat template of Fixtures/chat-templates/<paramref name="template"/>.
+    /// </summary>
+    private static async Task<ITokenizer> ImportAsync(FineTuningFactory factory, HttpClient http, string template = "mistral-7b-instruct-v0.3.jinja", string name = "sp-llama")
     {
         var source = EngineFixtures.SentencePieceDirectory();
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "tokenizer_config.json")))!.AsObject();
-        config["chat_template"] = File.ReadAllText(EngineFixtures.Path_(Path.Combine("chat-templates", "mistral-7b-instruct-v0.3.jinja")));
+        config["chat_template"] = File.ReadAllText(EngineFixtures.Path_(Path.Combine("chat-templates", template)));
         File.WriteAllText(Path.Combine(source, "tokenizer_config.json"), config.ToJsonString());
         var tokenizer = TokenizerFiles.TryLoad(source)!;
-        var target = Path.Combine(factory.DataFolder, "imports", "sp-llama");
+        var target = Path.Combine(factory.DataFolder, "imports", name);
         using (var model = CausalLm.Create(ModelConfig.Llama(32000, 16, 1, 2, 1, 32, 128, tie: true) with { BosTokenId = 1, EosTokenId = 2 }, tokenizer, seed: 2))
             model.Save(target);
 
-        var imported = await http.PostAsJsonAsync("/api/models/import", new { path = "imports/sp-llama", name = "sp-llama" }, Ct);
+        var imported = await http.PostAsJsonAsync("/api/models/import", new { path = $"imports/{name}", name }, Ct);
         imported.StatusCode.Should().Be(HttpStatusCode.Created, await imported.Content.ReadAsStringAsync(Ct));
         return tokenizer;
     }
@@ -49,6 +52,53 @@ public sealed class SentencePieceServingTests
         body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32().Should().Be(tokenized.GetProperty("count").GetInt32());
         body.GetProperty("usage").GetProperty("completion_tokens").GetInt32().Should().BeInRange(1, 6);
         body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString().Should().NotBeNull();
+    }
+
+    [Fact]
+    public async Task ImportedCheckpoint_WithLlama2ChatTemplate_ChatsWithItAndRefusesWhatItRefuses()
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        var tokenizer = await ImportAsync(factory, http, "llama-2-chat.jinja", "sp-llama2");
+        var messages = new[]
+        {
+            new { role = "system", content = "Be brief." }, new { role = "user", content = " Hi " },
+            new { role = "assistant", content = "Hello!" }, new { role = "user", content = "Bye" },
+        };
+        var tokenized = await (await http.PostAsJsonAsync("/v1/tokenize", new { model = "sp-llama2", messages }, Ct)).Content.ReadFromJsonAsync<JsonElement>(Ct);
+        var chat = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-llama2", messages, max_tokens = 4, seed = 1 }, Ct);
+        var body = await chat.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        var refused = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-llama2", messages = new[] { messages[1], messages[3] }, max_tokens = 4 }, Ct);
+        var error = (await refused.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error");
+
+        // "<s>[INST] <<SYS>>\n...\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]": strip() trims the system block
+        // and the first turn together, so " Hi" keeps its space; the first <s> is the one the tokenizer prepends, the later
+        // </s><s> are the special tokens, the text after them starting a new "▁" word.
+        tokenized.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).Should().Equal(
+            [1, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! "), 2, 1, .. tokenizer.Encode("[INST] Bye [/INST]")]);
+        chat.StatusCode.Should().Be(HttpStatusCode.OK, body.ToString());
+        body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32().Should().Be(tokenized.GetProperty("count").GetInt32());
+        refused.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        error.GetProperty("param").GetString().Should().Be("messages");
+        error.GetProperty("message").GetString().Should().Be("the chat template refused the conversation: Conversation roles must alternate user/assistant/user/assistant/...");
+    }
+
+    [Fact]
+    public async Task ImportedCheckpoint_WithLlama2ChatTemplate_FailsAJobOnALineTheTemplateRefuses()
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        await ImportAsync(factory, http, "llama-2-chat.jinja", "sp-llama2");
+        string Line(int n, params string[] roles) => JsonSerializer.Serialize(new { messages = roles.Select(r => new { role = r, content = $"{r} {n}" }) });
+        var lines = Enumerable.Range(0, 12).Select(n => Line(n, "user", "assistant")).ToList();
+        lines[4] = Line(4, "user", "user", "assistant");
+
+        var job = await ChatTemplateServingTests.TrainOneEpochAsync(http, "sp-llama2", lines);
+
+        job.GetProperty("status").GetString().Should().Be("failed", job.ToString());
+        job.GetProperty("error").GetProperty("code").GetString().Should().Be("invalid_chat_template");
+        job.GetProperty("error").GetProperty("message").GetString().Should().Be("The base model's chat template cannot render the training data: "
+            + "line 5: the chat template refused the conversation: Conversation roles must alternate user/assistant/user/assistant/...");
     }
 
     [Fact]

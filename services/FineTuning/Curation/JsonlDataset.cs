@@ -33,6 +33,9 @@ public sealed record JsonlParseResult(IReadOnlyList<TrainingExample> Examples, s
 /// </summary>
 public static class JsonlDataset
 {
+    /// <summary>Messages one example may hold: a line at the limit renders in under a second with the Llama 3 template.</summary>
+    public const int MaxMessages = 1024;
+
     public const string ChatFormat = "chat";
     public const string PromptCompletionFormat = "prompt_completion";
     public const string PreferenceFormat = "preference";
@@ -172,6 +175,8 @@ public static class JsonlDataset
         turns = [];
         if (messages.ValueKind != JsonValueKind.Array)
             return $"\"{path}\" must be an array";
+        if (messages.GetArrayLength() > MaxMessages)
+            return $"\"{path}\" has {messages.GetArrayLength():N0} messages; at most {MaxMessages:N0} per example (every trained turn is rendered with the conversation before it, so the cost of a line grows with the square of its turns)";
         var index = 0;
         foreach (var message in messages.EnumerateArray())
         {

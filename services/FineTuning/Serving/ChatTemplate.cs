@@ -135,14 +135,30 @@ public sealed class ChatTemplate
     /// template the completion is what the whole conversation renders beyond the prompt (the answer and the template's
     /// end-of-turn text), less a final end-of-text token, which training appends itself.
     /// </summary>
-    public (string Prompt, string Completion) Render(TrainingExample example) => Split(example.Prompt, example.AnswerTurn, example.Tools);
+    public (string Prompt, string Completion) Render(TrainingExample example) => AtLine(example, () => Split(example.Prompt, example.AnswerTurn, example.Tools));
 
     /// <summary>A preference pair as the DPO trainer takes it: the rendered input, the preferred and the other answer.</summary>
     public DpoExample RenderPair(TrainingExample example)
     {
         var other = example.NonPreferred ?? throw new ArgumentException($"line {example.LineNumber}: not a preference pair");
-        var (prompt, chosen) = Split(example.Prompt, example.AnswerTurn, null);
-        return new DpoExample(prompt, chosen, Split(example.Prompt, new ChatMessage("assistant", other), null).Completion);
+        return AtLine(example, () =>
+        {
+            var (prompt, chosen) = Split(example.Prompt, example.AnswerTurn, null);
+            return new DpoExample(prompt, chosen, Split(example.Prompt, new ChatMessage("assistant", other), null).Completion);
+        });
+    }
+
+    /// <summary>A template error (a <c>raise_exception</c> among them) while rendering a training example, naming its line.</summary>
+    private static T AtLine<T>(TrainingExample example, Func<T> render)
+    {
+        try
+        {
+            return render();
+        }
+        catch (TemplateException e)
+        {
+            throw new TemplateException($"line {example.LineNumber}: {e.Message}");
+        }
     }
 
     /// <summary>
@@ -153,9 +169,11 @@ public sealed class ChatTemplate
     /// it; with the built-in template its text alone, the separator after it being context); the final turn is the
     /// completion, as <see cref="Render"/> splits it, which training ends with the end-of-text token serving stops at.
     /// </summary>
-    public SftExample RenderTurns(TrainingExample example)
+    public SftExample RenderTurns(TrainingExample example) => AtLine(example, () => Turns(example));
+
+    private SftExample Turns(TrainingExample example)
     {
-        var (prompt, completion) = Render(example);
+        var (prompt, completion) = Split(example.Prompt, example.AnswerTurn, example.Tools);
         var context = example.Prompt;
         var segments = new List<SftSegment>();
         var cursor = 0;
@@ -173,7 +191,7 @@ public sealed class ChatTemplate
                 ? before.Length
                 : prompt.IndexOf(turn, cursor, StringComparison.Ordinal);
             if (at < 0)
-                throw new TemplateException($"line {example.LineNumber}: the chat template renders messages[{i}] (an assistant turn) differently inside the conversation than as the answer to the turns before it, so that turn cannot be trained; give it \"weight\": 0");
+                throw new TemplateException($"the chat template renders messages[{i}] (an assistant turn) differently inside the conversation than as the answer to the turns before it, so that turn cannot be trained; give it \"weight\": 0");
             if (at > cursor)
                 segments.Add(new SftSegment(prompt[cursor..at], false));
             segments.Add(new SftSegment(turn, true));
