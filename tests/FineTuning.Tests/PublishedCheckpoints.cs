@@ -119,7 +119,7 @@ public static class PublishedCheckpoints
         var generation = Json("""{ "bos_token_id": 1, "eos_token_id": 2, "max_length": 2048, "pad_token_id": 0, "transformers_version": "4.35.0" }""");
         WriteWeights(directory, config, generation, SafeTensorDType.BF16, maxShardBytes: long.MaxValue, seed);
         var tokenizerConfig = Json(File.ReadAllText(Path.Combine(directory, "tokenizer_config.json")));
-        tokenizerConfig["chat_template"] = TinyLlamaTemplate;
+        tokenizerConfig["chat_template"] = File.ReadAllText(Path.Combine(Fixtures, "chat-templates", "tinyllama-1.1b-chat-v1.0.jinja"));
         tokenizerConfig["pad_token"] = "</s>";
         tokenizerConfig["model_max_length"] = 2048;
         File.WriteAllText(Path.Combine(directory, "tokenizer_config.json"), tokenizerConfig.ToJsonString());
@@ -130,9 +130,6 @@ public static class PublishedCheckpoints
              "unk_token":{"content":"<unk>","lstrip":false,"normalized":false,"rstrip":false,"single_word":false}}
             """);
     }
-
-    /// <summary>TinyLlama-1.1B-Chat-v1.0's chat_template, as its tokenizer_config.json holds it.</summary>
-    public const string TinyLlamaTemplate = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
 
     /// <summary>Random weights for <paramref name="config"/> written as <paramref name="dtype"/>, then the published config files verbatim over the engine's.</summary>
     private static void WriteWeights(string directory, JsonObject config, JsonObject generation, SafeTensorDType dtype, long maxShardBytes, long seed)
