@@ -12,7 +12,7 @@ namespace AspireTune.Engine.Generation;
 internal sealed class DecodeState : IDisposable
 {
     private readonly GenerationOptions _options;
-    private readonly int? _eos;
+    private readonly IReadOnlySet<int> _stops;
     private readonly ITokenizer? _tokenizer;
     private readonly StreamingText _text;
     private readonly Generator? _rng;
@@ -23,7 +23,7 @@ internal sealed class DecodeState : IDisposable
         MaxNew = Validate(model, promptIds, options);
         _options = options;
         var tok = model.Tokenizer;
-        _eos = options.StopAtEos ? tok?.EosTokenId ?? model.Config.EosTokenId : null;
+        _stops = options.StopAtEos ? model.StopTokenIds : new HashSet<int>();
         _tokenizer = tok;
         _text = new StreamingText(options.Stop);
         _rng = options.Seed is { } seed ? new Generator((ulong)seed, model.Device) : null;
@@ -86,7 +86,7 @@ internal sealed class DecodeState : IDisposable
     public (GeneratedToken? Token, string? Finish) Accept(int id, double logprob, IReadOnlyList<(int, double)>? top)
     {
         Generated++;
-        if (_eos == id)
+        if (_stops.Contains(id))
             return (_text.Flush() is { Length: > 0 } rest ? new GeneratedToken(id, rest, logprob, top) : null, FinishReasons.Stop);
         _shaping.Accept(id);
         var (released, stopped) = _text.Push(_tokenizer?.TokenBytes(id) ?? []);

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Kernels;
 using AspireTune.Engine.Tokenization;
@@ -89,6 +88,16 @@ public sealed class CausalLm : IDisposable
     public ModelConfig Config { get; }
     public ModelArchitecture Architecture => Config.Architecture;
 
+    /// <summary>generation_config.json as loaded (its eos ids end generation), or what config.json implies.</summary>
+    public GenerationConfig Generation { get; set; } = null!;
+
+    /// <summary>
+    /// The ids a generation ends at: generation_config.json's <c>eos_token_id</c> (one or a list) and the tokenizer's
+    /// eos_token (tokenizer_config.json), as vLLM stops a chat at either.
+    /// </summary>
+    public IReadOnlySet<int> StopTokenIds =>
+        Generation.EosTokenIds.Concat(Tokenizer?.EosTokenId is { } eos ? [eos] : Config.EosTokenId is { } e ? [e] : []).ToHashSet();
+
     /// <summary>The checkpoint's tokenizer; null when the directory had none (token-id prompts only).</summary>
     public ITokenizer? Tokenizer { get; set; }
 
@@ -145,7 +154,7 @@ public sealed class CausalLm : IDisposable
         manual_seed(seed);
         // TorchSharp's manual_seed leaves the CUDA generators alone: without this, the seed would not fix a GPU init.
         if ((device ?? CPU).type == DeviceType.CUDA) cuda.manual_seed_all(seed);
-        var model = new CausalLm(config, tokenizer, device ?? CPU, options);
+        var model = new CausalLm(config, tokenizer, device ?? CPU, options) { Generation = GenerationConfig.From(config) };
         model.Network.InitializeWeights();
         return model;
     }
@@ -163,7 +172,8 @@ public sealed class CausalLm : IDisposable
         if (tokenizer is not null && tokenizer.Count > config.VocabSize)
             throw new ModelFormatException(
                 $"{directory}: tokenizer files define {tokenizer.Count} tokens but config.json vocab_size is {config.VocabSize}", directory);
-        var model = new CausalLm(config, tokenizer, device ?? CPU, options);
+        var generation = GenerationConfig.Load(directory, config);
+        var model = new CausalLm(config, tokenizer, device ?? CPU, options) { Generation = generation };
         try
         {
             model.LoadWeights(weights);
@@ -203,18 +213,20 @@ public sealed class CausalLm : IDisposable
     }
 
     /// <summary>
-    /// Writes config.json, generation_config.json, the weights (LoRA merged in, adapters not written) and the
-    /// tokenizer files: a directory transformers' <c>from_pretrained</c> loads.
+    /// Writes config.json (its torch_dtype the one written), generation_config.json (keys as loaded, eos list included),
+    /// the weights (LoRA merged in, adapters not written) and the tokenizer files: a directory transformers'
+    /// <c>from_pretrained</c> loads.
     /// </summary>
     public void Save(string directory, SaveOptions? options = null)
     {
         options ??= new SaveOptions();
         Directory.CreateDirectory(directory);
-        Config.Save(Path.Combine(directory, "config.json"));
-        var gen = new JsonObject();
-        if (Config.BosTokenId is { } bos) gen["bos_token_id"] = bos;
-        if (Config.EosTokenId is { } eos) gen["eos_token_id"] = eos;
-        File.WriteAllText(Path.Combine(directory, "generation_config.json"), gen.ToJsonString());
+        Config.Save(Path.Combine(directory, "config.json"), options.DType switch
+        {
+            SafeTensorDType.BF16 => "bfloat16", SafeTensorDType.F16 => "float16", _ => "float32",
+        });
+        File.WriteAllText(Path.Combine(directory, GenerationConfig.FileName),
+            Generation.ToJson(Config).ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         HfWeights.Save(directory, ExportTensors(), options.DType, options.MaxShardBytes);
         Tokenizer?.Save(directory);
     }

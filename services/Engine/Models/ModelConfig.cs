@@ -60,6 +60,13 @@ public sealed record ModelConfig
     public bool TieWordEmbeddings { get; init; }
     public int? BosTokenId { get; init; }
     public int? EosTokenId { get; init; }
+
+    /// <summary>
+    /// Every id config.json's <c>eos_token_id</c> names: Llama 3.1/3.2 Instruct list three ([end_of_text, eom, eot]),
+    /// written back as the list; <see cref="EosTokenId"/> is the first. Empty when config.json names one id or none.
+    /// </summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
     public int? PadTokenId { get; init; }
 
     /// <summary>Dropout after the embeddings (GPT-2 <c>embd_pdrop</c>).</summary>
@@ -133,6 +140,8 @@ public sealed record ModelConfig
             JsonArray a when a.Count > 0 => a[0]!.GetValue<int>(),
             _ => null,
         };
+        List<int> Ids(string key) => root[key] is JsonArray a ? [.. a.Select((x, i) => x is JsonValue v && v.TryGetValue<int>(out var id) ? id
+            : throw new ModelFormatException($"{source}: '{key}'[{i}] is not an integer token id", source))] : [];
         double D(string key, double fallback) => root[key] is JsonValue v ? v.GetValue<double>() : fallback;
         bool B(string key, bool fallback) => root[key] is JsonValue v ? v.GetValue<bool>() : fallback;
 
@@ -152,7 +161,7 @@ public sealed record ModelConfig
                     IntermediateSize = Opt("n_inner") ?? 4 * hidden, MaxPositions = Req("n_positions", "max_position_embeddings"),
                     NormEpsilon = D("layer_norm_epsilon", 1e-5), AttentionBias = true, OutputBias = true, MlpBias = true,
                     TieWordEmbeddings = B("tie_word_embeddings", true), BosTokenId = Opt("bos_token_id"),
-                    EosTokenId = Opt("eos_token_id"), PadTokenId = Opt("pad_token_id"),
+                    EosTokenId = Opt("eos_token_id"), EosTokenIds = Ids("eos_token_id"), PadTokenId = Opt("pad_token_id"),
                     EmbeddingDropout = D("embd_pdrop", 0.1), AttentionDropout = D("attn_pdrop", 0.1), ResidualDropout = D("resid_pdrop", 0.1),
                 };
             }
@@ -188,8 +197,8 @@ public sealed record ModelConfig
                     // Qwen2 always has q/k/v bias and no o_proj bias; Llama's attention_bias covers all four.
                     AttentionBias = type == "qwen2" || attnBias, OutputBias = type != "qwen2" && attnBias,
                     MlpBias = B("mlp_bias", false), TieWordEmbeddings = B("tie_word_embeddings", false),
-                    BosTokenId = Opt("bos_token_id"), EosTokenId = Opt("eos_token_id"), PadTokenId = Opt("pad_token_id"),
-                    AttentionDropout = D("attention_dropout", 0.0),
+                    BosTokenId = Opt("bos_token_id"), EosTokenId = Opt("eos_token_id"), EosTokenIds = Ids("eos_token_id"),
+                    PadTokenId = Opt("pad_token_id"), AttentionDropout = D("attention_dropout", 0.0),
                 };
             }
             default:
@@ -198,25 +207,29 @@ public sealed record ModelConfig
         }
     }
 
-    /// <summary>Writes a config.json that transformers loads; keys read from the original file are kept.</summary>
-    public JsonObject ToJson()
+    /// <summary>
+    /// Writes a config.json that transformers loads; keys read from the original file are kept. <paramref name="dtype"/>
+    /// is what the weights beside it are stored as (<c>torch_dtype</c>, or transformers 5's <c>dtype</c> where the file used it).
+    /// </summary>
+    public JsonObject ToJson(string dtype = "float32")
     {
         var o = Raw is null ? new JsonObject() : (JsonObject)Raw.DeepClone();
         o["model_type"] = ModelType;
         o["vocab_size"] = VocabSize;
         if (BosTokenId is { } bos) o["bos_token_id"] = bos;
-        if (EosTokenId is { } eos) o["eos_token_id"] = eos;
+        if (EosTokenIds.Count > 0) o["eos_token_id"] = new JsonArray([.. EosTokenIds.Select(id => (JsonNode)id)]);
+        else if (EosTokenId is { } eos) o["eos_token_id"] = eos;
         if (PadTokenId is { } pad) o["pad_token_id"] = pad;
         o["tie_word_embeddings"] = TieWordEmbeddings;
-        o["torch_dtype"] ??= "float32";
+        o[o.ContainsKey("dtype") && !o.ContainsKey("torch_dtype") ? "dtype" : "torch_dtype"] = dtype;
         if (Architecture == ModelArchitecture.Gpt2)
         {
             o["architectures"] ??= new JsonArray("GPT2LMHeadModel");
             o["n_embd"] = HiddenSize; o["n_layer"] = NumLayers; o["n_head"] = NumHeads; o["n_positions"] = MaxPositions;
             o["n_ctx"] ??= MaxPositions;
             o["n_inner"] = IntermediateSize == 4 * HiddenSize ? null : IntermediateSize;
-            o["layer_norm_epsilon"] = NormEpsilon; o["activation_function"] ??= "gelu_new";
-            o["embd_pdrop"] = EmbeddingDropout; o["attn_pdrop"] = AttentionDropout; o["resid_pdrop"] = ResidualDropout;
+            Number(o, "layer_norm_epsilon", NormEpsilon); o["activation_function"] ??= "gelu_new";
+            Number(o, "embd_pdrop", EmbeddingDropout); Number(o, "attn_pdrop", AttentionDropout); Number(o, "resid_pdrop", ResidualDropout);
         }
         else
         {
@@ -224,18 +237,18 @@ public sealed record ModelConfig
             o["architectures"] ??= new JsonArray(arch);
             o["hidden_size"] = HiddenSize; o["num_hidden_layers"] = NumLayers; o["num_attention_heads"] = NumHeads;
             o["num_key_value_heads"] = KvHeads; o["intermediate_size"] = IntermediateSize;
-            o["max_position_embeddings"] = MaxPositions; o["rms_norm_eps"] = NormEpsilon; o["hidden_act"] = "silu";
+            o["max_position_embeddings"] = MaxPositions; Number(o, "rms_norm_eps", NormEpsilon); o["hidden_act"] = "silu";
             if (HeadDim > 0) o["head_dim"] = HeadDim;
             if (ModelType != "qwen2") o["attention_bias"] = AttentionBias;
-            o["mlp_bias"] = MlpBias; o["attention_dropout"] = AttentionDropout;
+            o["mlp_bias"] = MlpBias; Number(o, "attention_dropout", AttentionDropout);
             if (o["rope_parameters"] is JsonObject rp)
             {
-                rp["rope_theta"] = RopeTheta;
+                Number(rp, "rope_theta", RopeTheta);
             }
             else
             {
-                o["rope_theta"] = RopeTheta;
-                if (RopeScaling is { } s)
+                Number(o, "rope_theta", RopeTheta);
+                if (RopeScaling is { } s && !(o["rope_scaling"] is JsonObject read && SameScaling(read, s)))
                     o["rope_scaling"] = new JsonObject
                     {
                         ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor,
@@ -246,8 +259,22 @@ public sealed record ModelConfig
         return o;
     }
 
-    public void Save(string path) =>
-        File.WriteAllText(path, ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    /// <summary>Sets a number unless the file already holds it, so 10000.0 stays 10000.0 rather than becoming 10000.</summary>
+    private static void Number(JsonObject o, string key, double value)
+    {
+        if (o[key] is JsonValue v && v.TryGetValue<double>(out var read) && read == value) return;
+        o[key] = value;
+    }
+
+    private static bool SameScaling(JsonObject read, RopeScaling s) =>
+        (read["rope_type"] ?? read["type"])?.GetValue<string>() == "llama3" && Num(read, "factor") == s.Factor
+        && Num(read, "low_freq_factor") == s.LowFreqFactor && Num(read, "high_freq_factor") == s.HighFreqFactor
+        && Num(read, "original_max_position_embeddings") == s.OriginalMaxPositionEmbeddings;
+
+    private static double? Num(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : null;
+
+    public void Save(string path, string dtype = "float32") =>
+        File.WriteAllText(path, ToJson(dtype).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"{ModelType} d={HiddenSize} L={NumLayers} H={NumHeads}/{KvHeads} ff={IntermediateSize} V={VocabSize} ctx={MaxPositions}");

@@ -1,3 +1,4 @@
+using AspireTune.Engine.Models;
 using AspireTune.FineTuning.Data;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.FineTuning.Serving;
@@ -11,7 +12,7 @@ namespace AspireTune.FineTuning.Registry;
 /// Where registered models live on disk, and the built-in base model: its row exists from the first start,
 /// its files are written (random initialisation) the first time something needs them.
 /// </summary>
-public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOptions<FineTuningOptions> options)
+public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOptions<FineTuningOptions> options, IOptions<BuiltInModelOptions> builtIn)
 {
     private readonly SemaphoreSlim _createLock = new(1, 1);
 
@@ -22,6 +23,26 @@ public sealed class ModelRegistry(DataRoot dataRoot, IModelRuntime runtime, IOpt
 
     /// <summary>A path relative to the data folder, as stored in the registry.</summary>
     public string Relative(string absolute) => Path.GetRelativePath(dataRoot.Path, absolute);
+
+    /// <summary>
+    /// The model's context in tokens, as its config.json says (<c>max_position_embeddings</c> / <c>n_positions</c>), read
+    /// from <paramref name="directoryOf"/>'s folder (a checkpoint model's base: the checkpoint's own folder is written on
+    /// first use). The built-in model's is its configured one until its files exist; null when the files cannot be read.
+    /// </summary>
+    public int? ContextLength(RegisteredModel directoryOf)
+    {
+        var config = Path.Combine(Directory(directoryOf), "config.json");
+        if (!File.Exists(config))
+            return directoryOf.Source == ModelSource.BuiltIn ? builtIn.Value.Context : null;
+        try
+        {
+            return ModelConfig.Load(config).MaxPositions;
+        }
+        catch (ModelFormatException)
+        {
+            return null;
+        }
+    }
 
     public async Task EnsureBuiltInRegisteredAsync(FineTuningDbContext db, CancellationToken ct)
     {

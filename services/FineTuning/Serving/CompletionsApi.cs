@@ -138,11 +138,20 @@ public static class CompletionsApi
         var logprobs = settings.CompletionLogprobs is not null ? new CompletionLogprobs() : null;
         if (echo)
         {
-            var promptText = prompt.Text ?? (model.HasTokenizer ? lease.Model.Tokenizer!.Decode(ids) : "");
+            var tokenizer = model.HasTokenizer ? lease.Model.Tokenizer : null;
+            // A tokenizer that prepends a bos (Llama's <s>, Llama 3's <|begin_of_text|>) echoes it as the tokens list shows it,
+            // so text_offset points into the text.
+            var added = prompt.Text is not null && tokenizer?.BosTokenId is { } bos && ids.Count > 0 && ids[0] == bos
+                && !prompt.Text.StartsWith(TokenText(lease, bos), StringComparison.Ordinal) ? 1 : 0;
+            var promptText = (added == 1 ? TokenText(lease, ids[0]) : "") + (prompt.Text ?? tokenizer?.Decode(ids) ?? "");
             if (logprobs is not null && scores is not null)
             {
+                var offset0 = 0;
                 for (var i = 0; i < ids.Count; i++)
-                    logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, text.Length + logprobs.TextLength(i, lease, ids));
+                {
+                    logprobs.Add(TokenText(lease, ids[i]), scores.Logprobs[i], null, offset0);
+                    offset0 += i < added || tokenizer is null ? TokenText(lease, ids[i]).Length : DecodedLength(tokenizer, ids, added, i);
+                }
             }
             text.Append(promptText);
         }
@@ -164,6 +173,18 @@ public static class CompletionsApi
     }
 
     /// <summary>
+    /// How much echoed prompt token <paramref name="i"/> adds to the decoded text: what decoding it after a few tokens
+    /// before it adds, so SentencePiece's "▁" at the start of a text (dropped by decoding) and bytes of one UTF-8
+    /// character split over tokens count as the text has them, in linear time.
+    /// </summary>
+    private static int DecodedLength(AspireTune.Engine.Tokenization.ITokenizer tokenizer, IReadOnlyList<int> ids, int start, int i)
+    {
+        var from = Math.Max(start, i - 4);
+        var before = i == from ? 0 : tokenizer.Decode(ids.Skip(from).Take(i - from)).Length;
+        return tokenizer.Decode(ids.Skip(from).Take(i + 1 - from)).Length - before;
+    }
+
+    /// <summary>
     /// The legacy <c>top_logprobs</c> entry, keyed by token text. Tokens that are parts of one UTF-8 character all read
     /// as U+FFFD, so two may share a text: the likelier one (listed first) keeps the key.
     /// </summary>
@@ -181,7 +202,6 @@ public static class CompletionsApi
     private sealed class CompletionLogprobs
     {
         private readonly JsonArray _tokens = [], _logprobs = [], _top = [], _offsets = [];
-        private int _echoOffset;
 
         public void Add(string token, double? logprob, Dictionary<string, double>? top, int offset)
         {
@@ -189,16 +209,6 @@ public static class CompletionsApi
             _logprobs.Add(logprob);
             _top.Add(top is null ? null : new JsonObject(top.Select(t => KeyValuePair.Create(t.Key, (JsonNode?)t.Value))));
             _offsets.Add(offset);
-        }
-
-        /// <summary>Offset of echoed prompt token i: the text of the tokens before it.</summary>
-        public int TextLength(int i, ModelHost.Lease lease, IReadOnlyList<int> ids)
-        {
-            if (i == 0)
-                _echoOffset = 0;
-            else
-                _echoOffset += TokenText(lease, ids[i - 1]).Length;
-            return _echoOffset;
         }
 
         public JsonObject ToJson() => new() { ["tokens"] = _tokens, ["token_logprobs"] = _logprobs, ["top_logprobs"] = _top, ["text_offset"] = _offsets };

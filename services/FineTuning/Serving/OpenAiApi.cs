@@ -38,19 +38,22 @@ public static class OpenAiApi
     }
 
     /// <summary>The registered models, then the kept training checkpoints of jobs (served as <c>ft:...:ckpt-step-N</c>).</summary>
-    public static async Task<IResult> ListModelsAsync(FineTuningDbContext db, CheckpointModels checkpoints, CancellationToken ct)
+    public static async Task<IResult> ListModelsAsync(FineTuningDbContext db, CheckpointModels checkpoints, ModelRegistry registry, CancellationToken ct)
     {
-        var models = await db.Models.AsNoTracking().ToListAsync(ct);
-        models.AddRange(await checkpoints.ListAsync(db, ct));
-        var data = new JsonArray(models.OrderBy(m => m.CreatedAt).Select(m => (JsonNode)ModelObject(m)).ToArray());
+        var registered = await db.Models.AsNoTracking().ToListAsync(ct);
+        var byId = registered.ToDictionary(m => m.Id);
+        var models = registered.Concat(await checkpoints.ListAsync(db, ct));
+        var data = new JsonArray(models.OrderBy(m => m.CreatedAt).Select(m => (JsonNode)ModelObject(m, registry, byId.GetValueOrDefault(m.BaseModel ?? ""))).ToArray());
         return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data });
     }
 
-    public static async Task<IResult> GetModelAsync(string id, FineTuningDbContext db, CheckpointModels checkpoints, CancellationToken ct)
+    public static async Task<IResult> GetModelAsync(string id, FineTuningDbContext db, CheckpointModels checkpoints, ModelRegistry registry, CancellationToken ct)
     {
         try
         {
-            return Results.Json(ModelObject(await FindAsync(db, checkpoints, id, ct)));
+            var model = await FindAsync(db, checkpoints, id, ct);
+            var baseModel = model.Source == ModelSource.Checkpoint ? await db.Models.AsNoTracking().FirstOrDefaultAsync(m => m.Id == model.BaseModel, ct) : null;
+            return Results.Json(ModelObject(model, registry, baseModel));
         }
         catch (OpenAiException ex)
         {
@@ -58,12 +61,14 @@ public static class OpenAiApi
         }
     }
 
-    private static JsonObject ModelObject(RegisteredModel m) => new()
+    /// <summary>The OpenAI model object, with vLLM's <c>max_model_len</c>: the context a client may fill (a checkpoint's is its base's).</summary>
+    private static JsonObject ModelObject(RegisteredModel m, ModelRegistry registry, RegisteredModel? baseModel) => new()
     {
         ["id"] = m.Id,
         ["object"] = "model",
         ["created"] = m.CreatedAt.ToUnixTimeSeconds(),
         ["owned_by"] = m.Source is ModelSource.FineTuned or ModelSource.Checkpoint ? "aspiretune-fine-tuning" : "aspiretune",
+        ["max_model_len"] = m.Source == ModelSource.Checkpoint ? baseModel is null ? null : registry.ContextLength(baseModel) : registry.ContextLength(m),
     };
 
     internal static OpenAiException ModelNotFound(string id) =>
