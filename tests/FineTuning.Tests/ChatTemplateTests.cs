@@ -263,6 +263,8 @@ public sealed class ChatTemplateTests
 
     [Theory]
     [InlineData("{% set ns = namespace(n=0) %}{% for x in [1, 2] %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }} {{ 7 // 2 }} {{ 1.5 }} {{ 4 / 2 }}", "2 3 1.5 2.0")]
+    [InlineData("{{ x | trim }}|{{ x.strip() }}|{{ x.lstrip() }}|{{ x.split() | join(',') }}", "a\u200bb|a\u200bb|a\u200bb\u3000\u001f|a\u200bb")] // str.isspace, not \u200b
+    [InlineData("{{ 'xxaxx'.strip('x') }} {{ '  a '.strip(none) }}", "a a")]
     [InlineData("{{ 'ab'.replace('', '-') }}", "-a-b-")]
     [InlineData("{{ 'a-b-c' | replace('-', '') }}", "abc")]
     [InlineData("{{ '%s and %s' % ('x', 'y') }}", "x and y")]
@@ -270,7 +272,7 @@ public sealed class ChatTemplateTests
     [InlineData("{{ {'a': [1, 2]} | tojson(indent=-1) }}", "{\n\"a\": [\n1,\n2\n]\n}")]
     public void Render_NumbersAndStrings_AsPythonWritesThem(string source, string expected)
     {
-        JinjaTemplate.Parse(source).Render(new Dictionary<string, object?>()).Should().Be(expected);
+        JinjaTemplate.Parse(source).Render(new Dictionary<string, object?> { ["x"] = "\u001c\u0085 \ta\u200bb\u3000\u001f" }).Should().Be(expected);
     }
 
     [Theory]

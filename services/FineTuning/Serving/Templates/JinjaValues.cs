@@ -32,6 +32,9 @@ internal static class JinjaValues
         _ => true,
     };
 
+    /// <summary>What Python's str.strip() and split() take as whitespace (str.isspace): .NET's, and U+001C-U+001F besides.</summary>
+    private static readonly char[] PyWhitespace = [.. Enumerable.Range(0, 0x3001).Select(i => (char)i).Where(c => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f')];
+
     public static string Str(object? v) => v switch
     {
         null => "None",
@@ -124,13 +127,14 @@ internal static class JinjaValues
     public static object? Method(object? self, string name, List<object?> args)
     {
         string Arg(int i) => i < args.Count ? Str(args[i]) : throw new TemplateException($"{name}() needs {i + 1} argument(s)");
+        char[] Chars() => args.Count > 0 && args[0] is string chars ? chars.ToCharArray() : PyWhitespace; // strip(None) is strip()
         if (self is string s)
         {
             return name switch
             {
-                "strip" => args.Count > 0 ? s.Trim(Arg(0).ToCharArray()) : s.Trim(),
-                "lstrip" => args.Count > 0 ? s.TrimStart(Arg(0).ToCharArray()) : s.TrimStart(),
-                "rstrip" => args.Count > 0 ? s.TrimEnd(Arg(0).ToCharArray()) : s.TrimEnd(),
+                "strip" => s.Trim(Chars()),
+                "lstrip" => s.TrimStart(Chars()),
+                "rstrip" => s.TrimEnd(Chars()),
                 "upper" => s.ToUpperInvariant(),
                 "lower" => s.ToLowerInvariant(),
                 "title" => CultureInfo.InvariantCulture.TextInfo.ToTitleCase(s.ToLowerInvariant()),
@@ -140,7 +144,7 @@ internal static class JinjaValues
                 "replace" => Replace(s, Arg(0), Arg(1)),
                 "split" => args.Count > 0
                     ? s.Split(Arg(0)).Select(p => (object?)p).ToList()
-                    : s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(p => (object?)p).ToList(),
+                    : s.Split(PyWhitespace, StringSplitOptions.RemoveEmptyEntries).Select(p => (object?)p).ToList(),
                 "format" => PercentFormat(s, args),
                 _ => throw new TemplateException($"strings have no method '{name}' here"),
             };
@@ -182,7 +186,7 @@ internal static class JinjaValues
 
     public static object? ApplyFilter(string name, object? v, List<object?> args, Dictionary<string, object?> kwargs) => name switch
     {
-        "trim" => Str(v).Trim(),
+        "trim" => Str(v).Trim(PyWhitespace),
         "length" or "count" => v switch { string s => (long)s.Length, ICollection c => (long)c.Count, _ => 0L },
         "tojson" => ToJson(v, kwargs.TryGetValue("indent", out var indent) || args.Count > 0 ? (int?)Int(indent ?? args[0]) : null),
         "upper" => Str(v).ToUpperInvariant(),
