@@ -265,6 +265,7 @@ public sealed class ChatTemplateTests
     [InlineData("{% set ns = namespace(n=0) %}{% for x in [1, 2] %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }} {{ 7 // 2 }} {{ 1.5 }} {{ 4 / 2 }}", "2 3 1.5 2.0")]
     [InlineData("{{ x | trim }}|{{ x.strip() }}|{{ x.lstrip() }}|{{ x.split() | join(',') }}", "a\u200bb|a\u200bb|a\u200bb\u3000\u001f|a\u200bb")] // str.isspace, not \u200b
     [InlineData("{{ 'xxaxx'.strip('x') }} {{ '  a '.strip(none) }}", "a a")]
+    [InlineData("{{ {'a': 1, 'a': 2}['a'] }}", "2")]
     [InlineData("{{ 'ab'.replace('', '-') }}", "-a-b-")]
     [InlineData("{{ 'a-b-c' | replace('-', '') }}", "abc")]
     [InlineData("{{ '%s and %s' % ('x', 'y') }}", "x and y")]
@@ -280,6 +281,7 @@ public sealed class ChatTemplateTests
     [InlineData("{{ 'unclosed }}", "never closed")]
     [InlineData("{% macro m() %}{% endmacro %}", "'macro' is not supported")]
     [InlineData("{{ x | wordwrap }}", "filter 'wordwrap' is not supported")]
+    [InlineData("{{ 99999999999999999999 }}", "at offset 3: the number 99999999999999999999 is larger")]
     public void Parse_OrRender_WhatTheSubsetLacks_SaysWhat(string source, string expected)
     {
         var act = () => JinjaTemplate.Parse(source).Render(new Dictionary<string, object?> { ["xs"] = new List<object?>(), ["x"] = "a" });

@@ -243,7 +243,7 @@ internal sealed record ListExpr(List<Expr> Items) : Expr
 internal sealed record DictExpr(List<(Expr Key, Expr Value)> Items) : Expr
 {
     protected override object? Evaluate(JinjaTemplate.Scope scope) =>
-        Items.ToDictionary(p => JinjaValues.Str(p.Key.Eval(scope)), p => p.Value.Eval(scope));
+        JinjaValues.Dict(Items.Select(p => (JinjaValues.Str(p.Key.Eval(scope)), p.Value.Eval(scope))));
 }
 
 internal sealed record GetAttr(Expr Target, string Attribute) : Expr
@@ -279,7 +279,7 @@ internal sealed record Call(Expr Target, List<Expr> Args, List<(string Name, Exp
     protected override object? Evaluate(JinjaTemplate.Scope scope)
     {
         var args = Args.Select(a => a.Eval(scope)).ToList();
-        var kwargs = Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope));
+        var kwargs = JinjaValues.Dict(Kwargs.Select(k => (k.Name, k.Value.Eval(scope))));
         if (Target is GetAttr method && method.Target.Eval(scope) is var self && JinjaValues.IsMethodTarget(self))
             return JinjaValues.Method(self, method.Attribute, args);
         return Target.Eval(scope) is Callable f ? f.Invoke(args, kwargs) : throw new TemplateException($"{Describe(Target)} is not a function");
@@ -291,7 +291,7 @@ internal sealed record Call(Expr Target, List<Expr> Args, List<(string Name, Exp
 internal sealed record FilterExpr(Expr Value, string Filter, List<Expr> Args, List<(string Name, Expr Value)> Kwargs) : Expr
 {
     protected override object? Evaluate(JinjaTemplate.Scope scope) =>
-        JinjaValues.ApplyFilter(Filter, Value.Eval(scope), [.. Args.Select(a => a.Eval(scope))], Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope)));
+        JinjaValues.ApplyFilter(Filter, Value.Eval(scope), [.. Args.Select(a => a.Eval(scope))], JinjaValues.Dict(Kwargs.Select(k => (k.Name, k.Value.Eval(scope)))));
 }
 
 internal sealed record TestExpr(Expr Value, string Test, bool Negated, List<Expr> Args) : Expr

@@ -120,8 +120,10 @@ internal static class JinjaLexer
                 var j = i;
                 while (j < s.Length && (char.IsDigit(s[j]) || (s[j] == '.' && j + 1 < s.Length && char.IsDigit(s[j + 1])))) j++;
                 var number = s[i..j];
-                tokens.Add(new Token(TokenKind.Number, number, number.Contains('.')
-                    ? double.Parse(number, CultureInfo.InvariantCulture) : (object)long.Parse(number, CultureInfo.InvariantCulture))); // (object): else the conditional makes every literal a double
+                object value = number.Contains('.') ? (object)double.Parse(number, CultureInfo.InvariantCulture) // (object): else every literal is a double
+                    : long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var integer) ? integer
+                    : throw new TemplateException($"at offset {offset + i}: the number {number} is larger than this subset's integers");
+                tokens.Add(new Token(TokenKind.Number, number, value));
                 i = j;
             }
             else if (c is '\'' or '"')

@@ -21,6 +21,14 @@ internal static class JinjaValues
         _ => node.ToJsonString(),
     };
 
+    /// <summary>A mapping of <paramref name="pairs"/> in order, a repeated key keeping its last value (as Python's dict literal does).</summary>
+    public static Dictionary<string, object?> Dict(IEnumerable<(string Key, object? Value)> pairs)
+    {
+        var d = new Dictionary<string, object?>();
+        foreach (var (k, v) in pairs) d[k] = v;
+        return d;
+    }
+
     public static bool Truthy(object? v) => v switch
     {
         null or Undefined => false,
