@@ -128,6 +128,10 @@ public sealed record ModelConfig
     {
         var type = root["model_type"]?.GetValue<string>()
             ?? throw new ModelFormatException($"{source}: 'model_type' is missing", source);
+        // GPTQ, AWQ, bitsandbytes, FP8: packed integer weights with scales the engine has no kernels for.
+        if (root["quantization_config"] is JsonObject quantization)
+            throw new ModelFormatException(
+                $"{source}: 'quantization_config' (quant_method {quantization["quant_method"]?.ToString() ?? "unknown"}) is not supported: import the unquantized checkpoint (F32, F16 or BF16 safetensors)", source);
         int Req(params string[] keys)
         {
             foreach (var k in keys)

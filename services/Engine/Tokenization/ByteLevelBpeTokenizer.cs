@@ -256,8 +256,10 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
 
     public byte[] TokenBytes(int id)
     {
+        // An id of the model's padded embedding rows that no token has (Qwen2.5: 151,936 rows, 151,665 tokens) decodes
+        // to nothing, as tokenizers' decode skips it.
         if ((uint)id >= (uint)_idToToken.Length || _idToToken[id] is null)
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary of {Count}");
+            return [];
         var token = _idToToken[id];
         if (_special.ContainsKey(token)) return Encoding.UTF8.GetBytes(token);
         var bytes = new byte[token.Length];
