@@ -125,6 +125,29 @@ public sealed class PublishedCheckpointTests
         Offsets(choice).Take(3).Should().Equal(0, "<s>".Length, "<s>Hello".Length);
     }
 
+    [Theory]
+    [InlineData("config.json", "quantization_config", """{"quant_method": "awq", "bits": 4}""")]
+    [InlineData("config.json", "rope_scaling", """{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}""")]
+    [InlineData("generation_config.json", "eos_token_id", "[301, 9000]")]
+    [InlineData("generation_config.json", "eos_token_id", "\"eot\"")]
+    public async Task PublishedCheckpoint_WithAFieldTheEngineCannotHonour_IsRefusedAtImportNamingFileAndField(string file, string field, string value)
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        var target = Path.Combine(factory.DataFolder, "imports", "odd");
+        Llama32Instruct(target);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(target, file)))!.AsObject();
+        json[field] = JsonNode.Parse(value);
+        File.WriteAllText(Path.Combine(target, file), json.ToJsonString());
+
+        var imported = await http.PostAsJsonAsync("/api/models/import", new { path = "imports/odd", name = "odd" }, Ct);
+        var body = await imported.Content.ReadAsStringAsync(Ct);
+
+        imported.StatusCode.Should().Be(HttpStatusCode.BadRequest, body);
+        body.Should().Contain(file).And.Contain($"'{field}'");
+        (await http.GetAsync("/v1/models/odd", Ct)).StatusCode.Should().Be(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task PaddedVocabulary_AnIdTheTokenizerDoesNotDefine_IsGeneratedAsNoText()
     {

@@ -186,7 +186,7 @@ public sealed record ModelConfig
                 }
                 else if (ropeType != "default")
                 {
-                    throw new ModelFormatException($"{source}: rope type '{ropeType}' is not supported (default, llama3)", source);
+                    throw new ModelFormatException($"{source}: '{(rope is null ? "rope_scaling" : "rope_parameters")}' rope_type '{ropeType}' is not supported (default, llama3)", source);
                 }
                 var theta = rope?["rope_theta"] is JsonValue rt ? rt.GetValue<double>() : D("rope_theta", 10000.0);
                 var heads = Req("num_attention_heads");
