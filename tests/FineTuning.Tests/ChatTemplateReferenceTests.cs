@@ -76,6 +76,27 @@ public sealed class ChatTemplateReferenceTests
     }
 
     [Theory]
+    [MemberData(nameof(Cases))]
+    public void RenderTurns_AnsweredConversation_TrainsEveryAssistantTurnOfTheReferenceText(string file, int index)
+    {
+        var (source, template, c) = Load(file, index);
+        var messages = Messages(c);
+        if ((bool)c["add_generation_prompt"]! || c["error"] is not null || messages is not [.., { Role: "assistant" }])
+            return; // training renders answered conversations whole
+        var eos = (string)template["eos_token"]!;
+        var chat = ChatTemplate.FromJinja(source, (string)template["bos_token"]!, eos, tokenizerAddsBos: false);
+
+        var segments = chat.RenderTurns(new TrainingExample(1, messages)).Segments;
+
+        // Training's text is the reference rendering, less a final eos_token (training ends with its own end of text);
+        // the trained segments are the assistant turns, each with the end-of-turn text its template writes after it.
+        var expected = (string)c["expected"]!;
+        string.Concat(segments.Select(s => s.Text)).Should().Be(expected.EndsWith(eos, StringComparison.Ordinal) ? expected[..^eos.Length] : expected);
+        segments.Where(s => s.Trained).Select(s => s.Text).Should().HaveCount(messages.Count(m => m.Role == "assistant"))
+            .And.AllSatisfy(t => messages.Where(m => m.Role == "assistant").Should().Contain(m => t.Contains(m.Content.Trim(), StringComparison.Ordinal)));
+    }
+
+    [Theory]
     [InlineData("llama-2-chat.jinja", "<s>", "</s>", "<s>[INST] Hi [/INST]", " Hello! ")]
     [InlineData("mistral-7b-instruct-v0.1.jinja", "<s>", "</s>", "<s>[INST] Hi [/INST]", "Hello!</s> ")]
     [InlineData("tinyllama-1.1b-chat-v1.0.jinja", "<s>", "</s>", "<|user|>\nHi</s>\n<|assistant|>\n", "Hello!</s>\n")]

@@ -236,6 +236,45 @@ public sealed class ChatTemplateTests
         }
     }
 
+    public static TheoryData<string, string> HostileTemplates() => new()
+    {
+        { "{{ " + new string('(', 100_000) + "1" + new string(')', 100_000) + " }}", "nests its blocks or expressions too deeply" },
+        { string.Concat(Enumerable.Repeat("{% if true %}", 50_000)) + string.Concat(Enumerable.Repeat("{% endif %}", 50_000)), "too deeply" },
+        { "{{ 1" + string.Concat(Enumerable.Repeat(" + 1", 300_000)) + " }}", "too deeply" }, // parses in a loop, evaluates recursively
+        { "{% set ns = namespace(s='ab') %}{% for x in xs %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", "a string or list of more than 16,777,216" },
+        { "{% set ns = namespace(l=[1]) %}{% for x in xs %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}", "a string or list of more than" },
+        { "{% set ns = namespace(s='a') %}{% for x in xs %}{% set ns.s = ns.s.replace('a', 'aa') %}{% endfor %}", "a string or list of more than" },
+        { "{% set ns = namespace(l=['abcd']) %}{% for x in xs[:22] %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l }}", "a string or list of more than" },
+        { "{{ xs | tojson(indent=100000000) }}", "a string or list of more than" },
+        { "{% for a in xs %}{% for b in xs %}{% for c in xs %}{% endfor %}{% endfor %}{% endfor %}", "loops more than 4,194,304 times" },
+        { "{% for a in xs %}{{ xs | join('" + new string('x', 5_000) + "') }}{% endfor %}", "renders more than 16,777,216 characters" },
+    };
+
+    [Theory]
+    [MemberData(nameof(HostileTemplates))]
+    public void Parse_OrRender_HostileTemplate_IsRefusedWithinItsBounds(string source, string expected)
+    {
+        var xs = Enumerable.Range(0, 200).Select(i => (object?)(long)i).ToList();
+
+        var act = () => JinjaTemplate.Parse(source).Render(new Dictionary<string, object?> { ["xs"] = xs });
+
+        act.Should().Throw<TemplateException>().WithMessage($"*{expected}*");
+    }
+
+    [Theory]
+    [InlineData("{% set ns = namespace(n=0) %}{% for x in [1, 2] %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }} {{ 7 // 2 }} {{ 1.5 }} {{ 4 / 2 }}", "2 3 1.5 2.0")]
+    [InlineData("{{ x | trim }}|{{ x.strip() }}|{{ x.lstrip() }}|{{ x.split() | join(',') }}", "a\u200bb|a\u200bb|a\u200bb\u3000\u001f|a\u200bb")] // str.isspace, not \u200b
+    [InlineData("{{ 'xxaxx'.strip('x') }} {{ '  a '.strip(none) }}", "a a")]
+    [InlineData("{{ 'ab'.replace('', '-') }}", "-a-b-")]
+    [InlineData("{{ 'a-b-c' | replace('-', '') }}", "abc")]
+    [InlineData("{{ '%s and %s' % ('x', 'y') }}", "x and y")]
+    [InlineData("{{ [1, 'a', {'k': none}] }}", "[1, 'a', {'k': None}]")]
+    [InlineData("{{ {'a': [1, 2]} | tojson(indent=-1) }}", "{\n\"a\": [\n1,\n2\n]\n}")]
+    public void Render_NumbersAndStrings_AsPythonWritesThem(string source, string expected)
+    {
+        JinjaTemplate.Parse(source).Render(new Dictionary<string, object?> { ["x"] = "\u001c\u0085 \ta\u200bb\u3000\u001f" }).Should().Be(expected);
+    }
+
     [Theory]
     [InlineData("{% for x in xs %}{{ x }}", "ends before 'endfor'")]
     [InlineData("{{ 'unclosed }}", "never closed")]

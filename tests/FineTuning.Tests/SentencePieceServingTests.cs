@@ -55,7 +55,7 @@ public sealed class SentencePieceServingTests
     }
 
     [Fact]
-    public async Task ImportedCheckpoint_WithLlama2ChatTemplate_ChatsWithItAndRefusesWhatItRefuses()
+    public async Task ImportedCheckpoint_WithLlama2ChatTemplate_ChatsWithIt()
     {
         await using var factory = new FineTuningFactory();
         var http = factory.CreateClient();
@@ -68,8 +68,6 @@ public sealed class SentencePieceServingTests
         var tokenized = await (await http.PostAsJsonAsync("/v1/tokenize", new { model = "sp-llama2", messages }, Ct)).Content.ReadFromJsonAsync<JsonElement>(Ct);
         var chat = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-llama2", messages, max_tokens = 4, seed = 1 }, Ct);
         var body = await chat.Content.ReadFromJsonAsync<JsonElement>(Ct);
-        var refused = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-llama2", messages = new[] { messages[1], messages[3] }, max_tokens = 4 }, Ct);
-        var error = (await refused.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error");
 
         // "<s>[INST] <<SYS>>\n...\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]": strip() trims the system block
         // and the first turn together, so " Hi" keeps its space; the first <s> is the one the tokenizer prepends, the later
@@ -78,9 +76,27 @@ public sealed class SentencePieceServingTests
             [1, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! "), 2, 1, .. tokenizer.Encode("[INST] Bye [/INST]")]);
         chat.StatusCode.Should().Be(HttpStatusCode.OK, body.ToString());
         body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32().Should().Be(tokenized.GetProperty("count").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("llama-2-chat.jinja", "user user", "Conversation roles must alternate user/assistant/user/assistant/...")]
+    [InlineData("mistral-7b-instruct-v0.1.jinja", "system user", "Conversation roles must alternate user/assistant/user/assistant/...")]
+    [InlineData("gemma-it.jinja", "system user", "System role not supported")]
+    public async Task ImportedCheckpoint_ConversationItsTemplateRefuses_Is400WithTheTemplatesMessage(string template, string roles, string refusal)
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        await ImportAsync(factory, http, template, "sp-refuses");
+        var accepted = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-refuses", messages = new[] { new { role = "user", content = "Hi" } }, max_tokens = 2 }, Ct);
+        var messages = roles.Split(' ').Select(r => new { role = r, content = "Hi" });
+
+        var refused = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "sp-refuses", messages, max_tokens = 2 }, Ct);
+
+        accepted.StatusCode.Should().Be(HttpStatusCode.OK, await accepted.Content.ReadAsStringAsync(Ct));
         refused.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        var error = (await refused.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error");
         error.GetProperty("param").GetString().Should().Be("messages");
-        error.GetProperty("message").GetString().Should().Be("the chat template refused the conversation: Conversation roles must alternate user/assistant/user/assistant/...");
+        error.GetProperty("message").GetString().Should().Be("the chat template refused the conversation: " + refusal);
     }
 
     [Fact]

@@ -187,9 +187,15 @@ public sealed class ChatTemplate
             // Where the conversation's rendering starts with the turn's own prompt the turn sits right after it; a
             // template that moves text between turns (Mistral v0.3 puts the system message and tools in the last user
             // turn) has it found after the previous turn instead.
-            var at = before.Length >= cursor && prompt.StartsWith(before, StringComparison.Ordinal) && string.CompareOrdinal(prompt, before.Length, turn, 0, turn.Length) == 0
-                ? before.Length
-                : prompt.IndexOf(turn, cursor, StringComparison.Ordinal);
+            int Find(string text) =>
+                before.Length >= cursor && prompt.StartsWith(before, StringComparison.Ordinal) && string.CompareOrdinal(prompt, before.Length, text, 0, text.Length) == 0
+                    ? before.Length
+                    : prompt.IndexOf(text, cursor, StringComparison.Ordinal);
+            var at = Find(turn);
+            // A template that writes eos_token once after the whole conversation, not after each turn (Phi-3), has the
+            // earlier turn without it.
+            if (at < 0 && _eos.Length > 0 && turn.EndsWith(_eos, StringComparison.Ordinal) && turn.Length > _eos.Length)
+                at = Find(turn = turn[..^_eos.Length]);
             if (at < 0)
                 throw new TemplateException($"the chat template renders messages[{i}] (an assistant turn) differently inside the conversation than as the answer to the turns before it, so that turn cannot be trained; give it \"weight\": 0");
             if (at > cursor)

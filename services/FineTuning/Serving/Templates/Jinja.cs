@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace AspireTune.FineTuning.Serving.Templates;
@@ -25,8 +26,17 @@ public sealed class JinjaTemplate
     {
         var tokens = JinjaLexer.Split(source);
         var parser = new JinjaParser(tokens);
-        return new JinjaTemplate(parser.ParseBody());
+        try
+        {
+            return new JinjaTemplate(parser.ParseBody());
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            throw TooDeep();
+        }
     }
+
+    private static TemplateException TooDeep() => new("the template nests its blocks or expressions too deeply");
 
     /// <summary>Renders with the given variables (strings, numbers, booleans, null, lists, string-keyed dictionaries).</summary>
     public string Render(IReadOnlyDictionary<string, object?> variables)
@@ -36,13 +46,28 @@ public sealed class JinjaTemplate
         foreach (var (k, v) in variables) scope.Set(k, v);
         scope.Set("raise_exception", new Callable(args => throw new TemplateException("the chat template refused the conversation: " + JinjaValues.Str(args.FirstOrDefault()))));
         scope.Set("namespace", new Callable((_, kwargs) => new Dictionary<string, object?>(kwargs)));
-        foreach (var node in _body) node.Render(scope, output);
+        try
+        {
+            foreach (var node in _body) node.Render(scope, output);
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            throw TooDeep(); // a long chain of operators parses in a loop but evaluates as deep as it is long
+        }
         return output.ToString();
     }
 
     internal sealed class Scope(Scope? parent)
     {
         private readonly Dictionary<string, object?> _values = [];
+        private readonly long[] _iterations = parent?._iterations ?? [0]; // one count per rendering, shared by every scope
+
+        /// <summary>One more loop iteration of this rendering; past <see cref="JinjaLimits.MaxIterations"/> the template is refused.</summary>
+        public void CountIteration()
+        {
+            if (++_iterations[0] > JinjaLimits.MaxIterations)
+                throw new TemplateException($"the template loops more than {JinjaLimits.Count(JinjaLimits.MaxIterations)} times in one rendering");
+        }
 
         public object? Get(string name) =>
             _values.TryGetValue(name, out var v) ? v : parent is not null ? parent.Get(name) : Undefined.Value;
@@ -51,6 +76,29 @@ public sealed class JinjaTemplate
 
         /// <summary>A <c>set</c> inside a loop body assigns the loop's scope, which Jinja discards after the iteration.</summary>
         public Scope Child() => new(this);
+    }
+}
+
+/// <summary>
+/// Bounds on what one rendering may do, so that a hostile template (one that doubles a string per turn, or nests loops over the
+/// messages three deep) is refused instead of taking the service's memory or time. Nesting is bounded
+/// by the stack itself (<see cref="RuntimeHelpers.EnsureSufficientExecutionStack"/>).
+/// </summary>
+internal static class JinjaLimits
+{
+    /// <summary>Characters of output and of any string built on the way (16 Mi; the largest training line renders to far less).</summary>
+    public const int MaxChars = 16 << 20;
+
+    /// <summary>Loop iterations per rendering (4 Mi: a loop over the messages inside one over the messages of the largest line, 1,024 of them, four times).</summary>
+    public const long MaxIterations = 4L << 20;
+
+    /// <summary>A limit as the error messages write it (16,777,216), whatever the culture.</summary>
+    public static string Count(long limit) => limit.ToString("N0", CultureInfo.InvariantCulture);
+
+    /// <summary>Refuses a string of <paramref name="length"/> characters before it is built, when that is more than <see cref="MaxChars"/>.</summary>
+    public static void CheckLength(long length)
+    {
+        if (length > MaxChars) throw new TemplateException($"the template builds a string or list of more than {Count(MaxChars)} characters or items");
     }
 }
 
@@ -70,22 +118,30 @@ internal sealed class Callable(Func<List<object?>, Dictionary<string, object?>, 
 
 internal abstract record Node
 {
-    public abstract void Render(JinjaTemplate.Scope scope, StringBuilder output);
+    public void Render(JinjaTemplate.Scope scope, StringBuilder output)
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+        Write(scope, output);
+        if (output.Length > JinjaLimits.MaxChars)
+            throw new TemplateException($"the template renders more than {JinjaLimits.Count(JinjaLimits.MaxChars)} characters");
+    }
+
+    protected abstract void Write(JinjaTemplate.Scope scope, StringBuilder output);
 }
 
 internal sealed record TextNode(string Text) : Node
 {
-    public override void Render(JinjaTemplate.Scope scope, StringBuilder output) => output.Append(Text);
+    protected override void Write(JinjaTemplate.Scope scope, StringBuilder output) => output.Append(Text);
 }
 
 internal sealed record OutputNode(Expr Value) : Node
 {
-    public override void Render(JinjaTemplate.Scope scope, StringBuilder output) => output.Append(JinjaValues.Str(Value.Eval(scope)));
+    protected override void Write(JinjaTemplate.Scope scope, StringBuilder output) => output.Append(JinjaValues.Str(Value.Eval(scope)));
 }
 
 internal sealed record IfNode(List<(Expr Condition, List<Node> Body)> Branches, List<Node>? Else) : Node
 {
-    public override void Render(JinjaTemplate.Scope scope, StringBuilder output)
+    protected override void Write(JinjaTemplate.Scope scope, StringBuilder output)
     {
         foreach (var (condition, body) in Branches)
         {
@@ -99,7 +155,7 @@ internal sealed record IfNode(List<(Expr Condition, List<Node> Body)> Branches, 
 
 internal sealed record ForNode(List<string> Targets, Expr Iterable, Expr? Filter, List<Node> Body, List<Node>? Else) : Node
 {
-    public override void Render(JinjaTemplate.Scope scope, StringBuilder output)
+    protected override void Write(JinjaTemplate.Scope scope, StringBuilder output)
     {
         var items = JinjaValues.Iterate(Iterable.Eval(scope)).ToList();
         if (Filter is not null)
@@ -118,6 +174,7 @@ internal sealed record ForNode(List<string> Targets, Expr Iterable, Expr? Filter
         }
         for (var i = 0; i < items.Count; i++)
         {
+            scope.CountIteration();
             var inner = scope.Child();
             Bind(inner, items[i]);
             inner.Set("loop", new Dictionary<string, object?>
@@ -145,7 +202,7 @@ internal sealed record ForNode(List<string> Targets, Expr Iterable, Expr? Filter
 
 internal sealed record SetNode(string Name, string? Attribute, Expr Value) : Node
 {
-    public override void Render(JinjaTemplate.Scope scope, StringBuilder output)
+    protected override void Write(JinjaTemplate.Scope scope, StringBuilder output)
     {
         var value = Value.Eval(scope);
         if (Attribute is null)
@@ -159,43 +216,49 @@ internal sealed record SetNode(string Name, string? Attribute, Expr Value) : Nod
 
 internal abstract record Expr
 {
-    public abstract object? Eval(JinjaTemplate.Scope scope);
+    public object? Eval(JinjaTemplate.Scope scope)
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+        return Evaluate(scope);
+    }
+
+    protected abstract object? Evaluate(JinjaTemplate.Scope scope);
 }
 
 internal sealed record Literal(object? Value) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) => Value;
+    protected override object? Evaluate(JinjaTemplate.Scope scope) => Value;
 }
 
 internal sealed record Name(string Identifier) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) => scope.Get(Identifier);
+    protected override object? Evaluate(JinjaTemplate.Scope scope) => scope.Get(Identifier);
 }
 
 internal sealed record ListExpr(List<Expr> Items) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) => Items.Select(i => i.Eval(scope)).ToList();
+    protected override object? Evaluate(JinjaTemplate.Scope scope) => Items.Select(i => i.Eval(scope)).ToList();
 }
 
 internal sealed record DictExpr(List<(Expr Key, Expr Value)> Items) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) =>
+    protected override object? Evaluate(JinjaTemplate.Scope scope) =>
         Items.ToDictionary(p => JinjaValues.Str(p.Key.Eval(scope)), p => p.Value.Eval(scope));
 }
 
 internal sealed record GetAttr(Expr Target, string Attribute) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) => JinjaValues.Attribute(Target.Eval(scope), Attribute);
+    protected override object? Evaluate(JinjaTemplate.Scope scope) => JinjaValues.Attribute(Target.Eval(scope), Attribute);
 }
 
 internal sealed record GetItem(Expr Target, Expr Index) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) => JinjaValues.Item(Target.Eval(scope), Index.Eval(scope));
+    protected override object? Evaluate(JinjaTemplate.Scope scope) => JinjaValues.Item(Target.Eval(scope), Index.Eval(scope));
 }
 
 internal sealed record SliceExpr(Expr Target, Expr? Start, Expr? Stop, Expr? Step) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope)
+    protected override object? Evaluate(JinjaTemplate.Scope scope)
     {
         var target = Target.Eval(scope);
         long? Get(Expr? e) => e is null ? null : JinjaValues.Int(e.Eval(scope));
@@ -213,7 +276,7 @@ internal sealed record SliceExpr(Expr Target, Expr? Start, Expr? Stop, Expr? Ste
 
 internal sealed record Call(Expr Target, List<Expr> Args, List<(string Name, Expr Value)> Kwargs) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope)
+    protected override object? Evaluate(JinjaTemplate.Scope scope)
     {
         var args = Args.Select(a => a.Eval(scope)).ToList();
         var kwargs = Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope));
@@ -227,19 +290,19 @@ internal sealed record Call(Expr Target, List<Expr> Args, List<(string Name, Exp
 
 internal sealed record FilterExpr(Expr Value, string Filter, List<Expr> Args, List<(string Name, Expr Value)> Kwargs) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) =>
+    protected override object? Evaluate(JinjaTemplate.Scope scope) =>
         JinjaValues.ApplyFilter(Filter, Value.Eval(scope), [.. Args.Select(a => a.Eval(scope))], Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope)));
 }
 
 internal sealed record TestExpr(Expr Value, string Test, bool Negated, List<Expr> Args) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) =>
+    protected override object? Evaluate(JinjaTemplate.Scope scope) =>
         JinjaValues.ApplyTest(Test, Value.Eval(scope), [.. Args.Select(a => a.Eval(scope))]) != Negated;
 }
 
 internal sealed record Unary(string Op, Expr Operand) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope)
+    protected override object? Evaluate(JinjaTemplate.Scope scope)
     {
         var v = Operand.Eval(scope);
         return Op switch
@@ -253,7 +316,7 @@ internal sealed record Unary(string Op, Expr Operand) : Expr
 
 internal sealed record Binary(string Op, Expr Left, Expr Right) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope)
+    protected override object? Evaluate(JinjaTemplate.Scope scope)
     {
         if (Op == "and")
         {
@@ -271,6 +334,6 @@ internal sealed record Binary(string Op, Expr Left, Expr Right) : Expr
 
 internal sealed record Conditional(Expr Condition, Expr Then, Expr? Else) : Expr
 {
-    public override object? Eval(JinjaTemplate.Scope scope) =>
+    protected override object? Evaluate(JinjaTemplate.Scope scope) =>
         JinjaValues.Truthy(Condition.Eval(scope)) ? Then.Eval(scope) : Else is null ? Undefined.Value : Else.Eval(scope);
 }

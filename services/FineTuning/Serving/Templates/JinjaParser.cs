@@ -1,6 +1,7 @@
 // Over 400 lines on purpose: one recursive-descent parser of the Jinja subset chat templates use (statements,
 // expressions, filters and tests share the token stream and precedence levels); split, they would share its internals.
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace AspireTune.FineTuning.Serving.Templates;
@@ -120,7 +121,7 @@ internal static class JinjaLexer
                 while (j < s.Length && (char.IsDigit(s[j]) || (s[j] == '.' && j + 1 < s.Length && char.IsDigit(s[j + 1])))) j++;
                 var number = s[i..j];
                 tokens.Add(new Token(TokenKind.Number, number, number.Contains('.')
-                    ? double.Parse(number, CultureInfo.InvariantCulture) : long.Parse(number, CultureInfo.InvariantCulture)));
+                    ? double.Parse(number, CultureInfo.InvariantCulture) : (object)long.Parse(number, CultureInfo.InvariantCulture))); // (object): else the conditional makes every literal a double
                 i = j;
             }
             else if (c is '\'' or '"')
@@ -171,6 +172,7 @@ internal sealed class JinjaParser(List<Segment> segments)
     /// <summary>Nodes until one of <paramref name="stops"/> (returned, its tokens positioned after the keyword) or the end.</summary>
     private (List<Node> Body, string? Stop) ParseUntil(params string[] stops)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack(); // nested blocks; JinjaTemplate.Parse makes it a TemplateException
         var body = new List<Node>();
         while (_segment < segments.Count)
         {
@@ -305,6 +307,7 @@ internal sealed class JinjaParser(List<Segment> segments)
 
     private Expr ParseExpression()
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack(); // nested parentheses, brackets and calls
         var value = ParseOr();
         if (!AcceptName("if")) return value;
         var condition = ParseOr();
@@ -325,7 +328,11 @@ internal sealed class JinjaParser(List<Segment> segments)
         return left;
     }
 
-    private Expr ParseNot() => AcceptName("not") ? new Unary("not", ParseNot()) : ParseCompare();
+    private Expr ParseNot()
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+        return AcceptName("not") ? new Unary("not", ParseNot()) : ParseCompare();
+    }
 
     private static readonly string[] Comparisons = ["==", "!=", "<", ">", "<=", ">="];
 
@@ -384,6 +391,7 @@ internal sealed class JinjaParser(List<Segment> segments)
 
     private Expr ParseUnary()
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         if (Accept("-")) return new Unary("-", ParseUnary());
         if (Accept("+")) return ParseUnary();
         var value = ParsePostfix(ParsePrimary());

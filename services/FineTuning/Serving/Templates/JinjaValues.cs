@@ -32,6 +32,9 @@ internal static class JinjaValues
         _ => true,
     };
 
+    /// <summary>What Python's str.strip() and split() take as whitespace (str.isspace): .NET's, and U+001C-U+001F besides.</summary>
+    private static readonly char[] PyWhitespace = [.. Enumerable.Range(0, 0x3001).Select(i => (char)i).Where(c => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f')];
+
     public static string Str(object? v) => v switch
     {
         null => "None",
@@ -40,21 +43,40 @@ internal static class JinjaValues
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => PyFloat(d),
-        IDictionary or IList => Repr(v),
+        IDictionary or IList => Repr(v, new StringBuilder()).ToString(),
         _ => v.ToString() ?? "",
     };
 
     private static string PyFloat(double d) =>
         double.IsInteger(d) && Math.Abs(d) < 1e16 ? d.ToString("0.0", CultureInfo.InvariantCulture) : d.ToString("R", CultureInfo.InvariantCulture);
 
-    /// <summary>Python's repr of lists and dicts, as <c>{{ list }}</c> prints them.</summary>
-    private static string Repr(object? v) => v switch
+    /// <summary>Python's repr of lists and dicts, as <c>{{ list }}</c> prints them (bounded as any string the template builds).</summary>
+    private static StringBuilder Repr(object? v, StringBuilder sb)
     {
-        string s => "'" + s.Replace("\\", "\\\\").Replace("'", "\\'") + "'",
-        IDictionary<string, object?> d => "{" + string.Join(", ", d.Select(p => Repr(p.Key) + ": " + Repr(p.Value))) + "}",
-        IList l => "[" + string.Join(", ", l.Cast<object?>().Select(Repr)) + "]",
-        _ => Str(v),
-    };
+        switch (v)
+        {
+            case string s:
+                sb.Append('\'').Append(s.Replace("\\", "\\\\").Replace("'", "\\'")).Append('\'');
+                break;
+            case IDictionary<string, object?> d:
+                sb.Append('{');
+                foreach (var (i, p) in d.Index())
+                    Repr(p.Value, Repr(p.Key, sb.Append(i > 0 ? ", " : "")).Append(": "));
+                sb.Append('}');
+                break;
+            case IList l:
+                sb.Append('[');
+                for (var i = 0; i < l.Count; i++)
+                    Repr(l[i], sb.Append(i > 0 ? ", " : ""));
+                sb.Append(']');
+                break;
+            default:
+                sb.Append(Str(v));
+                break;
+        }
+        JinjaLimits.CheckLength(sb.Length);
+        return sb;
+    }
 
     public static IEnumerable<object?> Iterate(object? v) => v switch
     {
@@ -105,23 +127,24 @@ internal static class JinjaValues
     public static object? Method(object? self, string name, List<object?> args)
     {
         string Arg(int i) => i < args.Count ? Str(args[i]) : throw new TemplateException($"{name}() needs {i + 1} argument(s)");
+        char[] Chars() => args.Count > 0 && args[0] is string chars ? chars.ToCharArray() : PyWhitespace; // strip(None) is strip()
         if (self is string s)
         {
             return name switch
             {
-                "strip" => args.Count > 0 ? s.Trim(Arg(0).ToCharArray()) : s.Trim(),
-                "lstrip" => args.Count > 0 ? s.TrimStart(Arg(0).ToCharArray()) : s.TrimStart(),
-                "rstrip" => args.Count > 0 ? s.TrimEnd(Arg(0).ToCharArray()) : s.TrimEnd(),
+                "strip" => s.Trim(Chars()),
+                "lstrip" => s.TrimStart(Chars()),
+                "rstrip" => s.TrimEnd(Chars()),
                 "upper" => s.ToUpperInvariant(),
                 "lower" => s.ToLowerInvariant(),
                 "title" => CultureInfo.InvariantCulture.TextInfo.ToTitleCase(s.ToLowerInvariant()),
                 "capitalize" => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant(),
                 "startswith" => s.StartsWith(Arg(0), StringComparison.Ordinal),
                 "endswith" => s.EndsWith(Arg(0), StringComparison.Ordinal),
-                "replace" => s.Replace(Arg(0), Arg(1), StringComparison.Ordinal),
+                "replace" => Replace(s, Arg(0), Arg(1)),
                 "split" => args.Count > 0
                     ? s.Split(Arg(0)).Select(p => (object?)p).ToList()
-                    : s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(p => (object?)p).ToList(),
+                    : s.Split(PyWhitespace, StringSplitOptions.RemoveEmptyEntries).Select(p => (object?)p).ToList(),
                 "format" => PercentFormat(s, args),
                 _ => throw new TemplateException($"strings have no method '{name}' here"),
             };
@@ -139,13 +162,31 @@ internal static class JinjaValues
 
     private static string PercentFormat(string format, List<object?> args)
     {
-        var i = 0;
-        return System.Text.RegularExpressions.Regex.Replace(format, "%[sd]", _ => i < args.Count ? Str(args[i++]) : "");
+        var parts = System.Text.RegularExpressions.Regex.Split(format, "%[sd]");
+        return Join("", [.. parts.SelectMany((p, i) => i == 0 ? [p] : new[] { i - 1 < args.Count ? Str(args[i - 1]) : "", p })]);
+    }
+
+    /// <summary>Python's str.replace (an empty <paramref name="old"/> inserts <paramref name="replacement"/> around every character), bounded.</summary>
+    private static string Replace(string s, string old, string replacement)
+    {
+        if (old.Length == 0)
+            return Join(replacement, ["", .. s.Select(c => c.ToString()), ""]);
+        long count = 0;
+        for (var at = s.IndexOf(old, StringComparison.Ordinal); at >= 0; at = s.IndexOf(old, at + old.Length, StringComparison.Ordinal)) count++;
+        JinjaLimits.CheckLength(s.Length + count * (replacement.Length - old.Length));
+        return s.Replace(old, replacement, StringComparison.Ordinal);
+    }
+
+    /// <summary>string.Join, refused before it is built when the result would be longer than <see cref="JinjaLimits.MaxChars"/>.</summary>
+    private static string Join(string separator, List<string> parts)
+    {
+        JinjaLimits.CheckLength(parts.Sum(p => (long)p.Length) + (long)separator.Length * Math.Max(parts.Count - 1, 0));
+        return string.Join(separator, parts);
     }
 
     public static object? ApplyFilter(string name, object? v, List<object?> args, Dictionary<string, object?> kwargs) => name switch
     {
-        "trim" => Str(v).Trim(),
+        "trim" => Str(v).Trim(PyWhitespace),
         "length" or "count" => v switch { string s => (long)s.Length, ICollection c => (long)c.Count, _ => 0L },
         "tojson" => ToJson(v, kwargs.TryGetValue("indent", out var indent) || args.Count > 0 ? (int?)Int(indent ?? args[0]) : null),
         "upper" => Str(v).ToUpperInvariant(),
@@ -159,9 +200,9 @@ internal static class JinjaValues
         "last" => Iterate(v).LastOrDefault(Undefined.Value),
         "list" => Iterate(v).ToList(),
         "reverse" => v is string rs ? new string(rs.Reverse().ToArray()) : Iterate(v).Reverse().ToList(),
-        "join" => string.Join(args.Count > 0 ? Str(args[0]) : "", Iterate(v).Select(Str)),
+        "join" => Join(args.Count > 0 ? Str(args[0]) : "", [.. Iterate(v).Select(Str)]),
         "default" or "d" => v is Undefined || (args.Count > 1 && Truthy(args[1]) && !Truthy(v)) ? (args.Count > 0 ? args[0] : "") : v,
-        "replace" => Str(v).Replace(Str(args[0]), Str(args[1]), StringComparison.Ordinal),
+        "replace" => Replace(Str(v), Str(args.ElementAtOrDefault(0)), Str(args.ElementAtOrDefault(1))),
         "items" => Method(v as IDictionary<string, object?> ?? throw new TemplateException("items needs a mapping"), "items", []),
         "safe" or "e" or "escape" => v,
         "selectattr" or "rejectattr" => SelectAttr(v, args, name == "rejectattr"),
@@ -211,15 +252,22 @@ internal static class JinjaValues
         "<=" => Compare(l, r) <= 0,
         ">=" => Compare(l, r) >= 0,
         "in" => Contains(r, l),
-        "~" => Str(l) + Str(r),
+        "~" => Join("", [Str(l), Str(r)]),
+        "%" when l is string format => PercentFormat(format, r is IList tuple ? [.. tuple.Cast<object?>()] : [r]),
         "+" => (l, r) switch
         {
-            (string a, string b) => a + b,
-            (IList a, IList b) => a.Cast<object?>().Concat(b.Cast<object?>()).ToList(),
+            (string a, string b) => Join("", [a, b]),
+            (IList a, IList b) => Concat(a, b),
             _ => Arithmetic(op, l, r),
         },
         _ => Arithmetic(op, l, r),
     };
+
+    private static List<object?> Concat(IList a, IList b)
+    {
+        JinjaLimits.CheckLength((long)a.Count + b.Count);
+        return [.. a.Cast<object?>(), .. b.Cast<object?>()];
+    }
 
     private static object Arithmetic(string op, object? l, object? r)
     {
@@ -326,10 +374,16 @@ internal static class JinjaValues
             for (var i = 0; i < items.Count; i++)
             {
                 if (i > 0) sb.Append(indent is null ? ", " : ",");
-                if (indent is { } n) sb.Append('\n').Append(' ', n * (depth + 1));
+                if (indent is { } n)
+                {
+                    var pad = Math.Max(0L, (long)n * (depth + 1)); // Python's ' ' * -4 is ''
+                    JinjaLimits.CheckLength(sb.Length + pad);
+                    sb.Append('\n').Append(' ', (int)pad);
+                }
                 items[i]();
+                JinjaLimits.CheckLength(sb.Length);
             }
-            if (indent is { } m && items.Count > 0) sb.Append('\n').Append(' ', m * depth);
+            if (indent is { } m && items.Count > 0) sb.Append('\n').Append(' ', Math.Max(0, m * depth));
             sb.Append(close);
         }
     }
