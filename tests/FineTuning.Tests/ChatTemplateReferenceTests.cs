@@ -7,8 +7,8 @@ using AspireTune.FineTuning.Tests.Engine;
 namespace AspireTune.FineTuning.Tests;
 
 /// <summary>
-/// The chat templates of the SentencePiece families (Llama 2, Mistral v0.1/v0.2, TinyLlama/Zephyr, Gemma, Phi-3;
-/// Fixtures/chat-templates) rendered by the Jinja subset, compared character for character with what the Jinja port of
+/// The chat templates of the SentencePiece families (Llama 2, Mistral v0.1/v0.2, TinyLlama/Zephyr, Gemma, Phi-3), and
+/// Llama 3.1's and Mistral v0.3's, as Fixtures/chat-templates has them, rendered by the Jinja subset, compared character for character with what the Jinja port of
 /// transformers.js renders (Fixtures/chat-template-reference.json, written by tools/fixtures/chat_template_reference.mjs),
 /// refusals included: a conversation the template refuses is a <see cref="TemplateException"/> with its message.
 /// </summary>
