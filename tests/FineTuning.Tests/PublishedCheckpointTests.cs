@@ -22,11 +22,11 @@ public sealed class PublishedCheckpointTests
     private static readonly object[] Hello = [new { role = "system", content = "Be brief." }, new { role = "user", content = "Hello there" }];
 
     /// <summary>Builds the family's folder in the data folder and imports it as <paramref name="family"/>.</summary>
-    private static async Task<string> ImportAsync(FineTuningFactory factory, HttpClient http, string family)
+    private static async Task<string> ImportAsync(FineTuningFactory factory, HttpClient http, string family, int vocabSize = BeginOfText + 12)
     {
         var target = family == "llama32" ? Path.Combine(factory.DataFolder, "imports", family) : EngineFixtures.SentencePieceDirectory();
         if (family == "llama32")
-            Llama32Instruct(target);
+            Llama32Instruct(target, vocabSize: vocabSize);
         else
         {
             TinyLlamaChat(target);
@@ -123,6 +123,47 @@ public sealed class PublishedCheckpointTests
         choice.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().Should().HaveCount(echoed.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 2);
         // "▁Hello" starts the text, so decoding drops its "▁": " world" starts at the space after "<s>Hello".
         Offsets(choice).Take(3).Should().Equal(0, "<s>".Length, "<s>Hello".Length);
+    }
+
+    [Theory]
+    [InlineData("config.json", "quantization_config", """{"quant_method": "awq", "bits": 4}""")]
+    [InlineData("config.json", "rope_scaling", """{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}""")]
+    [InlineData("generation_config.json", "eos_token_id", "[301, 9000]")]
+    [InlineData("generation_config.json", "eos_token_id", "\"eot\"")]
+    public async Task PublishedCheckpoint_WithAFieldTheEngineCannotHonour_IsRefusedAtImportNamingFileAndField(string file, string field, string value)
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        var target = Path.Combine(factory.DataFolder, "imports", "odd");
+        Llama32Instruct(target);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(target, file)))!.AsObject();
+        json[field] = JsonNode.Parse(value);
+        File.WriteAllText(Path.Combine(target, file), json.ToJsonString());
+
+        var imported = await http.PostAsJsonAsync("/api/models/import", new { path = "imports/odd", name = "odd" }, Ct);
+        var body = await imported.Content.ReadAsStringAsync(Ct);
+
+        imported.StatusCode.Should().Be(HttpStatusCode.BadRequest, body);
+        body.Should().Contain(file).And.Contain($"'{field}'");
+        (await http.GetAsync("/v1/models/odd", Ct)).StatusCode.Should().Be(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task PaddedVocabulary_AnIdTheTokenizerDoesNotDefine_IsGeneratedAsNoText()
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        await ImportAsync(factory, http, "llama32", vocabSize: 320);
+
+        var chat = await ChatForcingAsync(http, "llama32", 315);
+        var streamed = await StreamAsync(http, new { model = "llama32", messages = Hello, max_tokens = 2, temperature = 0, stream = true, logit_bias = new Dictionary<string, int> { ["315"] = 100 } });
+        var completion = await PostAsync(http, "/v1/completions", new { model = "llama32", prompt = "Hi", max_tokens = 2, temperature = 0, logprobs = 1, logit_bias = new Dictionary<string, int> { ["315"] = 100 } });
+
+        chat.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString().Should().BeEmpty();
+        chat.GetProperty("choices")[0].GetProperty("finish_reason").GetString().Should().Be("length");
+        streamed.Finish.Should().Be("length");
+        completion.GetProperty("choices")[0].GetProperty("token_ids").EnumerateArray().Select(t => t.GetInt32()).Should().Equal(315, 315);
+        completion.GetProperty("choices")[0].GetProperty("text").GetString().Should().BeEmpty();
     }
 
     [Theory]

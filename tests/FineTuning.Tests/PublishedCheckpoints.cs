@@ -32,8 +32,9 @@ public static class PublishedCheckpoints
     /// embeddings, eos as a list), generation_config.json (eos [end_of_text, eom, eot]), BF16 weights in three shards
     /// with model.safetensors.index.json, a byte-level BPE tokenizer.json with Llama 3's pre-tokenizer, post-processor
     /// and added special tokens, tokenizer_config.json with the Llama 3.1 chat template, special_tokens_map.json.
+    /// A <paramref name="vocabSize"/> above the tokenizer's 312 ids pads the embeddings as Qwen2.5 does (151,936 rows for 151,665 tokens).
     /// </summary>
-    public static void Llama32Instruct(string directory, long seed = 5)
+    public static void Llama32Instruct(string directory, long seed = 5, int vocabSize = BeginOfText + 12)
     {
         var config = Json($$"""
             {
@@ -45,7 +46,7 @@ public static class PublishedCheckpoints
               "rms_norm_eps": 1e-05,
               "rope_scaling": { "factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_type": "llama3" },
               "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
-              "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": {{BeginOfText + 12}}
+              "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": {{vocabSize}}
             }
             """);
         var generation = Json($$"""

@@ -38,8 +38,18 @@ public sealed record ModelConfig
     /// <summary>MLP inner size (GPT-2 <c>n_inner</c>, default 4 x hidden).</summary>
     public required int IntermediateSize { get; init; }
 
-    /// <summary>Longest sequence the model accepts (GPT-2 <c>n_positions</c>, Llama <c>max_position_embeddings</c>).</summary>
+    /// <summary>
+    /// Longest sequence the model accepts (GPT-2 <c>n_positions</c>, Llama <c>max_position_embeddings</c>), cut to
+    /// <see cref="SlidingWindow"/> where the config has one.
+    /// </summary>
     public required int MaxPositions { get; init; }
+
+    /// <summary>
+    /// The attention window of a sliding-window config (Mistral's <c>sliding_window</c>, 4096 when the key is absent as
+    /// transformers defaults it; Qwen2's with <c>use_sliding_window</c>). The engine attends to every position, which is
+    /// the same computation up to the window, so <see cref="MaxPositions"/> is cut to it; null without one.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
 
     /// <summary>Per-head size; Llama configs may set <c>head_dim</c> apart from hidden / heads.</summary>
     public int HeadDim { get; init; }
@@ -128,6 +138,10 @@ public sealed record ModelConfig
     {
         var type = root["model_type"]?.GetValue<string>()
             ?? throw new ModelFormatException($"{source}: 'model_type' is missing", source);
+        // GPTQ, AWQ, bitsandbytes, FP8: packed integer weights with scales the engine has no kernels for.
+        if (root["quantization_config"] is JsonObject quantization)
+            throw new ModelFormatException(
+                $"{source}: 'quantization_config' (quant_method {quantization["quant_method"]?.ToString() ?? "unknown"}) is not supported: import the unquantized checkpoint (F32, F16 or BF16 safetensors)", source);
         int Req(params string[] keys)
         {
             foreach (var k in keys)
@@ -182,17 +196,21 @@ public sealed record ModelConfig
                 }
                 else if (ropeType != "default")
                 {
-                    throw new ModelFormatException($"{source}: rope type '{ropeType}' is not supported (default, llama3)", source);
+                    throw new ModelFormatException($"{source}: '{(rope is null ? "rope_scaling" : "rope_parameters")}' rope_type '{ropeType}' is not supported (default, llama3)", source);
                 }
                 var theta = rope?["rope_theta"] is JsonValue rt ? rt.GetValue<double>() : D("rope_theta", 10000.0);
                 var heads = Req("num_attention_heads");
                 var attnBias = B("attention_bias", false);
+                int? window = root.ContainsKey("sliding_window") ? Opt("sliding_window") : type == "mistral" ? 4096 : null;
+                if (type != "mistral" && !B("use_sliding_window", false)) window = null;
+                var positions = Req("max_position_embeddings");
                 return new ModelConfig
                 {
                     Architecture = ModelArchitecture.Llama, ModelType = type, Raw = root,
                     VocabSize = Req("vocab_size"), HiddenSize = Req("hidden_size"), NumLayers = Req("num_hidden_layers"),
                     NumHeads = heads, NumKeyValueHeads = Opt("num_key_value_heads") ?? heads,
-                    IntermediateSize = Req("intermediate_size"), MaxPositions = Req("max_position_embeddings"),
+                    IntermediateSize = Req("intermediate_size"), MaxPositions = window is { } w && w < positions ? w : positions,
+                    SlidingWindow = window < positions ? window : null,
                     HeadDim = Opt("head_dim") ?? 0, NormEpsilon = D("rms_norm_eps", 1e-6), RopeTheta = theta, RopeScaling = rs,
                     // Qwen2 always has q/k/v bias and no o_proj bias; Llama's attention_bias covers all four.
                     AttentionBias = type == "qwen2" || attnBias, OutputBias = type != "qwen2" && attnBias,
@@ -237,7 +255,9 @@ public sealed record ModelConfig
             o["architectures"] ??= new JsonArray(arch);
             o["hidden_size"] = HiddenSize; o["num_hidden_layers"] = NumLayers; o["num_attention_heads"] = NumHeads;
             o["num_key_value_heads"] = KvHeads; o["intermediate_size"] = IntermediateSize;
-            o["max_position_embeddings"] = MaxPositions; Number(o, "rms_norm_eps", NormEpsilon); o["hidden_act"] = "silu";
+            // A context cut to the sliding window keeps the file's max_position_embeddings: the model's, not the engine's limit.
+            if (SlidingWindow is null || o["max_position_embeddings"] is null) o["max_position_embeddings"] = MaxPositions;
+            Number(o, "rms_norm_eps", NormEpsilon); o["hidden_act"] = "silu";
             if (HeadDim > 0) o["head_dim"] = HeadDim;
             if (ModelType != "qwen2") o["attention_bias"] = AttentionBias;
             o["mlp_bias"] = MlpBias; Number(o, "attention_dropout", AttentionDropout);

@@ -26,10 +26,12 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     private readonly Regex? _specialSplit;
     private readonly WordCache _cache = new();
     private readonly IReadOnlyList<(string Name, byte[] Content)> _sourceFiles;
+    private readonly bool _ignoreMerges;
 
     private ByteLevelBpeTokenizer(Dictionary<string, int> vocab, IEnumerable<(string, string)> merges, string pattern,
-        Dictionary<string, int> special, int? bos, int? eos, IReadOnlyList<(string, byte[])> sourceFiles)
+        Dictionary<string, int> special, int? bos, int? eos, IReadOnlyList<(string, byte[])> sourceFiles, bool ignoreMerges = false)
     {
+        _ignoreMerges = ignoreMerges;
         _vocab = vocab;
         _special = special;
         var count = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, special.Count == 0 ? 0 : special.Values.Max() + 1);
@@ -156,7 +158,9 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
         var pattern = FindSplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
         var (bos, eos, files) = TokenizerJson.ConfigAndFiles(root, path, directory, special);
         eos ??= special.TryGetValue("<|endoftext|>", out var e) ? e : null;
-        return new ByteLevelBpeTokenizer(vocab, merges, pattern, special, bos, eos, files);
+        // Llama 3 sets ignore_merges: a pre-token that is itself in the vocabulary is that token, whatever the merges give.
+        var ignoreMerges = model["ignore_merges"] is JsonValue im && im.GetValueKind() == System.Text.Json.JsonValueKind.True;
+        return new ByteLevelBpeTokenizer(vocab, merges, pattern, special, bos, eos, files, ignoreMerges);
     }
 
     private static string? FindSplitPattern(JsonNode? pre)
@@ -215,6 +219,8 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
     private int[] Bpe(string piece)
     {
         var bytes = Encoding.UTF8.GetBytes(piece);
+        if (_ignoreMerges && _vocab.TryGetValue(string.Concat(bytes.Select(b => ByteToChar[b])), out var whole))
+            return [whole];
         var parts = new List<string>(bytes.Length);
         foreach (var b in bytes) parts.Add(ByteToChar[b].ToString());
         while (parts.Count > 1)
@@ -256,8 +262,10 @@ public sealed partial class ByteLevelBpeTokenizer : ITokenizer
 
     public byte[] TokenBytes(int id)
     {
+        // An id of the model's padded embedding rows that no token has (Qwen2.5: 151,936 rows, 151,665 tokens) decodes
+        // to nothing, as tokenizers' decode skips it.
         if ((uint)id >= (uint)_idToToken.Length || _idToToken[id] is null)
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary of {Count}");
+            return [];
         var token = _idToToken[id];
         if (_special.ContainsKey(token)) return Encoding.UTF8.GetBytes(token);
         var bytes = new byte[token.Length];

@@ -23,7 +23,10 @@ public interface ITokenizer
 
     string Decode(IEnumerable<int> ids);
 
-    /// <summary>The raw bytes of one token (UTF-8 fragments), for streaming output that may split characters.</summary>
+    /// <summary>
+    /// The raw bytes of one token (UTF-8 fragments), for streaming output that may split characters; none for an id no
+    /// token has (a model's embeddings may have more rows than the tokenizer has tokens), which <see cref="Decode"/> skips.
+    /// </summary>
     byte[] TokenBytes(int id);
 
     /// <summary>Writes the tokenizer files into a Hugging Face model directory.</summary>

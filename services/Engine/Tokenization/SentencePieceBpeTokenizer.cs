@@ -274,6 +274,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
 
     public byte[] TokenBytes(int id)
     {
+        if (!Defines(id)) return [];
         var token = Token(id);
         if (_added.Contains(id)) return Encoding.UTF8.GetBytes(token);
         if (_idToByte[id] >= 0) return [(byte)_idToByte[id]];
@@ -281,11 +282,12 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     }
 
     /// <summary>As tokenizers' decode (special tokens kept): the decoders over the token strings, e.g. the first space stripped.</summary>
-    public string Decode(IEnumerable<int> ids) => _pipeline.Decode([.. ids.Select(Token)]);
+    /// <summary>As tokenizers' decode, which skips ids no token has (a model's padded embedding rows).</summary>
+    public string Decode(IEnumerable<int> ids) => _pipeline.Decode([.. ids.Where(Defines).Select(Token)]);
 
-    private string Token(int id) =>
-        (uint)id < (uint)_idToToken.Length && _idToToken[id] is { } t ? t
-            : throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary of {Count}");
+    private bool Defines(int id) => (uint)id < (uint)_idToToken.Length && _idToToken[id] is not null;
+
+    private string Token(int id) => _idToToken[id];
 
     /// <summary>Copies the files it was read from (tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model).</summary>
     public void Save(string directory)

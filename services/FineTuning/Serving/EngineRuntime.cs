@@ -44,6 +44,8 @@ public sealed class EngineRuntime(IOptions<BuiltInModelOptions> builtIn) : IMode
             if (!File.Exists(configPath))
                 throw new ModelDirectoryException($"'{directory}' has no config.json: it is not a Hugging Face model directory.");
             var config = ModelConfig.Load(configPath);
+            // Read now so that an eos id it cannot honour is refused at import, not at the first request.
+            GenerationConfig.Load(directory, config);
             // Header-only read: names, dtypes and shapes, checked by the engine, without loading a weight.
             var parameters = HfWeights.Resolve(directory).Values.Sum(t => t.Entry.ElementCount);
             var tokenizer = Tokenizer(directory);

@@ -48,6 +48,25 @@ public sealed class CheckpointTests
         config.TieWordEmbeddings.Should().BeTrue();
     }
 
+    [Theory]
+    [InlineData("\"model_type\":\"mistral\",\"sliding_window\":4096", 4096)]
+    [InlineData("\"model_type\":\"mistral\"", 4096)]
+    [InlineData("\"model_type\":\"mistral\",\"sliding_window\":null", 32768)]
+    [InlineData("\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":false", 32768)]
+    [InlineData("\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":true", 4096)]
+    public void Parse_SlidingWindowConfig_CutsTheContextToTheWindowAndWritesTheFilesBack(string type, int context)
+    {
+        var json = JsonNode.Parse("{" + type + ",\"vocab_size\":32768,\"hidden_size\":4096,\"num_hidden_layers\":32,\"num_attention_heads\":32,"
+            + "\"num_key_value_heads\":8,\"intermediate_size\":14336,\"max_position_embeddings\":32768,\"rope_theta\":1000000.0}")!.AsObject();
+
+        var config = ModelConfig.Parse(json);
+        var written = config.ToJson();
+
+        config.MaxPositions.Should().Be(context, "the engine attends to every position: the same as the window up to its length");
+        written["max_position_embeddings"]!.GetValue<int>().Should().Be(32768);
+        written["sliding_window"]?.ToJsonString().Should().Be(json["sliding_window"]?.ToJsonString());
+    }
+
     [Fact]
     public void Load_TruncatedSafetensors_NamesFileAndTensor()
     {

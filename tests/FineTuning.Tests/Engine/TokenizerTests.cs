@@ -78,6 +78,26 @@ public sealed class TokenizerTests
         tokenizer.Count.Should().Be(257);
     }
 
+    [Theory]
+    [InlineData(true, new[] { 3 })]
+    [InlineData(false, new[] { 2, 1 })]
+    public void Encode_IgnoreMerges_TakesAPreTokenInTheVocabularyWhole(bool ignoreMerges, int[] expected)
+    {
+        // "abc" is a token the merges never build ("a b" gives "ab", then nothing joins "ab" and "c"): with Llama 3's
+        // ignore_merges the word is that token, as tokenizers encodes it; without, the merges' pieces.
+        var dir = EngineFixtures.TempDirectory();
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), $$$"""
+            {"model":{"type":"BPE","byte_fallback":false,"ignore_merges":{{{(ignoreMerges ? "true" : "false")}}},
+              "vocab":{"a":0,"c":1,"ab":2,"abc":3,"b":4},"merges":["a b"]},
+             "pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}}
+            """);
+
+        var tokenizer = ByteLevelBpeTokenizer.TryLoad(dir)!;
+
+        tokenizer.Encode("abc").Should().Equal(expected);
+        tokenizer.Decode(expected).Should().Be("abc");
+    }
+
     [Fact]
     public void TryLoad_MalformedMerges_NamesFileAndLine()
     {
