@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Models;
 using AspireTune.FineTuning.Tests.Engine;
 using static AspireTune.FineTuning.Tests.PublishedCheckpoints;
@@ -214,6 +215,12 @@ public sealed class PublishedCheckpointTests
         var baseConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
         foreach (var key in new[] { "architectures", "eos_token_id", "bos_token_id", "rope_scaling", "rope_theta", "tie_word_embeddings", "head_dim", "max_position_embeddings", "num_key_value_heads" }.Where(baseConfig.ContainsKey))
             (config[key]?.ToJsonString()).Should().Be(baseConfig[key]?.ToJsonString(), $"config.json keeps '{key}'");
+        // LoRA only adds to the base's weights, so they are written back in its bf16 (half the size of fp32); a full
+        // fine-tune writes its fp32 master weights.
+        var written = loraRank > 0 ? SafeTensorDType.BF16 : SafeTensorDType.F32;
+        HfWeights.StoredDType(source).Should().Be(SafeTensorDType.BF16, "the published layouts are bf16");
+        HfWeights.Resolve(unpacked).Values.Select(l => l.Entry.DType).Distinct().Should().Equal(written);
+        config["torch_dtype"]!.GetValue<string>().Should().Be(loraRank > 0 ? "bfloat16" : "float32");
         using var reloaded = CausalLm.Load(unpacked);
         reloaded.Config.MaxPositions.Should().Be(baseConfig["max_position_embeddings"]!.GetValue<int>());
         reloaded.Tokenizer!.Encode("Hello").Should().Equal(AspireTune.Engine.Tokenization.TokenizerFiles.TryLoad(source)!.Encode("Hello"));

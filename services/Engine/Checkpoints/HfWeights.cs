@@ -58,6 +58,16 @@ public static class HfWeights
         return result;
     }
 
+    /// <summary>
+    /// The element type the directory's weights are stored in when every tensor shares one (a bf16 checkpoint), else F32:
+    /// what a model that only adds LoRA updates to those weights is written back as, as PEFT's merge keeps the base's dtype.
+    /// </summary>
+    public static SafeTensorDType StoredDType(string directory)
+    {
+        var types = Resolve(directory).Values.Select(l => l.Entry.DType).Distinct().ToList();
+        return types.Count == 1 ? types[0] : SafeTensorDType.F32;
+    }
+
     /// <summary>Writes one file, or shards of at most <paramref name="maxShardBytes"/> plus the index.</summary>
     public static void Save(string directory, IReadOnlyList<(string Name, long[] Shape, float[] Data)> tensors,
         SafeTensorDType dtype, long maxShardBytes)

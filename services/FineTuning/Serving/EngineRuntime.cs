@@ -79,7 +79,8 @@ public sealed class EngineRuntime(IOptions<BuiltInModelOptions> builtIn) : IMode
         {
             throw new ModelDirectoryException($"The checkpoint does not fit its base model: {ex.Message}", ex);
         }
-        model.Save(directory);
+        // As the job writes its final model: a LoRA checkpoint in its base's dtype, a full one in fp32.
+        model.Save(directory, new SaveOptions { DType = hyperparameters.ToLoraOptions() is null ? SafeTensorDType.F32 : HfWeights.StoredDType(baseDirectory) });
     }
 
     public Func<string, int> TokenCounter(string directory)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using AspireTune.Contracts.Common;
+using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Models;
 using AspireTune.FineTuning.Jobs;
 using AspireTune.Engine.Training;
@@ -29,7 +30,9 @@ public sealed class EngineTrainingBackend(IOptions<FineTuningOptions> options) :
         var staging = run.OutputDirectory + ".saving";
         if (Directory.Exists(staging))
             Directory.Delete(staging, recursive: true);
-        model.Save(staging);
+        // LoRA leaves the base as it was stored: the merged model is written in the base's dtype (bf16 stays bf16, half
+        // the size of fp32), as PEFT merges; a full fine-tune keeps its fp32 master weights.
+        model.Save(staging, new SaveOptions { DType = lora ? HfWeights.StoredDType(run.BaseModelDirectory) : SafeTensorDType.F32 });
         if (Directory.Exists(run.OutputDirectory))
             Directory.Delete(run.OutputDirectory, recursive: true);
         Directory.Move(staging, run.OutputDirectory);
