@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Checkpoints;
 using AspireTune.Engine.Models;
+using AspireTune.FineTuning.Serving;
 using AspireTune.FineTuning.Tests.Engine;
 using static AspireTune.FineTuning.Tests.PublishedCheckpoints;
 
@@ -165,6 +166,40 @@ public sealed class PublishedCheckpointTests
         streamed.Finish.Should().Be("length");
         completion.GetProperty("choices")[0].GetProperty("token_ids").EnumerateArray().Select(t => t.GetInt32()).Should().Equal(315, 315);
         completion.GetProperty("choices")[0].GetProperty("text").GetString().Should().BeEmpty();
+    }
+
+    [Theory]
+    [InlineData("llama32", 0.6, 0.9)] // its generation_config.json: do_sample true, temperature 0.6, top_p 0.9
+    [InlineData("tinyllama", 1.0, 1.0)] // no sampling keys: the OpenAI defaults
+    public async Task PublishedCheckpoint_RequestWithoutSamplingSettings_SamplesWithItsGenerationConfigDefaults(string family, double temperature, double topP)
+    {
+        await using var factory = new FineTuningFactory();
+        var http = factory.CreateClient();
+        await ImportAsync(factory, http, family);
+        async Task<string> ChatAsync(object request) =>
+            (await PostAsync(http, "/v1/chat/completions", request)).GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+
+        var left = await ChatAsync(new { model = family, messages = Hello, max_tokens = 24, seed = 11 });
+        var explicitDefaults = await ChatAsync(new { model = family, messages = Hello, max_tokens = 24, seed = 11, temperature, top_p = topP });
+        var other = await ChatAsync(new { model = family, messages = Hello, max_tokens = 24, seed = 11, temperature = 0 });
+
+        left.Should().Be(explicitDefaults, "a request that leaves temperature and top_p out samples as the model's defaults say");
+        left.Should().NotBe(other, "the settings matter on this model, so the comparison above can fail");
+    }
+
+    [Fact]
+    public void WithDefaults_GenerationConfig_FillsOnlyWhatTheRequestLeftOut_GreedyWhereItSaysDoSampleFalse()
+    {
+        static GenerationConfig Config(string json) => new() { Raw = JsonNode.Parse(json)!.AsObject() };
+        var omitted = new OpenAiSampling.Sampling(8, null, null, [], null, 1, false, 0, null);
+        var given = omitted with { Temperature = 0.3 };
+
+        omitted.WithDefaults(Config("""{"do_sample":false,"temperature":0.6,"top_p":0.9}""")).Should().Match<OpenAiSampling.Sampling>(s => s.Temperature == 0 && s.TopP == 1.0);
+        omitted.WithDefaults(Config("""{"do_sample":true,"temperature":0.6,"top_p":0.9}""")).Should().Match<OpenAiSampling.Sampling>(s => s.Temperature == 0.6 && s.TopP == 0.9);
+        omitted.WithDefaults(Config("""{"temperature":7,"top_p":0}""")).Should().Match<OpenAiSampling.Sampling>(s => s.Temperature == 1.0 && s.TopP == 1.0, "values outside the OpenAI ranges are not taken");
+        given.WithDefaults(Config("""{"do_sample":false,"top_p":0.5}""")).Should().Match<OpenAiSampling.Sampling>(s => s.Temperature == 0.3 && s.TopP == 1.0, "the request's temperature wins; do_sample false leaves top_p at 1");
+        given.WithDefaults(Config("""{"top_p":0.5}""")).TopP.Should().Be(0.5);
+        omitted.WithDefaults(new GenerationConfig()).Should().Match<OpenAiSampling.Sampling>(s => s.Temperature == 1.0 && s.TopP == 1.0);
     }
 
     [Theory]

@@ -143,7 +143,7 @@ public sealed class EmbeddedExperimentTests
             await using var _ = app;
             var response = await http.PostAsJsonAsync("api/experiments", new { name = "restart", dataset = await File.ReadAllTextAsync(SamplePath, ct), candidates = new[] { "knn" } }, ct);
             id = (await response.Content.ReadFromJsonAsync<JsonObject>(ct))!["id"]!.GetValue<Guid>();
-            (await WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(2)))["status"]!.GetValue<string>().Should().Be("succeeded");
+            (await WaitForExperimentAsync(http, id, TimeSpan.FromMinutes(6)))["status"]!.GetValue<string>().Should().Be("succeeded");
         }
         // Rewind to the moment the process died with CollectionIndexed still in an in-memory queue: the experiment
         // waits on it and Comparison's inbox has no record of it (Retrieval's outbox says it was delivered).
@@ -162,7 +162,7 @@ public sealed class EmbeddedExperimentTests
 
         var (restarted, client) = await StartEmbeddedAsync(data);
         await using var __ = restarted;
-        var experiment = await WaitForExperimentAsync(client, id, TimeSpan.FromMinutes(2));
+        var experiment = await WaitForExperimentAsync(client, id, TimeSpan.FromMinutes(6));
 
         experiment["status"]!.GetValue<string>().Should().Be("succeeded", experiment.ToJsonString());
         experiment["candidates"]!.AsArray().Single()!["status"]!.GetValue<string>().Should().Be("succeeded");

@@ -79,7 +79,12 @@ public sealed partial class ExperimentWorkflow(
         Log(experiment, "curation", $"Curated {report.Received} lines: kept {report.Kept} (exact duplicates {report.ExactDuplicatesRemoved}, near duplicates {report.NearDuplicatesRemoved}, conflicts {report.ConflictingLabelsRemoved}); split {report.Train}/{report.Validation}/{report.Test}.");
 
         var kinds = command.Candidates.Select(k => CandidateKinds.TryParse(k, out var kind) ? kind : (CandidateKind?)null).OfType<CandidateKind>().ToHashSet();
-        var endpoints = command.ModelEndpoints.Count > 0 ? command.ModelEndpoints.ToList() : [await evaluation.EnsureLocalEndpointAsync(command.BaseModel ?? Options.DefaultBaseModel, context.CancellationToken)];
+        // Only the prompted and retrieval candidates call a model endpoint: a kNN or fine-tuning-only experiment does not
+        // wait on Evaluation to register the local one.
+        List<string> endpoints = command.ModelEndpoints.Count > 0 ? [.. command.ModelEndpoints]
+            : kinds.Contains(CandidateKind.Prompted) || kinds.Contains(CandidateKind.Retrieval)
+                ? [await evaluation.EnsureLocalEndpointAsync(command.BaseModel ?? Options.DefaultBaseModel, context.CancellationToken)]
+                : [];
 
         if (kinds.Contains(CandidateKind.Prompted))
         {

@@ -18,6 +18,18 @@ public sealed record GenerationConfig
     /// <summary>The file as read, so that sampling defaults and other keys survive a save.</summary>
     public JsonObject? Raw { get; init; }
 
+    /// <summary><c>do_sample</c>: false means greedy decoding is the model's default; null when the file does not say.</summary>
+    public bool? DoSample => Raw?["do_sample"] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+
+    /// <summary><c>temperature</c> when the file gives one within the OpenAI range [0, 2]; else null.</summary>
+    public double? Temperature => Number("temperature", 0, 2);
+
+    /// <summary><c>top_p</c> when the file gives one in (0, 1]; else null.</summary>
+    public double? TopP => Number("top_p", double.Epsilon, 1);
+
+    private double? Number(string key, double min, double max) =>
+        Raw?[key] is JsonValue v && v.TryGetValue<double>(out var d) && d >= min && d <= max ? d : null;
+
     /// <summary>What a model without a generation_config.json generates with: its config.json's bos and eos.</summary>
     public static GenerationConfig From(ModelConfig config) => new()
     {

@@ -45,6 +45,7 @@ public static class ChatCompletionsApi
                 activity?.SetTag("gen_ai.prompt", prompt);
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
+            settings = settings.WithDefaults(lease.Model.Generation); // what the request leaves out, as generation_config.json has it
             var promptIds = lease.Generator.EncodePrompt(prompt); // as /v1/tokenize counts it (TokenizeApi)
             CheckContext(lease, promptIds.Count, settings.MaxTokens, "messages");
             CheckLogitBias(settings, lease.Model.Config.VocabSize);

@@ -38,6 +38,7 @@ public static class CompletionsApi
 
             var clock = Stopwatch.StartNew();
             using var lease = await host.AcquireAsync(model, ct);
+            settings = settings.WithDefaults(lease.Model.Generation); // what the request leaves out, as generation_config.json has it
             var id = "cmpl-" + Guid.NewGuid().ToString("N");
             var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
             var encoded = prompts.Select(p => p.Ids ?? lease.Generator.EncodePrompt(p.Text!)).ToList();

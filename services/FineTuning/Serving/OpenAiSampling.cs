@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AspireTune.Engine.Generation;
+using AspireTune.Engine.Models;
 using static AspireTune.ServiceDefaults.OpenAi.OpenAiRequest;
 
 namespace AspireTune.FineTuning.Serving;
@@ -8,8 +9,19 @@ namespace AspireTune.FineTuning.Serving;
 /// <summary>The sampling parameters both completion endpoints share, read and checked once.</summary>
 internal static class OpenAiSampling
 {
-    internal sealed record Sampling(int MaxTokens, double Temperature, double TopP, IReadOnlyList<string> Stop, long? Seed, int N, bool Logprobs, int TopLogprobs, int? CompletionLogprobs)
+    internal sealed record Sampling(int MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop, long? Seed, int N, bool Logprobs, int TopLogprobs, int? CompletionLogprobs)
     {
+        /// <summary>
+        /// What the request left out taken from the model's <c>generation_config.json</c>, as vLLM serves by default: its
+        /// <c>temperature</c> and <c>top_p</c>, greedy where it says <c>do_sample: false</c>; the OpenAI defaults (1, 1)
+        /// where it says nothing. What the request gives always wins.
+        /// </summary>
+        public Sampling WithDefaults(GenerationConfig model) => this with
+        {
+            Temperature = Temperature ?? (model.DoSample == false ? 0 : model.Temperature ?? 1.0),
+            TopP = TopP ?? (model.DoSample == false ? 1.0 : model.TopP ?? 1.0),
+        };
+
         /// <summary><c>logit_bias</c>: token id to a bias in [-100, 100].</summary>
         public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
 
@@ -21,8 +33,8 @@ internal static class OpenAiSampling
         {
             LogitBias = LogitBias,
             MaxTokens = MaxTokens,
-            Temperature = Temperature,
-            TopP = TopP,
+            Temperature = Temperature ?? 1.0,
+            TopP = TopP ?? 1.0,
             Stop = Stop,
             Seed = Seed is { } seed ? seed + index : null,
             TopLogprobs = CompletionLogprobs ?? TopLogprobs,
@@ -34,8 +46,8 @@ internal static class OpenAiSampling
         var maxTokens = OptionalInt(body, chat && body.ContainsKey("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", 0, 1_000_000) ?? defaultMaxTokens;
         if (chat && maxTokens == 0)
             throw new OpenAiException(400, "max_tokens must be at least 1 for chat completions; use /v1/completions with echo to score a prompt.", "max_tokens");
-        var temperature = OptionalDouble(body, "temperature", 0, 2) ?? 1.0;
-        var topP = OptionalDouble(body, "top_p", 0, 1) ?? 1.0;
+        var temperature = OptionalDouble(body, "temperature", 0, 2);
+        var topP = OptionalDouble(body, "top_p", 0, 1);
         if (topP == 0)
             throw new OpenAiException(400, "top_p must be greater than 0.", "top_p");
         var stop = body["stop"] switch
